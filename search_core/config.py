@@ -1,0 +1,231 @@
+"""The search configuration: frozen dataclasses, validated on construction.
+
+``SearchConfig`` is the unit of reproducibility of one search: it, the data and the package
+versions determine the result. It is stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from search_core.configtools import from_mapping, to_plain
+from search_core.data import DataConfig
+from search_core.errors import ConfigError
+from search_core.ops import OPS
+from search_core.placements import PLACEMENTS
+from search_core.schedules import SCHEDULES
+
+CELL_TYPES = ("normal", "reduce")
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """DARTS macro-structure: stem -> ``cells`` cells of ``nodes`` nodes -> pool -> linear."""
+
+    ops: tuple[str, ...] = ("max_pool_3x3", "skip_connect", "sep_conv_3x3")
+    cells: int = 3
+    nodes: int = 4
+    channels: int = 8
+    stem_multiplier: int = 3
+
+    def __post_init__(self) -> None:
+        _require(len(self.ops) >= 2, f"space.ops: got {list(self.ops)}; need at least 2 ops")
+        _require(
+            len(set(self.ops)) == len(self.ops), f"space.ops: duplicate op in {list(self.ops)}"
+        )
+        for name in self.ops:
+            OPS.get(name, "space.ops")
+        _require(self.cells >= 1, f"space.cells: got {self.cells}; need >= 1")
+        _require(self.nodes >= 1, f"space.nodes: got {self.nodes}; need >= 1")
+        _require(self.channels >= 2, f"space.channels: got {self.channels}; need >= 2")
+        _require(
+            self.stem_multiplier >= 1,
+            f"space.stem_multiplier: got {self.stem_multiplier}; need >= 1",
+        )
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.ops)
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        """(from, to) node pairs in edge order; nodes 0 and 1 are the cell inputs."""
+        return tuple((i, j + 2) for j in range(self.nodes) for i in range(j + 2))
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.edges)
+
+    @property
+    def reduction_cells(self) -> frozenset[int]:
+        """Indices of reduction cells: floor(L/3) and floor(2L/3)."""
+        return frozenset({self.cells // 3, 2 * self.cells // 3})
+
+
+@dataclass(frozen=True)
+class HyperNetConfig:
+    """Reference points s_ref,r with logit tables A_r; alpha(s) = sum_r w_r(s) A_r."""
+
+    placement: str = "vertices"
+    num_refs: int | None = None
+    bandwidth: float = 1.0
+    init_scale: float = 1e-3
+
+    def __post_init__(self) -> None:
+        PLACEMENTS.get(self.placement, "hypernet.placement")
+        _require(
+            self.num_refs is None or self.num_refs >= 1,
+            f"hypernet.num_refs: got {self.num_refs}; need >= 1 (or null for the default)",
+        )
+        _require(
+            _finite(self.bandwidth) and self.bandwidth > 0,
+            f"hypernet.bandwidth: got {self.bandwidth}; need a finite value > 0",
+        )
+        _require(self.init_scale >= 0, f"hypernet.init_scale: got {self.init_scale}; need >= 0")
+
+
+@dataclass(frozen=True)
+class TemperatureConfig:
+    """Gumbel-Softmax temperature from ``t_start`` to ``t_end``, stepped per epoch or step."""
+
+    schedule: str = "linear"
+    t_start: float = 1.0
+    t_end: float = 0.2
+    per: Literal["epoch", "step"] = "epoch"
+
+    def __post_init__(self) -> None:
+        shape = SCHEDULES.get(self.schedule, "temperature.schedule")
+        for key in ("t_start", "t_end"):
+            value = getattr(self, key)
+            _require(
+                _finite(value) and value > 0,
+                f"temperature.{key}: got {value}; the temperature must be finite and > 0",
+            )
+        _require(
+            not shape.annealing or self.t_end <= self.t_start,
+            f"temperature.t_end: got {self.t_end} > t_start={self.t_start}; schedule "
+            f"{self.schedule!r} anneals, so set t_end <= t_start (or schedule 'constant')",
+        )
+        _require(self.per in ("epoch", "step"), f"temperature.per: got {self.per!r}; "
+                 "expected 'epoch' or 'step'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Single-level training of supernet weights w and hypernetwork a (METHOD.md section 4).
+
+    ``optimizer``: "sgd+adam" (reference code: SGD with cosine decay and gradient clipping for
+    w, Adam(betas 0.5, 0.999) for a) or "adam" (the seed text: Adam for both).
+    ``op_costs``: "none" (c_m = 1), "params" (c_m = relative parameter count of op m) or a
+    mapping op name -> c_m; the penalty of op m is s_m * c_m.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    kappa: float = 1.0
+    cost_uses_temperature: bool = True
+    op_costs: str | Mapping[str, float] = "none"
+    s_draws: int = 1
+    gumbel_per_example: bool = False
+    optimizer: Literal["sgd+adam", "adam"] = "sgd+adam"
+    w_lr: float | None = None
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    a_lr: float = 1e-3
+    a_weight_decay: float = 1e-3
+    grad_clip: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"train.epochs: got {self.epochs}; need >= 1")
+        _require(self.batch_size >= 1, f"train.batch_size: got {self.batch_size}; need >= 1")
+        _require(
+            _finite(self.kappa) and self.kappa >= 0,
+            f"train.kappa: got {self.kappa}; need a finite value >= 0",
+        )
+        _require(
+            0 <= self.w_momentum < 1, f"train.w_momentum: got {self.w_momentum}; need [0, 1)"
+        )
+        for key in ("w_weight_decay", "a_weight_decay"):
+            value = getattr(self, key)
+            _require(_finite(value) and value >= 0, f"train.{key}: got {value}; need >= 0")
+        _require(
+            self.grad_clip is None or (_finite(self.grad_clip) and self.grad_clip > 0),
+            f"train.grad_clip: got {self.grad_clip}; need > 0 (or null for no clipping)",
+        )
+        _require(self.s_draws >= 1, f"train.s_draws: got {self.s_draws}; need >= 1")
+        _require(
+            self.optimizer in ("sgd+adam", "adam"),
+            f"train.optimizer: got {self.optimizer!r}; expected 'sgd+adam' or 'adam'",
+        )
+        _require(self.w_lr is None or self.w_lr > 0, f"train.w_lr: got {self.w_lr}; need > 0")
+        _require(self.a_lr > 0, f"train.a_lr: got {self.a_lr}; need > 0")
+        if isinstance(self.op_costs, str):
+            _require(
+                self.op_costs in ("none", "params"),
+                f"train.op_costs: got {self.op_costs!r}; expected 'none', 'params' "
+                "or a mapping op -> weight",
+            )
+        else:
+            bad = {k: v for k, v in self.op_costs.items() if not (_finite(v) and v >= 0)}
+            _require(not bad, f"train.op_costs: weights {bad}; need finite values >= 0")
+
+    @property
+    def weight_lr(self) -> float:
+        if self.w_lr is not None:
+            return self.w_lr
+        return 0.025 if self.optimizer == "sgd+adam" else 1e-3
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything one search run needs; ``SearchConfig.from_dict(cfg.to_dict()) == cfg``."""
+
+    space: SearchSpace = field(default_factory=SearchSpace)
+    hypernet: HyperNetConfig = field(default_factory=HyperNetConfig)
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        costs = self.train.op_costs
+        if not isinstance(costs, str):
+            missing = sorted(set(self.space.ops) - set(costs))
+            extra = sorted(set(costs) - set(self.space.ops))
+            _require(
+                not missing and not extra,
+                f"train.op_costs: needs exactly the ops of space.ops; missing {missing}, "
+                f"not in space.ops {extra}",
+            )
+        _require(
+            self.threads is None or self.threads >= 1,
+            f"threads: got {self.threads}; need >= 1 (or null to keep torch's default)",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        return from_mapping(cls, data)
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,249 @@
+"""Evaluate the family of architectures one search produced, over a set of probes s.
+
+Per probe: the hard one-hot architecture's validation accuracy on the shared supernet weights
+with BN statistics recalibrated for that genotype, whole-network and in-cell op parameters,
+op counts per cell type. For the family: the accuracy/complexity Pareto front, its
+hypervolume against a recorded reference point, and the controllability score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from search_core.config import CELL_TYPES, SearchSpace
+from search_core.costs import heaviest_genotype
+from search_core.data import DataSplits, Split
+from search_core.discrete import DiscreteNetwork
+from search_core.errors import ConfigError
+from search_core.genotype import Genotype
+from search_core.metrics import hypervolume_2d, pareto_front, spearman
+from search_core.ops import op_role
+from search_core.placements import das_dennis, lattice_size
+from search_core.supernet import SuperNet
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from search_core.result import SearchResult
+
+Complexity = Literal["params", "cell_params"]
+
+# The seed's probes, as (penalised-op value, other-op value) per penalised role, for its
+# two op sets (METHOD.md section 5). Rows are renormalised to sum to 1.
+_SEED_PROBES = {
+    (("conv", 1), ("identity", 1), ("pool", 1)): {
+        "conv": (0.70, 0.15), "pool": (0.70, 0.15), "identity": (0.70, 0.15),
+    },
+    (("conv", 2), ("identity", 1), ("pool", 2)): {
+        "conv": (0.38, 0.077), "pool": (0.38, 0.077), "identity": (0.55, 0.11),
+    },
+}
+_PROBE_NAMES = {"conv": "B", "pool": "C", "identity": "D"}
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    s: tuple[float, ...]
+
+
+def seed_probes(ops: Sequence[str]) -> list[Probe]:
+    """A (uniform), B (conv penalty), C (pool penalty), D (identity penalty).
+
+    Exactly the seed's values for its 3- and 5-op sets; for other op sets the penalised ops
+    get 5x the value of the others. A probe whose role no op has is left out."""
+    roles = [op_role(name) for name in ops]
+    signature = tuple(sorted((r, roles.count(r)) for r in set(roles)))
+    values = _SEED_PROBES.get(signature, {r: (5.0, 1.0) for r in _PROBE_NAMES})
+    probes = [Probe("A", tuple([1.0 / len(ops)] * len(ops)))]
+    for role, name in sorted(_PROBE_NAMES.items(), key=lambda item: item[1]):
+        if role not in roles:
+            continue
+        high, low = values[role]
+        raw = np.array([high if r == role else low for r in roles])
+        probes.append(Probe(name, tuple((raw / raw.sum()).tolist())))
+    return probes
+
+
+def lattice_probes(num_ops: int, divisions: int | None = None) -> list[Probe]:
+    """Das-Dennis lattice probes L0, L1, ...; default: the first lattice with >= 12 points."""
+    if divisions is None:
+        divisions = 1
+        while lattice_size(num_ops, divisions) < 12:
+            divisions += 1
+    return [Probe(f"L{i}", tuple(p.tolist())) for i, p in enumerate(das_dennis(num_ops, divisions))]
+
+
+def default_probes(ops: Sequence[str]) -> list[Probe]:
+    return seed_probes(ops) + lattice_probes(len(ops))
+
+
+@dataclass(frozen=True)
+class FamilyMember:
+    probe: str
+    s: tuple[float, ...]
+    genotype: Genotype
+    accuracy: float
+    params: int
+    cell_params: int
+    op_counts: dict[str, dict[str, int]]
+
+    def complexity(self, axis: Complexity) -> float:
+        return float(self.params if axis == "params" else self.cell_params)
+
+
+@dataclass(frozen=True)
+class FamilyTable:
+    ops: tuple[str, ...]
+    members: tuple[FamilyMember, ...]
+    complexity: Complexity
+    reference: tuple[float, float]  # (accuracy, complexity) of the hypervolume box
+    front: tuple[int, ...]
+    hypervolume: float
+    controllability: float
+    controllability_per_op: dict[str, float] = field(default_factory=dict)
+
+    def member(self, probe: str) -> FamilyMember:
+        for m in self.members:
+            if m.probe == probe:
+                return m
+        raise KeyError(probe)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat, JSON-able row per probe."""
+        rows = []
+        for index, m in enumerate(self.members):
+            row: dict[str, Any] = {"probe": m.probe}
+            row |= {f"s_{op}": s for op, s in zip(self.ops, m.s)}
+            row |= {"accuracy": m.accuracy, "params": m.params, "cell_params": m.cell_params}
+            for kind in ("total", *CELL_TYPES):
+                prefix = "n" if kind == "total" else kind
+                row |= {f"{prefix}_{op}": m.op_counts[kind].get(op, 0) for op in self.ops}
+            row["on_front"] = index in self.front
+            row["genotype"] = m.genotype.to_json()
+            rows.append(row)
+        return rows
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "hypervolume": self.hypervolume,
+            "reference": list(self.reference),
+            "complexity": self.complexity,
+            "controllability": self.controllability,
+            "controllability_per_op": self.controllability_per_op,
+            "front": [self.members[i].probe for i in self.front],
+        }
+
+
+@contextmanager
+def recalibrated_bn(
+    net: nn.Module, choice: torch.Tensor, train: Split, batches: int = 8, batch_size: int = 128
+) -> Iterator[None]:
+    """Inside the block, ``net``'s BN statistics are re-estimated for the hard architecture
+    ``choice`` on up to ``batches`` train batches; outside, they are restored."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(),
+              m.momentum) for m in bns]  # type: ignore[union-attr]
+    was_training = net.training
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the recalibration batches
+        net.train()
+        with torch.no_grad():
+            for start in range(0, min(len(train), batches * batch_size), batch_size):
+                net(train.x[start : start + batch_size], choice=choice)
+        net.eval()
+        yield
+    finally:
+        for m, (mean, var, count, momentum) in zip(bns, saved):
+            m.running_mean.copy_(mean)  # type: ignore[union-attr]
+            m.running_var.copy_(var)  # type: ignore[union-attr]
+            m.num_batches_tracked.copy_(count)  # type: ignore[union-attr]
+            m.momentum = momentum
+        net.train(was_training)
+
+
+@torch.no_grad()
+def hard_accuracy(supernet: SuperNet, choice: torch.Tensor, data: DataSplits) -> float:
+    """Validation accuracy of the one-hot architecture with recalibrated BN statistics."""
+    with recalibrated_bn(supernet, choice, data.train):
+        correct = 0
+        for start in range(0, len(data.val), 256):
+            x, y = data.val.x[start : start + 256], data.val.y[start : start + 256]
+            correct += int((supernet(x, choice=choice).argmax(1) == y).sum())
+    return correct / max(len(data.val), 1)
+
+
+def parameter_counts(genotype: Genotype, space: SearchSpace, info: dict[str, Any]) -> tuple[
+    int, int
+]:
+    net = DiscreteNetwork(genotype, space, info["in_channels"], info["num_classes"])
+    return net.num_params(), net.cell_op_params()
+
+
+def controllability(
+    ops: Sequence[str], members: Sequence[FamilyMember]
+) -> tuple[float, dict[str, float]]:
+    """Per op m: Spearman correlation of s_m with the count of op m across probes; the score
+    is the mean over ops where both vary (NaN if none). Negative = control works."""
+    per_op = {
+        op: spearman([m.s[i] for m in members], [m.op_counts["total"].get(op, 0) for m in members])
+        for i, op in enumerate(ops)
+    }
+    defined = [v for v in per_op.values() if not np.isnan(v)]
+    return (float(np.mean(defined)) if defined else float("nan")), per_op
+
+
+def evaluate_family(
+    result: SearchResult,
+    data: DataSplits,
+    probes: Sequence[Probe] | None = None,
+    complexity: Complexity = "params",
+    reference: tuple[float, float] | None = None,
+) -> FamilyTable:
+    """Evaluate every probe; ``reference`` defaults to (accuracy 0, complexity of the
+    heaviest architecture in the space) and is recorded in the table."""
+    if complexity not in ("params", "cell_params"):
+        raise ConfigError(f"complexity: got {complexity!r}; expected 'params' or 'cell_params'")
+    space, info = result.config.space, result.data_info
+    probes = list(probes) if probes is not None else default_probes(space.ops)
+    cache: dict[Genotype, tuple[float, int, int]] = {}
+    members = []
+    for probe in probes:
+        genotype = result.genotype(probe.s)
+        if genotype not in cache:
+            acc = hard_accuracy(result.supernet, genotype.choice(space), data)
+            cache[genotype] = (acc, *parameter_counts(genotype, space, info))
+        acc, params, cell_params = cache[genotype]
+        counts = {k: dict(v) for k, v in genotype.op_counts().items()}
+        members.append(FamilyMember(probe.name, probe.s, genotype, acc, params, cell_params,
+                                    counts))
+    if reference is None:
+        heavy = parameter_counts(heaviest_genotype(space), space, info)
+        reference = (0.0, float(heavy[0] if complexity == "params" else heavy[1]))
+    accs = [m.accuracy for m in members]
+    cxs = [m.complexity(complexity) for m in members]
+    score, per_op = controllability(space.ops, members)
+    return FamilyTable(
+        ops=space.ops,
+        members=tuple(members),
+        complexity=complexity,
+        reference=reference,
+        front=tuple(pareto_front(accs, cxs)),
+        hypervolume=hypervolume_2d(accs, cxs, reference),
+        controllability=score,
+        controllability_per_op=per_op,
+    )

@@ -1,0 +1,140 @@
+"""The outcome of one search: a trained supernet + hypernetwork, i.e. a family of models.
+
+Checkpoints store the config, so ``SearchResult.load(path)`` rebuilds everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from search_core.config import SearchConfig
+from search_core.discrete import DiscreteNetwork
+from search_core.errors import ConfigError
+from search_core.genotype import Genotype, derive
+from search_core.hypernet import HyperNet, build_hypernet
+from search_core.supernet import SuperNet
+
+if TYPE_CHECKING:
+    from search_core.data import DataSplits
+    from search_core.family import FamilyTable, Probe
+
+CHECKPOINT_VERSION = 1
+
+
+def as_simplex_point(s: Sequence[float] | torch.Tensor, num_ops: int) -> torch.Tensor:
+    """Validate a complexity vector: k non-negative entries summing to 1."""
+    vec = torch.as_tensor(s, dtype=torch.float32).flatten()
+    if vec.numel() != num_ops or bool((vec < 0).any()) or abs(float(vec.sum()) - 1) > 1e-4:
+        raise ConfigError(
+            f"s = {vec.tolist()}: need {num_ops} non-negative entries summing to 1 "
+            "(one penalty per op, in space.ops order)"
+        )
+    return vec
+
+
+@dataclass
+class SearchResult:
+    config: SearchConfig
+    supernet: SuperNet
+    hypernet: HyperNet
+    history: list[dict[str, float]] = field(default_factory=list)
+    data_info: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return self.config.space.ops
+
+    @torch.no_grad()
+    def alpha(self, s: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """Architecture logits (2, E, k) for complexity vector s."""
+        return self.hypernet(as_simplex_point(s, len(self.ops)))
+
+    def genotype(self, s: Sequence[float] | torch.Tensor) -> Genotype:
+        return derive(self.alpha(s), self.config.space)
+
+    def model(
+        self, s: Sequence[float] | torch.Tensor, data: DataSplits | None = None
+    ) -> DiscreteNetwork:
+        """The standalone network for s with the supernet's weights for its chosen ops; with
+        ``data``, BN statistics are first recalibrated for that genotype on the train split."""
+        from search_core.family import recalibrated_bn
+
+        genotype = self.genotype(s)
+        net = DiscreteNetwork(
+            genotype, self.config.space, self.data_info["in_channels"],
+            self.data_info["num_classes"],
+        )
+        if data is None:
+            return net.inherit_from(self.supernet).eval()
+        with recalibrated_bn(self.supernet, genotype.choice(self.config.space), data.train):
+            return net.inherit_from(self.supernet).eval()
+
+    def family(self, data: DataSplits, probes: Sequence[Probe] | None = None,
+               **options: Any) -> FamilyTable:
+        """Evaluate the family over probes (default: the seed's A-D plus a lattice)."""
+        from search_core.family import evaluate_family
+
+        return evaluate_family(self, data, probes, **options)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "version": CHECKPOINT_VERSION,
+            "config": self.config.to_dict(),
+            "supernet": self.supernet.state_dict(),
+            "hypernet": self.hypernet.state_dict(),
+            "history": self.history,
+            "data_info": self.data_info,
+            "seconds": self.seconds,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchResult:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+        config = SearchConfig.from_dict(payload["config"])
+        info = payload["data_info"]
+        supernet = SuperNet(config.space, info["in_channels"], info["num_classes"])
+        supernet.load_state_dict(payload["supernet"])
+        hypernet = build_hypernet(config)
+        hypernet.load_state_dict(payload["hypernet"])
+        return cls(config, supernet.eval(), hypernet, payload["history"], info,
+                   payload["seconds"])
+
+
+def save_model(model: DiscreteNetwork, path: str | Path, **meta: Any) -> Path:
+    """Save a derived network with everything needed to rebuild it (genotype, space)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "version": CHECKPOINT_VERSION,
+        "genotype": model.genotype.to_dict(),
+        "space": SearchConfig(space=model.space).to_dict()["space"],
+        "in_channels": model.stem[0].in_channels,
+        "num_classes": model.classifier.out_features,
+        "state_dict": model.state_dict(),
+        "meta": meta,
+    }
+    torch.save(payload, path)
+    return path
+
+
+def load_model(path: str | Path) -> DiscreteNetwork:
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    space = SearchConfig.from_dict({"space": payload["space"]}).space
+    net = DiscreteNetwork(
+        Genotype.from_dict(payload["genotype"]), space, payload["in_channels"],
+        payload["num_classes"],
+    )
+    net.load_state_dict(payload["state_dict"])
+    return net.eval()
