@@ -1,0 +1,95 @@
+"""The ``hpo`` command: run, list, show, export.
+
+Every entry point is ``main(argv) -> int``; bad input prints one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from search_core.errors import NasHpoError
+
+EXIT_BAD_INPUT = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage: journal file path (default runs/hpo.journal), "
+                             "sqlite:///FILE.db or postgresql://USER@HOST/DB")
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hpo.samplers import PRUNERS, SAMPLERS
+
+    parser = argparse.ArgumentParser(prog="hpo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) a study")
+    run.add_argument("--study", default=None, help="study file (default studies/digits.yaml)")
+    run.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS.names())}")
+    run.add_argument("--trials", type=int, default=20, help="complete trials of the study")
+    run.add_argument("--timeout", type=float, default=None, help="stop asking after S seconds")
+    run.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    run.add_argument("--seed", type=int, default=0, help="sampler and search seed")
+    run.add_argument("--name", default=None, help="study name (default: the study file's)")
+    run.add_argument("--pruner", default="none", help=f"one of {', '.join(PRUNERS.names())}")
+    run.add_argument("--max-failures", type=int, default=5, help="stop after N failed trials")
+    run.add_argument("--artifacts", default="runs", help="folder for trial checkpoints")
+    run.add_argument("--data-root", default=None,
+                     help="folder with the data set's files (sets NAS_HPO_DATA)")
+    run.add_argument("--threads", type=int, default=None, help="torch threads per trial")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    _common(run)
+
+    lst = sub.add_parser("list", help="list the studies in a storage")
+    _common(lst)
+
+    show = sub.add_parser("show", help="show a study's trials")
+    show.add_argument("name")
+    show.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    _common(show)
+
+    export = sub.add_parser("export", help="export a family member's genotype (and model)")
+    export.add_argument("name")
+    export.add_argument("--trial", default="best", help="trial number or 'best'")
+    export.add_argument("--s", required=True, help="complexity vector, e.g. 0.2,0.2,0.6")
+    export.add_argument("--out", required=True, help="genotype JSON file to write")
+    export.add_argument("--model", default=None, help="also write the network weights here")
+    _common(export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from hpo import commands
+
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": commands.cmd_run,
+        "list": commands.cmd_list,
+        "show": commands.cmd_show,
+        "export": commands.cmd_export,
+    }
+    try:
+        return handlers[args.command](args)
+    except NasHpoError as err:
+        if args.debug:
+            raise
+        print(f"hpo {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

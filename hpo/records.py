@@ -1,0 +1,93 @@
+"""What a study and its trials keep besides Optuna's own fields, and how to read it back."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+WORKER_ATTR = "worker"  # "host:pid" of the process running a trial
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process that claimed a trial still runs (unknowable on another host)."""
+    if not owner or ":" not in owner:
+        return False
+    host, pid = owner.rsplit(":", 1)
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Versions, git commit, CPU and threads: enough to tell two machines' studies apart."""
+    versions = {}
+    for package in ("nas-hpo", "torch", "optuna", "numpy", "scikit-learn", "scikit-optimize",
+                    "ray"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "git_commit": git_commit(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads_per_trial": threads,
+        "host": socket.gethostname(),
+    }
+
+
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """One flat row per trial for `hpo show`."""
+    attrs = trial.user_attrs
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+    if trial.values is not None:
+        for i, value in enumerate(trial.values):
+            row["value" if len(trial.values) == 1 else f"value_{i}"] = value
+    row |= {f"param_{k}": v for k, v in trial.params.items()}
+    summary = attrs.get("family_summary", {})
+    row["hypervolume"] = summary.get("hypervolume")
+    row["controllability"] = summary.get("controllability")
+    row["seconds"] = attrs.get("seconds")
+    row["fail_reason"] = attrs.get("fail_reason")
+    return row

@@ -1,0 +1,361 @@
+"""Create or resume a study, then run its trials in one or more local worker processes.
+
+The sampler decides what to try; workers ask it, run the objective and tell the result.
+Exactness of ``--trials`` across workers comes from a file lock around "count, then ask".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import logging
+import multiprocessing
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.objective import evaluate, reference_complexity
+from hpo.records import WORKER_ATTR, environment, owner_alive, worker_id
+from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
+from hpo.storage import open_storage, study_names
+from hpo.study import ParamSpec, StudySpec, load_study
+from search_core.errors import ConfigError, NasHpoError
+
+log = logging.getLogger(__name__)
+DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    study_path: str | None
+    sampler: str = "tpe"
+    trials: int = 20
+    timeout: float | None = None
+    jobs: int = 1
+    seed: int = 0
+    name: str | None = None
+    storage: str | None = None
+    pruner: str = "none"
+    max_failures: int = 5
+    artifacts: str = "runs"
+    threads: int | None = None
+
+
+@dataclass
+class RunSummary:
+    name: str
+    complete: int
+    pruned: int
+    failed: int
+    best: dict[str, Any] | None
+    storage: str
+    artifacts: str
+    stopped_because: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def validate(options: RunOptions) -> tuple[StudySpec, float]:
+    """Everything that can be checked before anything is written; returns the study and
+    its hypervolume reference complexity (this loads the data set, so a missing data
+    folder fails here)."""
+    spec = load_study(options.study_path)
+    build_sampler(options.sampler, options.seed, spec.objective.directions)
+    PRUNERS.get(options.pruner, "--pruner")
+    if options.trials < 1:
+        raise ConfigError(f"--trials: got {options.trials}; need >= 1")
+    if options.jobs < 1:
+        raise ConfigError(f"--jobs: got {options.jobs}; need >= 1")
+    if options.sampler == "grid":
+        grid_cells(spec)  # raises when a parameter has no grid values
+    return spec, reference_complexity(spec)
+
+
+def study_name(options: RunOptions, spec: StudySpec) -> str:
+    return options.name or spec.name
+
+
+def grid_values(name: str, param: ParamSpec, grid: dict[str, tuple[Any, ...]]) -> list[Any]:
+    if name in grid:
+        return list(grid[name])
+    if param.type == "categorical":
+        return list(param.choices or ())
+    if param.type == "int" and not param.log:
+        step = int(param.step or 1)
+        return list(range(int(param.low), int(param.high) + 1, step))  # type: ignore[arg-type]
+    raise ConfigError(f"grid.{name}: the grid sampler needs explicit values for the "
+                      f"{param.type} parameter {name!r}; add them under grid:")
+
+
+def grid_cells(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every combination of the grid values, in a fixed order."""
+    names = sorted(spec.params)
+    values = [grid_values(n, spec.params[n], dict(spec.grid)) for n in names]
+    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def suggest(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
+    if param.type == "categorical":
+        return trial.suggest_categorical(name, list(param.choices or ()))
+    if param.type == "int":
+        return trial.suggest_int(name, int(param.low), int(param.high),  # type: ignore[arg-type]
+                                 step=int(param.step or 1), log=param.log)
+    return trial.suggest_float(name, float(param.low), float(param.high),  # type: ignore[arg-type]
+                               step=param.step, log=param.log)
+
+
+def create_or_resume(options: RunOptions, spec: StudySpec, reference: float) -> optuna.Study:
+    name = study_name(options, spec)
+    storage = open_storage(options.storage)
+    sampler = build_sampler(options.sampler, options.seed, spec.objective.directions)
+    if name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        stored = study.user_attrs.get("fingerprint")
+        if stored != spec.fingerprint():
+            raise ConfigError(
+                f"study {name!r} exists in {options.storage or 'runs/hpo.journal'} with a "
+                "different study file; restore that file, or start a new study with --name"
+            )
+        recover_stale_trials(study)
+    else:
+        study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
+                                    directions=spec.objective.directions)
+        study.set_user_attr("study_file", spec.to_dict())
+        study.set_user_attr("study_source", spec.source)
+        study.set_user_attr("fingerprint", spec.fingerprint())
+        study.set_user_attr("reference_complexity", reference)
+        study.set_user_attr("environment", environment(options.threads))
+    study.set_user_attr("sampler", options.sampler)
+    if SAMPLERS.get(options.sampler).enumerates_grid and not study.user_attrs.get("grid"):
+        enqueue_grid(study, spec, options.seed)
+    return study
+
+
+def enqueue_grid(study: optuna.Study, spec: StudySpec, seed: int) -> None:
+    """Enqueue every grid cell once, in an order shuffled by ``seed``."""
+    cells = grid_cells(spec)
+    random.Random(seed).shuffle(cells)
+    for cell in cells:
+        study.enqueue_trial(cell, user_attrs={"grid_cell": True})
+    study.set_user_attr("grid", len(cells))
+
+
+def recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a dead process: mark FAIL and enqueue their parameters again."""
+    stale = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if owner_alive(trial.user_attrs.get(WORKER_ATTR)):
+            continue
+        storage = study._storage
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                    "worker died (process gone); configuration re-enqueued")
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                      "grid_cell": bool(trial.user_attrs.get(
+                                                          "grid_cell"))})
+        stale.append(trial.number)
+    if stale:
+        log.warning("marked trials %s failed (their process died) and re-enqueued them", stale)
+    return stale
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def state_counts(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state] += 1
+    return counts
+
+
+def _threads(options: RunOptions) -> int:
+    return options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
+
+
+def next_action(
+    study: optuna.Study, options: RunOptions, grid: bool, deadline: float | None,
+    base_failures: int,
+) -> str:
+    """"ask", "wait" (another worker's trial may still fail) or "stop:<reason>"."""
+    counts = state_counts(study)
+    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    running, waiting = counts[TrialState.RUNNING], counts[TrialState.WAITING]
+    if done >= options.trials:
+        return "stop:trials"
+    if counts[TrialState.FAIL] - base_failures >= options.max_failures:
+        return "stop:failures"
+    if deadline is not None and time.time() > deadline:
+        return "stop:timeout"
+    if done + running >= options.trials or (grid and waiting == 0):
+        return "wait" if running else ("stop:grid" if grid else "stop:trials")
+    return "ask"
+
+
+def run_worker(
+    options: RunOptions,
+    name: str,
+    index: int,
+    deadline: float | None,
+    base_failures: int,
+    progress: Any = None,
+) -> None:
+    """Ask, run and tell trials until the study has its trials (or a stop condition)."""
+    spec = load_study(options.study_path)
+    study = optuna.load_study(
+        study_name=name,
+        storage=open_storage(options.storage),
+        sampler=build_sampler(options.sampler, options.seed + index, spec.objective.directions),
+        pruner=PRUNERS.get(options.pruner)(spec.epochs),
+    )
+    grid = SAMPLERS.get(options.sampler).enumerates_grid
+    lock = Path(options.artifacts) / f"{name}.lock"
+    while True:
+        with file_lock(lock):
+            action = next_action(study, options, grid, deadline, base_failures)
+            trial = study.ask() if action == "ask" else None
+            if trial is not None:
+                trial.set_user_attr(WORKER_ATTR, worker_id())
+        if action.startswith("stop"):
+            return
+        if trial is None:
+            time.sleep(0.5)
+            continue
+        run_trial(study, trial, spec, options, name)
+        if progress is not None:
+            progress.update(study)
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, options: RunOptions, name: str
+) -> None:
+    """One trial: FAIL with its reason on any error, PRUNED when the pruner says so."""
+    history: list[dict[str, float]] = []
+    single = len(spec.objective.directions) == 1
+
+    def on_epoch(metrics: Any) -> None:
+        history.append(metrics.to_dict())
+        trial.set_user_attr("history", history)
+        if single:
+            trial.report(metrics.val_acc, metrics.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {metrics.epoch}")
+
+    params: dict[str, Any] = {}
+    try:
+        params = {n: suggest(trial, n, p) for n, p in spec.params.items()}
+        trial.set_user_attr("seed", options.seed)
+        outcome = evaluate(
+            spec, params, options.seed, study.user_attrs["reference_complexity"],
+            on_epoch=on_epoch,
+            checkpoint=Path(options.artifacts) / name / f"trial-{trial.number}.pt",
+            threads=_threads(options),
+        )
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    except KeyboardInterrupt:
+        trial.set_user_attr("fail_reason", "interrupted; configuration re-enqueued")
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+        raise
+    except Exception as err:  # a failing trial is recorded, the study goes on
+        reason = f"{type(err).__name__}: {err}"
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d failed: %s", trial.number, reason)
+        return
+    table = outcome.family
+    trial.set_user_attr("family", table.rows())
+    trial.set_user_attr("family_summary", table.summary())
+    trial.set_user_attr("seconds", outcome.seconds)
+    trial.set_user_attr("checkpoint", outcome.checkpoint)
+    study.tell(trial, outcome.values)
+
+
+def _worker_entry(options: dict[str, Any], name: str, index: int, deadline: float | None,
+                  base_failures: int) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    run_worker(RunOptions(**options), name, index, deadline, base_failures)
+
+
+def run(options: RunOptions, progress: Any = None) -> RunSummary:
+    """Validate, create or resume the study, run its trials, summarise."""
+    spec, reference = validate(options)
+    study = create_or_resume(options, spec, reference)
+    name = study.study_name
+    base_failures = state_counts(study)[TrialState.FAIL]
+    deadline = time.time() + options.timeout if options.timeout else None
+    if progress is not None:
+        progress.start(study, options.trials)
+    if options.jobs == 1:
+        run_worker(options, name, 0, deadline, base_failures, progress)
+    else:
+        _run_processes(options, name, deadline, base_failures, study, progress)
+    if progress is not None:
+        progress.update(study)
+        progress.close()
+    return summarise(study, options, base_failures)
+
+
+def _run_processes(options: RunOptions, name: str, deadline: float | None, base_failures: int,
+                   study: optuna.Study, progress: Any) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    workers = [
+        ctx.Process(target=_worker_entry,
+                    args=(asdict(options), name, index, deadline, base_failures))
+        for index in range(options.jobs)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        while any(w.is_alive() for w in workers):
+            if progress is not None:
+                progress.update(study)
+            time.sleep(1.0)
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+
+
+def summarise(study: optuna.Study, options: RunOptions, base_failures: int) -> RunSummary:
+    counts = state_counts(study)
+    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    best: dict[str, Any] | None = None
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if complete and len(study.directions) == 1:
+        trial = study.best_trial
+        best = {"number": trial.number, "value": trial.value, "params": trial.params}
+    elif complete:
+        best = {"pareto_trials": [t.number for t in study.best_trials]}
+    reason = "trials" if done >= options.trials else "stopped early"
+    if counts[TrialState.FAIL] - base_failures >= options.max_failures:
+        reason = f"{options.max_failures} failed trials (--max-failures)"
+    return RunSummary(
+        name=study.study_name,
+        complete=counts[TrialState.COMPLETE],
+        pruned=counts[TrialState.PRUNED],
+        failed=counts[TrialState.FAIL],
+        best=best,
+        storage=options.storage or "runs/hpo.journal",
+        artifacts=str(Path(options.artifacts) / study.study_name),
+        stopped_because=reason,
+    )
+
+
+__all__ = ["NasHpoError", "RunOptions", "RunSummary", "run"]
