@@ -7,6 +7,7 @@ import torch
 from search_core.config import CELL_TYPES, SearchConfig, SearchSpace
 from search_core.genotype import Genotype
 from search_core.ops import build_op, count_params
+from search_core.supernet import cell_shapes
 
 
 def complexity_cost(
@@ -26,25 +27,15 @@ def complexity_cost(
     return (torch.softmax(logits, dim=-1) * penalty).sum(-1).mean()
 
 
-def cell_channels(space: SearchSpace) -> list[int]:
-    """Channels inside each cell: C, doubled at every reduction cell."""
-    channels, c = [], space.channels
-    for index in range(space.cells):
-        if index in space.reduction_cells:
-            c *= 2
-        channels.append(c)
-    return channels
-
-
 def op_param_table(space: SearchSpace) -> torch.Tensor:
     """(2, E, k): parameters op m adds on edge e summed over all cells of that type."""
     table = torch.zeros(len(CELL_TYPES), space.num_edges, space.num_ops)
-    for index, c in enumerate(cell_channels(space)):
-        kind = 1 if index in space.reduction_cells else 0
+    for shape in cell_shapes(space):
+        kind = 1 if shape.reduction else 0
         for e, (i, _) in enumerate(space.edges):
-            stride = 2 if kind == 1 and i < 2 else 1
             for m, name in enumerate(space.ops):
-                table[kind, e, m] += count_params(build_op(name, c, stride, affine=True))
+                op = build_op(name, shape.c, shape.edge_stride(i), affine=True)
+                table[kind, e, m] += count_params(op)
     return table
 
 

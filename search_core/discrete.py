@@ -12,28 +12,25 @@ from torch import nn
 from search_core.config import SearchSpace
 from search_core.genotype import Genotype
 from search_core.ops import build_op, count_params
-from search_core.supernet import SuperNet, cell_input_preprocess
+from search_core.supernet import (
+    CellShape,
+    SuperNet,
+    cell_input_preprocess,
+    cell_shapes,
+    make_stem,
+)
 
 
 class DiscreteCell(nn.Module):
-    def __init__(
-        self,
-        ops: tuple[str, ...],
-        space: SearchSpace,
-        c_prev_prev: int,
-        c_prev: int,
-        c: int,
-        reduction: bool,
-        reduction_prev: bool,
-    ) -> None:
+    def __init__(self, ops: tuple[str, ...], space: SearchSpace, shape: CellShape) -> None:
         super().__init__()
-        self.reduction = reduction
+        self.reduction = shape.reduction
         self.nodes = space.nodes
         self.preprocess0, self.preprocess1 = cell_input_preprocess(
-            c_prev_prev, c_prev, c, reduction_prev, affine=True
+            shape.c_prev_prev, shape.c_prev, shape.c, shape.reduction_prev, affine=True
         )
         self.edges = nn.ModuleList(
-            build_op(name, c, 2 if reduction and i < 2 else 1, affine=True)
+            build_op(name, shape.c, shape.edge_stride(i), affine=True)
             for name, (i, _) in zip(ops, space.edges)
         )
 
@@ -59,24 +56,14 @@ class DiscreteNetwork(nn.Module):
         genotype.choice(space)  # validates edges and op names against the space
         self.genotype = genotype
         self.space = space
-        c = space.channels
-        c_stem = space.stem_multiplier * c
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
+        self.stem = make_stem(in_channels, space)
+        shapes = cell_shapes(space)
+        self.cells = nn.ModuleList(
+            DiscreteCell(genotype.reduce if shape.reduction else genotype.normal, space, shape)
+            for shape in shapes
         )
-        self.cells = nn.ModuleList()
-        c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
-        for index in range(space.cells):
-            reduction = index in space.reduction_cells
-            if reduction:
-                c *= 2
-            ops = genotype.reduce if reduction else genotype.normal
-            self.cells.append(
-                DiscreteCell(ops, space, c_prev_prev, c_prev, c, reduction, reduction_prev)
-            )
-            c_prev_prev, c_prev, reduction_prev = c_prev, space.nodes * c, reduction
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        self.classifier = nn.Linear(space.nodes * shapes[-1].c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

@@ -7,6 +7,8 @@ architecture is ``choice`` (2, E) of op indices: only the chosen op runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -43,26 +45,54 @@ def cell_input_preprocess(
     return pre0, ReLUConvBN(c_prev, c, 1, 1, affine)
 
 
+@dataclass(frozen=True)
+class CellShape:
+    """Channels in and inside one cell of the macro-structure."""
+
+    c_prev_prev: int
+    c_prev: int
+    c: int
+    reduction: bool
+    reduction_prev: bool
+
+    def edge_stride(self, source: int) -> int:
+        """Edges leaving the cell inputs (nodes 0, 1) of a reduction cell have stride 2."""
+        return 2 if self.reduction and source < 2 else 1
+
+
+def cell_shapes(space: SearchSpace) -> list[CellShape]:
+    """Shapes of the L cells: reduction cells double C; each cell outputs nodes * C."""
+    c = space.channels
+    c_prev_prev = c_prev = space.stem_multiplier * c
+    shapes, reduction_prev = [], False
+    for index in range(space.cells):
+        reduction = index in space.reduction_cells
+        c = 2 * c if reduction else c
+        shapes.append(CellShape(c_prev_prev, c_prev, c, reduction, reduction_prev))
+        c_prev_prev, c_prev, reduction_prev = c_prev, space.nodes * c, reduction
+    return shapes
+
+
+def make_stem(in_channels: int, space: SearchSpace) -> nn.Sequential:
+    """conv3x3 (C_in -> stem_multiplier * C) + BN."""
+    c_stem = space.stem_multiplier * space.channels
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
+    )
+
+
 class SearchCell(nn.Module):
     """A cell of ``nodes`` intermediate nodes, every earlier node feeding every later one."""
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        c_prev_prev: int,
-        c_prev: int,
-        c: int,
-        reduction: bool,
-        reduction_prev: bool,
-    ) -> None:
+    def __init__(self, space: SearchSpace, shape: CellShape) -> None:
         super().__init__()
-        self.reduction = reduction
+        self.reduction = shape.reduction
         self.nodes = space.nodes
         self.preprocess0, self.preprocess1 = cell_input_preprocess(
-            c_prev_prev, c_prev, c, reduction_prev, affine=False
+            shape.c_prev_prev, shape.c_prev, shape.c, shape.reduction_prev, affine=False
         )
         self.edges = nn.ModuleList(
-            MixedOp(space.ops, c, 2 if reduction and i < 2 else 1) for i, _ in space.edges
+            MixedOp(space.ops, shape.c, shape.edge_stride(i)) for i, _ in space.edges
         )
 
     def forward(
@@ -93,22 +123,11 @@ class SuperNet(nn.Module):
     def __init__(self, space: SearchSpace, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.space = space
-        c = space.channels
-        c_stem = space.stem_multiplier * c
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
-        )
-        self.cells = nn.ModuleList()
-        c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
-        for index in range(space.cells):
-            reduction = index in space.reduction_cells
-            if reduction:
-                c *= 2
-            cell = SearchCell(space, c_prev_prev, c_prev, c, reduction, reduction_prev)
-            self.cells.append(cell)
-            c_prev_prev, c_prev, reduction_prev = c_prev, space.nodes * c, reduction
+        self.stem = make_stem(in_channels, space)
+        shapes = cell_shapes(space)
+        self.cells = nn.ModuleList(SearchCell(space, shape) for shape in shapes)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        self.classifier = nn.Linear(space.nodes * shapes[-1].c, num_classes)
 
     def forward(
         self,

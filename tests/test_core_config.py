@@ -14,10 +14,11 @@ from search_core.config import (
     TemperatureConfig,
     TrainConfig,
 )
-from search_core.costs import cell_channels, op_cost_weights, op_param_table
+from search_core.costs import op_cost_weights, op_param_table
 from search_core.data import DataConfig
 from search_core.errors import ConfigError
 from search_core.ops import OPS
+from search_core.supernet import cell_shapes
 
 OPS3 = ("max_pool_3x3", "skip_connect", "sep_conv_3x3")
 
@@ -219,7 +220,7 @@ def _hand_params(name: str, c: int, stride: int) -> int:
 
 def test_params_cost_table_matches_hand_count():
     space = SearchSpace(ops=OPS3, channels=4, nodes=2, cells=3)
-    assert cell_channels(space) == [4, 8, 16]
+    assert [shape.c for shape in cell_shapes(space)] == [4, 8, 16]
     table = op_param_table(space)
     assert table.shape == (2, 5, 3)
     expected = torch.zeros(2, 5, 3)
