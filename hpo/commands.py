@@ -37,8 +37,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"best: {json.dumps(summary.best, default=str)}")
     print(f"results: storage {summary.storage} (hpo show {summary.name}; optuna-dashboard "
           f"{summary.storage}), checkpoints in {summary.artifacts}/")
-    return 0 if summary.complete + summary.pruned > 0 and summary.stopped_because == "trials" \
-        else 1
+    finished = summary.stopped_because in ("trials", "grid")
+    return 0 if summary.complete + summary.pruned > 0 and finished else 1
 
 
 def _load(args: argparse.Namespace) -> optuna.Study:

@@ -115,20 +115,21 @@ def evaluate(
     threads: int | None = None,
 ) -> TrialOutcome:
     """Run one search with ``params`` and evaluate its family."""
-    from search_core.engine import search
+    from search_core.engine import search, torch_threads
     from search_core.family import evaluate_family
 
     started = time.perf_counter()
     config = build_search_config(spec, params, seed=seed).replace(threads=threads)
     data = cached_data(config.data)
-    result = search(config, data, on_epoch=on_epoch)
-    table = evaluate_family(
-        result,
-        data,
-        study_probes(spec, config.space.ops),
-        complexity=spec.objective.complexity,
-        reference=(spec.objective.reference_accuracy, reference),
-    )
+    with torch_threads(threads):  # the family evaluation too, not only the search
+        result = search(config, data, on_epoch=on_epoch)
+        table = evaluate_family(
+            result,
+            data,
+            study_probes(spec, config.space.ops),
+            complexity=spec.objective.complexity,
+            reference=(spec.objective.reference_accuracy, reference),
+        )
     saved = str(result.save(checkpoint)) if checkpoint is not None else None
     return TrialOutcome(
         values=objective_values(spec, table),

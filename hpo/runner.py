@@ -123,7 +123,9 @@ def create_or_resume(options: RunOptions, spec: StudySpec, reference: float) -> 
                 f"study {name!r} exists in {options.storage or 'runs/hpo.journal'} with a "
                 "different study file; restore that file, or start a new study with --name"
             )
-        recover_stale_trials(study)
+        # under the workers' lock: a live worker's trial is RUNNING before its owner is set
+        with file_lock(Path(options.artifacts) / f"{name}.lock"):
+            recover_stale_trials(study)
     else:
         study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
                                     directions=spec.objective.directions)
@@ -344,6 +346,9 @@ def summarise(study: optuna.Study, options: RunOptions, base_failures: int) -> R
     elif complete:
         best = {"pareto_trials": [t.number for t in study.best_trials]}
     reason = "trials" if done >= options.trials else "stopped early"
+    if reason != "trials" and SAMPLERS.get(options.sampler).enumerates_grid \
+            and counts[TrialState.WAITING] == counts[TrialState.RUNNING] == 0:
+        reason = "grid"  # every grid cell ran: the grid is smaller than --trials
     if counts[TrialState.FAIL] - base_failures >= options.max_failures:
         reason = f"{options.max_failures} failed trials (--max-failures)"
     return RunSummary(

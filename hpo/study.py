@@ -41,6 +41,7 @@ ALIASES = {
     "channels": "space.channels",
 }
 SECTIONS = ("space", "hypernet", "temperature", "train")
+STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid")
 DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "digits.yaml"
 
 
@@ -114,6 +115,11 @@ class ProbeSpec:
     seed: bool = True  # the seed's A-D probes
     lattice_divisions: int | None = None  # Das-Dennis lattice (None: >= 12 points)
 
+    def __post_init__(self) -> None:
+        if self.lattice_divisions is not None and self.lattice_divisions < 1:
+            raise ConfigError(f"probes.lattice_divisions: got {self.lattice_divisions}; need "
+                              ">= 1 (or leave it out for the default lattice)")
+
 
 @dataclass(frozen=True)
 class StudySpec:
@@ -165,13 +171,19 @@ def parse_study(raw: Any, source: str = "") -> StudySpec:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"expected a mapping at the top level, got {type(raw).__name__}")
     top = dict(raw)
+    unknown = sorted(set(map(str, top)) - set(STUDY_KEYS))
+    if unknown:  # checked here: StudySpec's own fields (epochs, source) are not file keys
+        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; valid keys: "
+                          f"{', '.join(STUDY_KEYS)}")
     params = _parse_params(top.pop("params", {}) or {})
     grid = _parse_grid(top.pop("grid", {}) or {}, params)
     fidelity = top.pop("fidelity", {}) or {}
+    if not isinstance(fidelity, Mapping):
+        raise ConfigError(f"fidelity: expected a mapping like {{epochs: 10}}, got {fidelity!r}")
     unknown_fidelity = set(fidelity) - {"epochs"}
     if unknown_fidelity:
         raise ConfigError(f"fidelity: unknown key(s) {sorted(unknown_fidelity)}; valid: epochs")
-    top["epochs"] = fidelity.get("epochs", 10)
+    top["epochs"] = coerce(int, fidelity.get("epochs", 10), "fidelity.epochs")
     top.setdefault("name", Path(source).stem or "study")
     spec = from_mapping(StudySpec, top)
     spec = StudySpec(**{**spec.__dict__, "params": params, "grid": grid, "source": source})
@@ -228,7 +240,8 @@ def _validate_against_search(spec: StudySpec) -> None:
     path or an impossible value fails now, not in the middle of a study."""
     from hpo.objective import build_search_config  # local: keeps torch out of parsing
 
-    build_search_config(spec, {}, where="search")
+    config = build_search_config(spec, {}, where="search")
+    _check_objective_probe(spec, config.space.ops)
     for name, param in spec.params.items():
         path = param_path(name)
         section, _, key = path.partition(".")
@@ -240,6 +253,18 @@ def _validate_against_search(spec: StudySpec) -> None:
         for value in param.values_range():
             build_search_config(spec, {name: value}, where=f"params.{name}={value!r}")
     _check_temperature_order(spec)
+
+
+def _check_objective_probe(spec: StudySpec, ops: tuple[str, ...]) -> None:
+    """A probe objective must name one of the study's probes (else every trial would fail)."""
+    if spec.objective.kind == "hypervolume":
+        return
+    from hpo.objective import study_probes
+
+    names = [probe.name for probe in study_probes(spec, ops)]
+    if spec.objective.probe not in names:
+        raise ConfigError(f"objective.probe: {spec.objective.probe!r} is not a probe of this "
+                          f"study; valid: {', '.join(names)}")
 
 
 def _check_temperature_order(spec: StudySpec) -> None:
