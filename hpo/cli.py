@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", default=None,
                      help="folder with the data set's files (sets NAS_HPO_DATA)")
     run.add_argument("--threads", type=int, default=None, help="torch threads per trial")
+    run.add_argument("--backend", default="local", help="local (processes) or ray (Ray Tune)")
+    run.add_argument("--address", default=None,
+                     help="ray: join a running cluster (auto or HOST:PORT); default: start one")
+    run.add_argument("--concurrency", type=int, default=None, help="ray: trials at once")
+    run.add_argument("--cpus-per-trial", type=int, default=1,
+                     help="ray: CPUs reserved per trial = torch threads per trial")
+    run.add_argument("--retries", type=int, default=2,
+                     help="ray: retries of a trial whose worker died")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     _common(run)
@@ -53,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show a study's trials")
     show.add_argument("name")
     show.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    show.add_argument("--timing", action="store_true",
+                      help="also print where the wall time went (trial vs harness overhead)")
     _common(show)
 
     export = sub.add_parser("export", help="export a family member's genotype (and model)")

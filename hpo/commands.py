@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from hpo.records import trial_row
+from hpo.records import timing_summary, trial_row
 from hpo.storage import open_storage, storage_label, study_names
 from search_core.errors import ConfigError
 
@@ -27,7 +27,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         study_path=args.study, sampler=args.sampler, trials=args.trials, timeout=args.timeout,
         jobs=args.jobs, seed=args.seed, name=args.name, storage=args.storage,
         pruner=args.pruner, max_failures=args.max_failures, artifacts=args.artifacts,
-        threads=args.threads,
+        threads=args.threads, backend=args.backend, address=args.address,
+        concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial, retries=args.retries,
     )
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     summary = run(options, StudyProgress(quiet=args.quiet))
@@ -73,6 +74,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         frame.to_csv(sys.stdout, index=False)
     else:
         print(frame.to_string(index=False) if not frame.empty else "(no trials)")
+    if args.timing:
+        timing = timing_summary(study.get_trials(deepcopy=False))
+        print("timing: " + (", ".join(f"{k} {v:.3g}" for k, v in timing.items())
+                            or "needs two complete trials"))
     return 0
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 from importlib import metadata
@@ -91,3 +93,30 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row["seconds"] = attrs.get("seconds")
     row["fail_reason"] = attrs.get("fail_reason")
     return row
+
+
+def timing_summary(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
+    """Where a study's wall time went, from consecutive complete trials.
+
+    ``evaluate_s``: the search plus family evaluation (the trial's ``seconds``);
+    ``overhead_s``: the rest of a trial's cycle — sampling, storage writes, logging, and the
+    gap until the next trial starts — per trial (medians over trials)."""
+    done = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE
+                   and "seconds" in t.user_attrs), key=lambda t: t.datetime_start)
+    if len(done) < 2:
+        return {}
+    cycles = [
+        (nxt.datetime_start - t.datetime_start).total_seconds()
+        for t, nxt in itertools.pairwise(done)
+    ]
+    evaluate_s = [float(t.user_attrs["seconds"]) for t in done[:-1]]
+    overhead = [c - e for c, e in zip(cycles, evaluate_s)]
+    median = statistics.median
+    span = (done[-1].datetime_complete - done[0].datetime_start).total_seconds()
+    return {
+        "trials": len(done),
+        "span_s": span,
+        "evaluate_s": median(evaluate_s),
+        "overhead_s": median(overhead),
+        "overhead_share": median(overhead) / median(evaluate_s),
+    }

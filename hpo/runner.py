@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
 from hpo.storage import open_storage, study_names
 from hpo.study import ParamSpec, StudySpec, load_study
 from search_core.errors import ConfigError, NasHpoError
+from search_core.registry import Registry
 
 log = logging.getLogger(__name__)
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -47,6 +48,11 @@ class RunOptions:
     max_failures: int = 5
     artifacts: str = "runs"
     threads: int | None = None
+    backend: str = "local"
+    address: str | None = None  # ray: join this cluster (auto or HOST:PORT)
+    concurrency: int | None = None  # ray: trials at once (default: as many as CPUs allow)
+    cpus_per_trial: int = 1  # ray: CPUs (and torch threads) per trial
+    retries: int = 2  # ray: retries of a trial whose worker died
 
 
 @dataclass
@@ -73,6 +79,11 @@ def validate(options: RunOptions) -> tuple[StudySpec, float]:
         raise ConfigError(f"--trials: got {options.trials}; need >= 1")
     if options.jobs < 1:
         raise ConfigError(f"--jobs: got {options.jobs}; need >= 1")
+    EXECUTORS.get(options.backend, "--backend")
+    if options.backend != "ray" and (options.address or options.concurrency):
+        raise ConfigError("--address and --concurrency need --backend ray")
+    if options.cpus_per_trial < 1 or options.retries < 0 or (options.concurrency or 1) < 1:
+        raise ConfigError("--cpus-per-trial and --concurrency need >= 1, --retries >= 0")
     if options.sampler == "grid":
         grid_cells(spec)  # raises when a parameter has no grid values
     return spec, reference_complexity(spec)
@@ -300,19 +311,32 @@ def run(options: RunOptions, progress: Any = None) -> RunSummary:
     """Validate, create or resume the study, run its trials, summarise."""
     spec, reference = validate(options)
     study = create_or_resume(options, spec, reference)
-    name = study.study_name
     base_failures = state_counts(study)[TrialState.FAIL]
     deadline = time.time() + options.timeout if options.timeout else None
     if progress is not None:
         progress.start(study, options.trials)
-    if options.jobs == 1:
-        run_worker(options, name, 0, deadline, base_failures, progress)
-    else:
-        _run_processes(options, name, deadline, base_failures, study, progress)
+    EXECUTORS.get(options.backend)(options, study, spec, progress, base_failures, deadline)
     if progress is not None:
         progress.update(study)
         progress.close()
     return summarise(study, options, base_failures)
+
+
+def execute_local(options: RunOptions, study: optuna.Study, spec: StudySpec, progress: Any,
+                  base_failures: int, deadline: float | None) -> None:
+    """Trials in this process (--jobs 1) or in --jobs worker processes on one storage."""
+    if options.jobs == 1:
+        run_worker(options, study.study_name, 0, deadline, base_failures, progress)
+    else:
+        _run_processes(options, study.study_name, deadline, base_failures, study, progress)
+
+
+def execute_ray(options: RunOptions, study: optuna.Study, spec: StudySpec, progress: Any,
+                base_failures: int, deadline: float | None) -> None:
+    """Trials on Ray Tune (imported only now: the local backend never loads Ray)."""
+    from hpo import ray_backend
+
+    ray_backend.execute(options, study, spec, progress, base_failures, deadline)
 
 
 def _run_processes(options: RunOptions, name: str, deadline: float | None, base_failures: int,
@@ -363,4 +387,9 @@ def summarise(study: optuna.Study, options: RunOptions, base_failures: int) -> R
     )
 
 
-__all__ = ["NasHpoError", "RunOptions", "RunSummary", "run"]
+Executor = Callable[[RunOptions, optuna.Study, StudySpec, Any, int, "float | None"], None]
+EXECUTORS: Registry[Executor] = Registry("backend")
+EXECUTORS.add("local", execute_local)
+EXECUTORS.add("ray", execute_ray)
+
+__all__ = ["EXECUTORS", "NasHpoError", "RunOptions", "RunSummary", "run"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from hpo_helpers import Hpo
 
 from search_core.config import SearchConfig, SearchSpace, TrainConfig
 from search_core.data import DataConfig, DataSplits, load_data
@@ -55,3 +58,9 @@ def tiny_result(tiny_config: SearchConfig, tiny_data: DataSplits) -> SearchResul
 @pytest.fixture(scope="session")
 def tiny_family(tiny_result: SearchResult, tiny_data: DataSplits) -> FamilyTable:
     return evaluate_family(tiny_result, tiny_data)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Hpo:
+    """The ``hpo`` command against ``tmp_path/x.journal`` and ``tmp_path/art``."""
+    return Hpo(tmp_path, capsys)

@@ -8,7 +8,6 @@ of ``tests/studies/tiny.yaml`` takes about a second.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import os
 import signal
@@ -18,7 +17,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,21 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-import yaml
-from optuna.trial import FrozenTrial, TrialState
+from hpo_helpers import (
+    TINY,
+    TINY_MULTI,
+    TINY_SLOW,
+    WAIT_S,
+    Hpo,
+    Result,
+    cell,
+    grid_product,
+    of_state,
+    setting,
+    states,
+    wait_for,
+)
+from optuna.trial import TrialState
 
 import hpo.cli
 import hpo.runner
@@ -36,126 +47,6 @@ from hpo.samplers import PRUNERS
 from hpo.storage import open_storage, study_names
 from hpo.study import load_study as load_study_file
 from search_core.result import SearchResult, load_model
-
-STUDIES = Path(__file__).resolve().parent / "studies"
-TINY = STUDIES / "tiny.yaml"
-TINY_SLOW = STUDIES / "tiny_slow.yaml"  # 3 epochs: a trial takes a few seconds
-TINY_MULTI = STUDIES / "tiny_multi.yaml"  # objective (accuracy, complexity) of probe A
-WAIT_S = 180  # upper bound on any wait for a subprocess
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.strip().splitlines()
-
-
-class Hpo:
-    """The ``hpo`` command against ``tmp_path/x.journal`` and ``tmp_path/art``."""
-
-    def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.tmp = tmp_path
-        self.storage = tmp_path / "x.journal"
-        self.artifacts = tmp_path / "art"
-        self._capsys = capsys
-
-    def argv(self, command: str, *args: Any) -> list[str]:
-        """``args`` come last, so they override these defaults."""
-        extra = ["--storage", str(self.storage)]
-        if command == "run":  # one torch thread per trial: the suite may share two cores
-            extra += ["--artifacts", str(self.artifacts), "--threads", "1", "-q"]
-        return [command, *extra, *map(str, args)]
-
-    def __call__(self, command: str, *args: Any) -> Result:
-        self._capsys.readouterr()
-        code = hpo.cli.main(self.argv(command, *args))
-        out, err = self._capsys.readouterr()
-        return Result(code, out, err)
-
-    def run(self, *args: Any, study: Path = TINY) -> Result:
-        return self("run", "--study", study, *args)
-
-    def subprocess_argv(self, command: str, *args: Any) -> list[str]:
-        return [sys.executable, "-m", "hpo.cli", *self.argv(command, *args)]
-
-    def study(self, name: str) -> optuna.Study:
-        assert self.storage.exists(), "no storage was written"
-        return optuna.load_study(study_name=name, storage=open_storage(str(self.storage)))
-
-    def trials(self, name: str) -> list[FrozenTrial]:
-        return self.study(name).get_trials()
-
-    def write_study(self, edit: Callable[[dict[str, Any]], None], base: Path = TINY) -> Path:
-        """A copy of a study file, changed by ``edit``, under tmp_path."""
-        raw = yaml.safe_load(base.read_text())
-        edit(raw)
-        path = self.tmp / "edited.yaml"
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        return path
-
-    def nothing_written(self) -> bool:
-        return not any(p.exists() for p in (self.storage, self.artifacts,
-                                            Path(f"{self.storage}.lock")))
-
-
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Hpo:
-    return Hpo(tmp_path, capsys)
-
-
-def states(trials: list[FrozenTrial]) -> Counter[str]:
-    return Counter(t.state.name for t in trials)
-
-
-def of_state(trials: list[FrozenTrial], state: TrialState) -> list[FrozenTrial]:
-    return [t for t in trials if t.state == state]
-
-
-def cell(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(params.items()))
-
-
-def grid_product(path: Path = TINY) -> set[tuple[tuple[str, Any], ...]]:
-    grid = yaml.safe_load(path.read_text())["grid"]
-    names = sorted(grid)
-    return {cell(dict(zip(names, combo))) for combo in itertools.product(*map(grid.get, names))}
-
-
-def setting(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    """An edit that sets a dotted key of a study file (``None`` deletes it)."""
-
-    def edit(raw: dict[str, Any]) -> None:
-        *parents, last = key.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        if value is None:
-            del node[last]
-        else:
-            node[last] = value
-
-    return edit
-
-
-def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"hpo exited ({proc.returncode}) before {what}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {WAIT_S} s waiting for {what}")
-
 
 # ---------------------------------------------------------------------------------------------
 # run, resume, crash recovery, parallel workers

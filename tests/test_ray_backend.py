@@ -1,0 +1,120 @@
+"""``hpo run --backend ray`` on a real two-node Ray cluster on loopback.
+
+The cluster is Ray's own multi-node test utility (``ray.cluster_utils.Cluster``): a head and
+a second node, each with one CPU, as separate raylet processes on 127.0.0.1. A trial runs on
+each node at once; one trial's worker process is SIGKILLed mid-trial, and Tune retries it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hpo_helpers import TINY, TINY_SLOW, WAIT_S, Hpo, cell, grid_product, states
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only (shared/NOTES.md)
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True,
+                    head_node_args={"num_cpus": 1, "include_dashboard": False})
+    nodes.add_node(num_cpus=1)
+    nodes.wait_for_nodes()
+    yield nodes
+    import ray
+
+    ray.shutdown()
+    nodes.shutdown()
+
+
+def trial_workers() -> list[int]:
+    """Pids of Ray worker processes running a Tune function trainable (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"ImplicitFunc" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def kill_one_worker_mid_trial(cli: Hpo, name: str, killed: list[int]) -> None:
+    """Wait until a trial has reported an epoch, then SIGKILL one trainable's process."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if cli.storage.exists() and name in _names(cli):
+            running = [t for t in cli.trials(name) if t.state.name == "RUNNING"
+                       and t.intermediate_values]
+            workers = trial_workers()
+            if running and workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+                return
+        time.sleep(0.2)
+
+
+def _names(cli: Hpo) -> list[str]:
+    from hpo.storage import open_storage, study_names
+
+    return study_names(open_storage(str(cli.storage)))
+
+
+def test_trials_run_on_both_nodes_and_survive_a_killed_worker(cli: Hpo, cluster) -> None:
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_one_worker_mid_trial, args=(cli, "tiny_slow", killed))
+    killer.start()
+    result = cli.run("--backend", "ray", "--address", cluster.address, "--trials", 4,
+                     "--concurrency", 2, "--cpus-per-trial", 1, "--retries", 2,
+                     study=TINY_SLOW)
+    killer.join(timeout=WAIT_S)
+    assert result.code == 0, result.err
+    assert killed, "no trial worker was found to kill"
+    trials = cli.trials("tiny_slow")
+    assert states(trials) == {"COMPLETE": 4}
+    nodes = {t.user_attrs["ray_node_id"] for t in trials}
+    assert len(nodes) == 2, nodes
+    for trial in trials:
+        assert trial.user_attrs["family_summary"]["hypervolume"] >= 0
+        assert len(trial.user_attrs["history"]) == 3
+        assert trial.intermediate_values  # per-epoch val_acc reported through Ray
+
+
+def test_ray_and_local_trials_share_one_study(cli: Hpo, cluster) -> None:
+    assert cli.run("--trials", 2).code == 0  # local backend first
+    result = cli.run("--backend", "ray", "--address", cluster.address, "--trials", 4)
+    assert result.code == 0, result.err
+    trials = cli.trials("tiny")
+    assert states(trials) == {"COMPLETE": 4}
+    assert sum("ray_node_id" in t.user_attrs for t in trials) == 2
+    shown = cli("show", "tiny", "--format", "csv")
+    assert shown.code == 0 and len(shown.out.strip().splitlines()) == 1 + 4
+
+
+def test_grid_through_ray_runs_every_cell_once(cli: Hpo, cluster) -> None:
+    result = cli.run("--backend", "ray", "--address", cluster.address, "--sampler", "grid",
+                     "--trials", 100, "--concurrency", 2)
+    assert result.code == 0, result.err
+    trials = cli.trials("tiny")
+    assert states(trials) == {"COMPLETE": 4}
+    assert sorted(cell(t.params) for t in trials) == sorted(grid_product(TINY))
+
+
+def test_asha_prunes_through_ray(cli: Hpo, cluster) -> None:
+    result = cli.run("--backend", "ray", "--address", cluster.address, "--pruner", "hyperband",
+                     "--trials", 6, "--concurrency", 2, study=TINY_SLOW)
+    assert result.code == 0, result.err
+    counts = states(cli.trials("tiny_slow"))
+    assert counts["COMPLETE"] + counts["PRUNED"] == 6 and not counts["FAIL"]
