@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pruner=args.pruner, max_failures=args.max_failures, artifacts=args.artifacts,
         threads=args.threads, backend=args.backend, address=args.address,
         concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial, retries=args.retries,
+        verbose=args.verbose,
     )
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     summary = run(options, StudyProgress(quiet=args.quiet))

@@ -8,6 +8,7 @@ and Ray trials land in one storage with the same user attributes, plus the Ray n
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -23,14 +24,14 @@ from hpo.runner import RunOptions, state_counts, suggest
 from hpo.samplers import SAMPLERS, build_sampler
 from hpo.storage import open_storage
 from hpo.study import StudySpec
+from search_core.data import DEFAULT_DATA_ROOT_ENV
 
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
 
 log = logging.getLogger(__name__)
 TRIAL_KEY = "_optuna_trial"  # the Optuna trial number, passed to the trainable in its config
-RESULT_ATTRS = ("family", "family_summary", "history", "seconds", "checkpoint", "seed",
-                "ray_node_id", "ray_node_ip", "fail_reason")
+RECORDS_KEY = "hpo_records"  # JSON of the user attributes a trial reports
 
 
 def objective_metrics(spec: StudySpec) -> list[str]:
@@ -54,21 +55,26 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
 
     def on_epoch(metrics: Any) -> None:
         tune.report({"val_acc": metrics.val_acc, "epoch": metrics.epoch,
-                     "train_loss": metrics.train_loss})
+                     "train_loss": metrics.train_loss, "ray_node_id": node["ray_node_id"]})
 
     checkpoint = Path(options.artifacts).resolve() / spec.name / f"trial-{number}.pt"
     try:
         outcome = evaluate(spec, params, options.seed, reference, on_epoch=on_epoch,
                            checkpoint=checkpoint, threads=options.cpus_per_trial)
     except Exception as err:  # recorded as FAIL with its reason by the searcher
-        tune.report({"fail_reason": f"{type(err).__name__}: {err}", **node})
+        reason = f"{type(err).__name__}: {err}"
+        tune.report({"fail_reason": reason, RECORDS_KEY: json.dumps({**node,
+                                                                      "fail_reason": reason})})
         return
     values = dict(zip(objective_metrics(spec), outcome.values))
-    tune.report({
-        **values, **node, "seed": options.seed, "seconds": outcome.seconds,
+    last_val_acc = outcome.history[-1]["val_acc"] if outcome.history else 0.0
+    records = {
+        **node, "seed": options.seed, "seconds": outcome.seconds,
         "checkpoint": outcome.checkpoint, "history": outcome.history,
         "family": outcome.family.rows(), "family_summary": outcome.family.summary(),
-    })
+    }
+    # nested records travel as one JSON string: Tune flattens nested result dicts
+    tune.report({**values, "val_acc": last_val_acc, RECORDS_KEY: json.dumps(records)})
 
 
 def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
@@ -76,6 +82,11 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
     class StudySearcher(OptunaSearch):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.started: set[str] = set()  # Tune trials that reported an epoch
+            self.restarts: dict[str, int] = {}  # Tune trial -> restarts after a worker died
+            self.nodes: dict[str, list[str]] = {}  # Tune trial -> nodes its attempts ran on
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             params = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
@@ -83,15 +94,42 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
             return None if params is None else {**params, TRIAL_KEY: ot_trial.number}
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-            if "val_acc" in result and "epoch" in result and len(spec.objective.directions) == 1:
-                self._ot_trials[trial_id].report(result["val_acc"], int(result["epoch"]))
+            if "val_acc" not in result or "epoch" not in result:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            nodes = self.nodes.setdefault(trial_id, [])
+            if result.get("ray_node_id") and result["ray_node_id"] not in nodes:
+                nodes.append(result["ray_node_id"])  # every node an attempt of it ran on
+                ot_trial.set_user_attr("ray_nodes", nodes)
+            if int(result["epoch"]) == 0 and result.get("training_iteration", 1) == 1 \
+                    and trial_id in self.started:  # Tune restarted it: its worker died
+                self.restarts[trial_id] = self.restarts.get(trial_id, 0) + 1
+                ot_trial.set_user_attr("ray_restarts", self.restarts[trial_id])
+            self.started.add(trial_id)
+            if len(spec.objective.directions) == 1 and int(result["epoch"]) not in \
+                    self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(result["val_acc"], int(result["epoch"]))
+
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing to save: the Optuna storage is the record, and a resumed study
+            starts a new Tune run against it (``hpo run --name``), not Tune's restore."""
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is not None:
-                record_result(ot_trial, result, error, options.retries)
-            super().on_trial_complete(trial_id, result, error)
+            """COMPLETE with the objective; FAIL with a reason; else stopped early by the
+            scheduler: PRUNED."""
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            record_result(ot_trial, result, error, options.retries)
+            values = [result.get(m) for m in metrics] if result else []
+            if values and all(v is not None for v in values):
+                self._ot_study.tell(ot_trial, values)
+            elif error or (result and "fail_reason" in result):
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            else:
+                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
 
     directions = spec.objective.directions
     metrics = objective_metrics(spec)
@@ -108,9 +146,10 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
 
 def record_result(trial: optuna.Trial, result: dict[str, Any] | None, error: bool,
                   retries: int) -> None:
-    for key in RESULT_ATTRS:
-        if result and key in result:
-            trial.set_user_attr(key, result[key])
+    """Copy what the trainable reported into the Optuna trial's user attributes."""
+    records = json.loads(result[RECORDS_KEY]) if result and RECORDS_KEY in result else {}
+    for key, value in records.items():
+        trial.set_user_attr(key, value)
     if error:
         trial.set_user_attr("fail_reason", f"Ray worker failed {retries + 1} times (the trial "
                                            "was retried up to --retries); see Tune's error.txt")
@@ -135,8 +174,12 @@ def init_ray(options: RunOptions) -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
-                              "log_to_driver": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.WARNING if options.verbose
+                              else logging.ERROR}
+    data_root = os.environ.get(DEFAULT_DATA_ROOT_ENV)
+    if data_root:  # workers do not inherit the driver's environment
+        kwargs["runtime_env"] = {"env_vars": {DEFAULT_DATA_ROOT_ENV: data_root}}
     if options.address:
         ray.init(address=options.address, **kwargs)
     else:
@@ -150,6 +193,10 @@ def execute(options: RunOptions, study: optuna.Study, spec: StudySpec, progress:
     """Run Tune rounds until the study has ``--trials`` finished trials (or a stop)."""
     import ray
 
+    # Per-epoch reports carry val_acc (for the schedulers), the last one the objective.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # the legacy reporter honours verbose=0: our progress bar is the only output
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = init_ray(options)
     try:
         while (budget := remaining(study, options, base_failures, deadline)) > 0:
@@ -195,6 +242,7 @@ def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget:
             num_samples=budget,
             max_concurrent_trials=options.concurrency,
             time_budget_s=max(deadline - time.time(), 1) if deadline else None,
+            reuse_actors=True,  # a worker process (torch imported, data loaded) per slot
         ),
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{int(time.time())}",

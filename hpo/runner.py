@@ -53,6 +53,7 @@ class RunOptions:
     concurrency: int | None = None  # ray: trials at once (default: as many as CPUs allow)
     cpus_per_trial: int = 1  # ray: CPUs (and torch threads) per trial
     retries: int = 2  # ray: retries of a trial whose worker died
+    verbose: bool = False
 
 
 @dataclass
