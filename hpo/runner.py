@@ -263,6 +263,9 @@ def run_trial(
     single = len(spec.objective.directions) == 1
 
     def on_epoch(metrics: Any) -> None:
+        log.info("trial %d epoch %d/%d: loss %.3f, val_acc %.3f, %.1f s", trial.number,
+                 metrics.epoch + 1, metrics.epochs, metrics.train_loss, metrics.val_acc,
+                 metrics.seconds)
         history.append(metrics.to_dict())
         trial.set_user_attr("history", history)
         if single:

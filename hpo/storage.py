@@ -22,7 +22,7 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
-            return RDBStorage(url, heartbeat_interval=30, grace_period=120)
+            return RDBStorage(url)
         except Exception as err:  # driver missing, server down, bad URL
             raise ConfigError(f"--storage {url}: cannot open ({type(err).__name__}: "
                               f"{str(err).splitlines()[0]})") from None

@@ -461,3 +461,21 @@ def test_changed_study_file_under_the_same_name_is_refused(cli: Hpo) -> None:
     assert "'fixed' exists" in line and "different study file" in line
     assert cli.storage.read_bytes() == journal
     assert states(cli.trials("fixed")) == {"COMPLETE": 1}
+
+
+def test_sqlite_storage_url(cli: Hpo) -> None:
+    url = f"sqlite:///{cli.tmp / 'studies.db'}"
+    result = cli.run("--trials", 2, "--storage", url)  # overrides the journal default
+    assert result.code == 0, result.err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert states(study.get_trials()) == {"COMPLETE": 2}
+    listed = cli("list", "--storage", url)
+    assert listed.code == 0 and listed.out.startswith("tiny\t2 trials")
+    assert not cli.storage.exists()  # nothing went to the default journal
+
+
+def test_unknown_storage_scheme_is_one_line(cli: Hpo) -> None:
+    result = cli.run("--trials", 1, "--storage", "mongodb://localhost/x")
+    assert result.code == 2
+    (line,) = result.err_lines
+    assert "unknown scheme" in line and "sqlite:///" in line
