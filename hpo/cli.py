@@ -6,7 +6,6 @@ Every entry point is ``main(argv) -> int``; bad input prints one line on stderr 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -95,10 +94,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hpo {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-
-def print_json(obj: object) -> None:
-    print(json.dumps(obj, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,6 @@ class RunSummary:
     storage: str
     artifacts: str
     stopped_because: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def validate(options: RunOptions) -> tuple[StudySpec, float]:

@@ -277,12 +277,3 @@ def _check_temperature_order(spec: StudySpec) -> None:
             "trials would get t_end > t_start, which annealing schedules forbid; make the "
             "ranges not overlap"
         )
-
-
-def coerce_value(spec: ParamSpec, value: Any) -> Any:
-    """A sampled value as the type the setting expects."""
-    if spec.type == "int":
-        return int(value)
-    if spec.type == "float":
-        return float(value)
-    return coerce(Any, value, "")

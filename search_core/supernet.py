@@ -149,9 +149,6 @@ class SuperNet(nn.Module):
             s0, s1 = s1, out
         return self.classifier(self.pool(s1).flatten(1))
 
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return list(self.parameters())
-
 
 def gumbel_softmax(
     alpha: torch.Tensor, temperature: float, generator: torch.Generator, samples: int = 0
