@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from reports import cli as report_cli
 from search_core.errors import NasHpoError
 
 EXIT_BAD_INPUT = 2
@@ -54,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     _common(run)
 
+    cmp = sub.add_parser("compare", help="compare samplers at equal budget, with repeats")
+    cmp.add_argument("--study", default=None, help="study file (default studies/digits.yaml)")
+    cmp.add_argument("--samplers", required=True, help="comma-separated, e.g. grid,random,tpe")
+    cmp.add_argument("--trials", type=int, required=True, help="budget per sampler and repeat")
+    cmp.add_argument("--repeats", type=int, default=3, help="seeds per sampler")
+    cmp.add_argument("--name", default=None, help="comparison group (default STUDY-compare)")
+    cmp.add_argument("--seed", type=int, default=0, help="seed of repeat 0 (repeat r: +r)")
+    cmp.add_argument("--backend", default="local", help="local or ray")
+    cmp.add_argument("--jobs", type=int, default=1, help="worker processes per study")
+    cmp.add_argument("--artifacts", default="runs", help="folder for trial checkpoints")
+    cmp.add_argument("--threads", type=int, default=None, help="torch threads per trial")
+    cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    cmp.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    _common(cmp)
+
     lst = sub.add_parser("list", help="list the studies in a storage")
     _common(lst)
 
@@ -71,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="genotype JSON file to write")
     export.add_argument("--model", default=None, help="also write the network weights here")
     _common(export)
+
+    report_cli.add_parser(sub)
     return parser
 
 
@@ -83,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": commands.cmd_run,
+        "compare": commands.cmd_compare,
+        "report": report_cli.cmd_report,
         "list": commands.cmd_list,
         "show": commands.cmd_show,
         "export": commands.cmd_export,

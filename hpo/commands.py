@@ -43,6 +43,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.complete + summary.pruned > 0 and finished else 1
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hpo.compare import CompareOptions, compare
+    from hpo.progress import StudyProgress
+    from hpo.runner import RunOptions
+
+    base = RunOptions(study_path=args.study, trials=args.trials, jobs=args.jobs, seed=args.seed,
+                      storage=args.storage, artifacts=args.artifacts, threads=args.threads,
+                      backend=args.backend, verbose=args.verbose)
+    samplers = tuple(s for s in args.samplers.split(",") if s)
+    options = CompareOptions(run=base, samplers=samplers, repeats=args.repeats,
+                             group=args.name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = compare(options, progress=lambda: StudyProgress(quiet=args.quiet))
+    import pandas as pd
+
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"budget {args.trials} trials x {args.repeats} repeats per sampler; "
+          f"hpo report GROUP --out DIR draws the comparison")
+    return 0
+
+
 def _load(args: argparse.Namespace) -> optuna.Study:
     storage = open_storage(args.storage, must_exist=True)
     if args.name not in study_names(storage):

@@ -65,6 +65,8 @@ def reference_complexity(spec: StudySpec) -> float:
     of the largest cells/nodes/channels the study can sample (same for every trial)."""
     if spec.objective.reference_complexity is not None:
         return spec.objective.reference_complexity
+    if spec.objective.kind == "synthetic":
+        return 0.0  # no family, no hypervolume
     from search_core.costs import heaviest_genotype
     from search_core.family import parameter_counts
 
@@ -84,7 +86,7 @@ def reference_complexity(spec: StudySpec) -> float:
 @dataclass
 class TrialOutcome:
     values: list[float]
-    family: FamilyTable
+    family: FamilyTable | None  # None for synthetic objectives
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     checkpoint: str | None = None
@@ -114,11 +116,16 @@ def evaluate(
     checkpoint: Path | None = None,
     threads: int | None = None,
 ) -> TrialOutcome:
-    """Run one search with ``params`` and evaluate its family."""
+    """Run one search with ``params`` and evaluate its family (or a synthetic objective)."""
+    started = time.perf_counter()
+    if spec.objective.kind == "synthetic":  # no training: torch is not even imported
+        from hpo.synthetic import SYNTHETIC
+
+        value = SYNTHETIC.get(spec.objective.name or "").fn(params)
+        return TrialOutcome([value], None, seconds=time.perf_counter() - started)
     from search_core.engine import search, torch_threads
     from search_core.family import evaluate_family
 
-    started = time.perf_counter()
     config = build_search_config(spec, params, seed=seed).replace(threads=threads)
     data = cached_data(config.data)
     with torch_threads(threads):  # the family evaluation too, not only the search

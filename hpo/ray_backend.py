@@ -71,8 +71,9 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
     records = {
         **node, "seed": options.seed, "seconds": outcome.seconds,
         "checkpoint": outcome.checkpoint, "history": outcome.history,
-        "family": outcome.family.rows(), "family_summary": outcome.family.summary(),
     }
+    if outcome.family is not None:
+        records |= {"family": outcome.family.rows(), "family_summary": outcome.family.summary()}
     # nested records travel as one JSON string: Tune flattens nested result dicts
     tune.report({**values, "val_acc": last_val_acc, RECORDS_KEY: json.dumps(records)})
 

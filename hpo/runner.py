@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import logging
+import math
 import multiprocessing
 import os
 import random
@@ -54,6 +55,8 @@ class RunOptions:
     cpus_per_trial: int = 1  # ray: CPUs (and torch threads) per trial
     retries: int = 2  # ray: retries of a trial whose worker died
     verbose: bool = False
+    grid_budget: int | None = None  # grid from the ranges, sized to this many cells
+    study_attrs: tuple[tuple[str, Any], ...] = ()  # extra study user attributes
 
 
 @dataclass
@@ -84,7 +87,7 @@ def validate(options: RunOptions) -> tuple[StudySpec, float]:
         raise ConfigError("--address and --concurrency need --backend ray")
     if options.cpus_per_trial < 1 or options.retries < 0 or (options.concurrency or 1) < 1:
         raise ConfigError("--cpus-per-trial and --concurrency need >= 1, --retries >= 0")
-    if options.sampler == "grid":
+    if options.sampler == "grid" and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
     return spec, reference_complexity(spec)
 
@@ -105,11 +108,43 @@ def grid_values(name: str, param: ParamSpec, grid: dict[str, tuple[Any, ...]]) -
                       f"{param.type} parameter {name!r}; add them under grid:")
 
 
-def grid_cells(spec: StudySpec) -> list[dict[str, Any]]:
-    """Every combination of the grid values, in a fixed order."""
+def grid_cells(spec: StudySpec, budget: int | None = None) -> list[dict[str, Any]]:
+    """Every combination of the grid values, in a fixed order: the study's ``grid:`` block,
+    or, with ``budget``, an even grid over the ranges sized to the budget."""
     names = sorted(spec.params)
-    values = [grid_values(n, spec.params[n], dict(spec.grid)) for n in names]
+    if budget is None:
+        values = [grid_values(n, spec.params[n], dict(spec.grid)) for n in names]
+    else:
+        values = budget_grid(spec, names, budget)
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def budget_grid(spec: StudySpec, names: list[str], budget: int) -> list[list[Any]]:
+    """k evenly spaced values per numeric range (log-spaced on log scales), every choice of a
+    categorical, with the largest k >= 2 whose grid fits the budget (if even k = 2 does not,
+    the shuffled grid is cut at the budget: that is what a grid of that budget can do)."""
+    fixed = math.prod(len(spec.params[n].choices or ()) for n in names
+                      if spec.params[n].type == "categorical")
+    free = sum(spec.params[n].type != "categorical" for n in names)
+    k = 2
+    while free and fixed * (k + 1) ** free <= budget:
+        k += 1
+    return [_even_values(spec.params[n], k) for n in names]
+
+
+def _even_values(param: ParamSpec, k: int) -> list[Any]:
+    if param.type == "categorical":
+        return list(param.choices or ())
+    low, high = float(param.low), float(param.high)  # type: ignore[arg-type]
+    if param.log:
+        points = [low * (high / low) ** (i / (k - 1)) for i in range(k)]
+    else:
+        points = [low + (high - low) * i / (k - 1) for i in range(k)]
+    if param.type == "int":
+        return sorted({round(p) for p in points})
+    if param.step:
+        points = [low + round((p - low) / param.step) * param.step for p in points]
+    return sorted(set(points))
 
 
 def suggest(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
@@ -146,15 +181,20 @@ def create_or_resume(options: RunOptions, spec: StudySpec, reference: float) -> 
         study.set_user_attr("reference_complexity", reference)
         study.set_user_attr("environment", environment(options.threads))
     study.set_user_attr("sampler", options.sampler)
+    for key, value in options.study_attrs:
+        study.set_user_attr(key, value)
     if SAMPLERS.get(options.sampler).enumerates_grid and not study.user_attrs.get("grid"):
-        enqueue_grid(study, spec, options.seed)
+        enqueue_grid(study, spec, options.seed, options.grid_budget)
     return study
 
 
-def enqueue_grid(study: optuna.Study, spec: StudySpec, seed: int) -> None:
-    """Enqueue every grid cell once, in an order shuffled by ``seed``."""
-    cells = grid_cells(spec)
+def enqueue_grid(study: optuna.Study, spec: StudySpec, seed: int,
+                 budget: int | None = None) -> None:
+    """Enqueue every grid cell once, in an order shuffled by ``seed`` (a grid sized to a
+    budget it exceeds is cut there)."""
+    cells = grid_cells(spec, budget)
     random.Random(seed).shuffle(cells)
+    cells = cells[:budget] if budget is not None else cells
     for cell in cells:
         study.enqueue_trial(cell, user_attrs={"grid_cell": True})
     study.set_user_attr("grid", len(cells))
@@ -297,8 +337,9 @@ def run_trial(
         log.warning("trial %d failed: %s", trial.number, reason)
         return
     table = outcome.family
-    trial.set_user_attr("family", table.rows())
-    trial.set_user_attr("family_summary", table.summary())
+    if table is not None:
+        trial.set_user_attr("family", table.rows())
+        trial.set_user_attr("family_summary", table.summary())
     trial.set_user_attr("seconds", outcome.seconds)
     trial.set_user_attr("checkpoint", outcome.checkpoint)
     study.tell(trial, outcome.values)

@@ -96,10 +96,12 @@ class ObjectiveSpec:
     ``hypervolume``: hypervolume of the family's accuracy/complexity front (maximise).
     ``probe_accuracy``: validation accuracy of probe ``probe`` (maximise).
     ``multi``: (accuracy, complexity) of probe ``probe`` (maximise, minimise): a Pareto set
-    of trials. ``synthetic`` objectives (no training) are named by ``name``.
+    of trials. ``synthetic``: a built-in objective with a known optimum (no training), named
+    by ``name`` (see hpo/synthetic.py).
     """
 
-    kind: Literal["hypervolume", "probe_accuracy", "multi"] = "hypervolume"
+    kind: Literal["hypervolume", "probe_accuracy", "multi", "synthetic"] = "hypervolume"
+    name: str | None = None  # the built-in objective, for kind "synthetic"
     probe: str = "A"
     complexity: Literal["params", "cell_params"] = "params"
     reference_accuracy: float = 0.0
@@ -240,6 +242,9 @@ def _validate_against_search(spec: StudySpec) -> None:
     path or an impossible value fails now, not in the middle of a study."""
     from hpo.objective import build_search_config  # local: keeps torch out of parsing
 
+    if spec.objective.kind == "synthetic":
+        _check_synthetic(spec)
+        return
     config = build_search_config(spec, {}, where="search")
     _check_objective_probe(spec, config.space.ops)
     for name, param in spec.params.items():
@@ -253,6 +258,19 @@ def _validate_against_search(spec: StudySpec) -> None:
         for value in param.values_range():
             build_search_config(spec, {name: value}, where=f"params.{name}={value!r}")
     _check_temperature_order(spec)
+
+
+def _check_synthetic(spec: StudySpec) -> None:
+    from hpo.synthetic import SYNTHETIC
+
+    if spec.objective.name is None:
+        raise ConfigError(f"objective.name: a synthetic objective needs a name; one of "
+                          f"{', '.join(SYNTHETIC.names())}")
+    objective = SYNTHETIC.get(spec.objective.name, "objective.name")
+    missing = [p for p in objective.params if p not in spec.params]
+    if missing:
+        raise ConfigError(f"params: objective {spec.objective.name!r} reads {missing}; declare "
+                          "them under params")
 
 
 def _check_objective_probe(spec: StudySpec, ops: tuple[str, ...]) -> None:

@@ -30,7 +30,7 @@ def test_default_study_is_digits_with_the_seed_experiment_1_ops() -> None:
 
 
 def test_seed_experiments_are_shipped() -> None:
-    by_data = {load_study(p).data["name"]: load_study(p) for p in STUDIES}
+    by_data = {load_study(p).data.get("name"): load_study(p) for p in STUDIES}
     assert {"digits", "fashion-mnist", "cifar10"} <= set(by_data)
     five_ops = load_study(next(p for p in STUDIES if p.stem == "fashion-mnist-exp2"))
     assert len(five_ops.search["space"]["ops"]) == 5

@@ -1,0 +1,99 @@
+"""``hpo compare``: every sampler gets the same budget on the same objective, R times.
+
+Each (sampler, repeat) is its own study, named ``GROUP.SAMPLER.rREPEAT`` and tagged with
+``compare_group``, so a comparison is resumable like ``run`` (the same command tops every
+study up) and ``hpo report GROUP`` finds it. ``grid`` gets an even grid over the ranges sized
+to the budget; its seed changes the order of the cells.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any
+
+import optuna
+
+from hpo.runner import RunOptions, run, validate
+from hpo.samplers import build_sampler
+from hpo.storage import open_storage
+from hpo.study import StudySpec
+from search_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    run: RunOptions  # study, budget (trials), backend, storage, ...; sampler is ignored
+    samplers: tuple[str, ...]
+    repeats: int = 3
+    group: str | None = None
+
+
+def study_name(group: str, sampler: str, repeat: int) -> str:
+    return f"{group}.{sampler}.r{repeat}"
+
+
+def known_optimum(spec: StudySpec) -> float | None:
+    if spec.objective.kind != "synthetic":
+        return None
+    from hpo.synthetic import SYNTHETIC
+
+    return SYNTHETIC.get(spec.objective.name or "").optimum
+
+
+def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
+    """Validate everything first; then the run options of every (repeat, sampler) study."""
+    if options.repeats < 1:
+        raise ConfigError(f"--repeats: got {options.repeats}; need >= 1")
+    if not options.samplers:
+        raise ConfigError("--samplers: name at least one sampler, e.g. grid,random,tpe")
+    spec, _ = validate(options.run)
+    if len(spec.objective.directions) > 1:
+        raise ConfigError("hpo compare needs a single-objective study (best-so-far curves)")
+    for sampler in options.samplers:
+        build_sampler(sampler, 0, spec.objective.directions)
+    group = options.group or f"{spec.name}-compare"
+    optimum = known_optimum(spec)
+    runs = []
+    for repeat in range(options.repeats):
+        for sampler in options.samplers:
+            seed = options.run.seed + repeat
+            attrs: dict[str, Any] = {"compare_group": group, "repeat": repeat, "seed": seed,
+                                     "budget": options.run.trials}
+            if optimum is not None:
+                attrs["known_optimum"] = optimum
+            runs.append(replace(
+                options.run, sampler=sampler, seed=seed, name=study_name(group, sampler, repeat),
+                grid_budget=options.run.trials if sampler == "grid" else None,
+                study_attrs=tuple(attrs.items()),
+            ))
+    return spec, group, runs
+
+
+def compare(options: CompareOptions, progress: Any = None) -> list[dict[str, Any]]:
+    """Run (or resume) every study of the group; return one summary row per sampler."""
+    _, group, runs = plan(options)
+    for run_options in runs:
+        run(run_options, progress() if progress else None)
+    return summarise_group(options.run.storage, group)
+
+
+def summarise_group(storage_url: str | None, group: str) -> list[dict[str, Any]]:
+    storage = open_storage(storage_url)
+    finals: dict[str, list[float]] = {}
+    optimum = None
+    for summary in optuna.get_all_study_summaries(storage):
+        attrs = summary.user_attrs
+        if attrs.get("compare_group") != group or summary.best_trial is None:
+            continue
+        finals.setdefault(attrs["sampler"], []).append(float(summary.best_trial.value))
+        optimum = attrs.get("known_optimum", optimum)
+    rows = []
+    for sampler, values in finals.items():
+        row: dict[str, Any] = {"sampler": sampler, "repeats": len(values),
+                               "median_best": statistics.median(values),
+                               "min_best": min(values), "max_best": max(values)}
+        if optimum is not None:
+            row["median_gap_to_optimum"] = optimum - row["median_best"]
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["median_best"])

@@ -1,0 +1,458 @@
+"""Report data: plain pandas frames and dataclasses computed from Optuna studies.
+
+Everything here is computed before anything is drawn (``reports.figures``) or written
+(``reports.html``). numpy, pandas, scipy and optuna only: never torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from search_core.metrics import pareto_front
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+SEED_PROBES = ("A", "B", "C", "D")
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials in trial-number order."""
+    trials = study.get_trials(deepcopy=False, states=(COMPLETE,))
+    return sorted(trials, key=lambda t: t.number)
+
+
+def is_multi_objective(study: optuna.Study) -> bool:
+    return len(study.directions) > 1
+
+
+def _maximise(study: optuna.Study) -> bool:
+    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best complete trial; for a multi-objective study the one with the largest family
+    hypervolume (else the first objective's best)."""
+    trials = complete_trials(study)
+    if not trials:
+        return None
+    if not is_multi_objective(study):
+        return study.best_trial
+
+    def key(t: optuna.trial.FrozenTrial) -> float:
+        hv = t.user_attrs.get("family_summary", {}).get("hypervolume")
+        if hv is not None:
+            return float(hv)
+        return t.values[0] if _maximise(study) else -t.values[0]
+
+    return max(trials, key=key)
+
+
+def study_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial (every state): number, state, value(s), params, family summary,
+    seconds, wall-clock elapsed since the study's first trial started, and the running best
+    of the (first) objective over complete trials."""
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    t0 = min(starts) if starts else None
+    rows = []
+    for t in trials:
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        if t.values is not None:
+            if len(t.values) == 1:
+                row["value"] = t.values[0]
+            else:
+                row |= {f"value_{i}": v for i, v in enumerate(t.values)}
+        row |= {f"param_{k}": v for k, v in t.params.items()}
+        summary = t.user_attrs.get("family_summary", {})
+        row["hypervolume"] = summary.get("hypervolume")
+        row["controllability"] = summary.get("controllability")
+        row["seconds"] = t.user_attrs.get("seconds")
+        row["seed"] = t.user_attrs.get("seed")
+        end = t.datetime_complete
+        row["elapsed_s"] = (end - t0).total_seconds() if end is not None and t0 else None
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["number", "state", "value", "best_so_far"])
+    objective = "value" if "value" in frame else "value_0" if "value_0" in frame else None
+    if objective is not None:
+        done = frame["state"] == "COMPLETE"
+        values = frame[objective].where(done).astype(float)
+        running = values.cummax() if _maximise(study) else values.cummin()
+        frame["best_so_far"] = running.where(done | running.notna())
+    return frame
+
+
+def objective_column(frame: pd.DataFrame) -> str | None:
+    return "value" if "value" in frame else "value_0" if "value_0" in frame else None
+
+
+def family_frame(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
+    """The trial's family table (probes A-D and the lattice): one row per member."""
+    return pd.DataFrame(trial.user_attrs.get("family", []))
+
+
+def op_names(family: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("s_") for c in family.columns if c.startswith("s_")]
+
+
+@dataclass
+class Front:
+    """Family members (accuracy vs complexity) with the Pareto-optimal ones flagged."""
+
+    members: pd.DataFrame  # accuracy, <complexity>, probe, is_seed_probe, on_pareto (+ trial)
+    complexity: str  # "params" or "cell_params"
+    trial: int | None = None  # the trial of a single family; None for a union
+    title: str = ""
+
+    @property
+    def front(self) -> pd.DataFrame:
+        return self.members[self.members["on_pareto"]].sort_values(self.complexity)
+
+
+def _flag_front(members: pd.DataFrame, complexity: str) -> pd.DataFrame:
+    members = members.reset_index(drop=True).copy()
+    members["on_pareto"] = False
+    if not members.empty:
+        idx = pareto_front(members["accuracy"].to_numpy(float),
+                           members[complexity].to_numpy(float))
+        members.loc[idx, "on_pareto"] = True
+    members["is_seed_probe"] = members["probe"].isin(SEED_PROBES)
+    return members
+
+
+def best_family_front(study: optuna.Study) -> Front | None:
+    """The best trial's family: accuracy vs params, Pareto front flagged, probes A-D flagged.
+    None when the study has no family data (synthetic studies)."""
+    trial = best_trial(study)
+    if trial is None or not trial.user_attrs.get("family"):
+        return None
+    complexity = "params"  # the seed's x axis: total parameters
+    members = family_frame(trial)
+    members = _flag_front(members, complexity)
+    members["trial"] = trial.number
+    return Front(members, complexity, trial=trial.number,
+                 title=f"best trial {trial.number}")
+
+
+def union_front(study: optuna.Study) -> Front | None:
+    """All complete trials' family members pooled, with the pooled Pareto front flagged."""
+    frames = []
+    for t in complete_trials(study):
+        family = family_frame(t)
+        if not family.empty:
+            frames.append(family.assign(trial=t.number))
+    if not frames:
+        return None
+    members = _flag_front(pd.concat(frames, ignore_index=True), "params")
+    return Front(members, "params", title="union over trials")
+
+
+def probe_table(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
+    """Rows A-D: s, accuracy, params, cell_params and op counts (the seed's Tables 1-3)."""
+    family = family_frame(trial)
+    if family.empty:
+        return family
+    rows = family[family["probe"].isin(SEED_PROBES)]
+    ops = op_names(family)
+    columns = (["probe"] + [f"s_{op}" for op in ops] + ["accuracy", "params", "cell_params"]
+               + [f"{kind}_{op}" for kind in ("n", "normal", "reduce") for op in ops])
+    return rows[[c for c in columns if c in rows]].reset_index(drop=True)
+
+
+def op_counts_by_probe(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
+    """Index: probes A-D; columns: ops; values: the op's total count in the architecture."""
+    family = family_frame(trial)
+    if family.empty:
+        return pd.DataFrame()
+    rows = family[family["probe"].isin(SEED_PROBES)].set_index("probe")
+    ops = op_names(family)
+    counts = rows[[f"n_{op}" for op in ops]]
+    counts.columns = ops
+    return counts
+
+
+def importance(study: optuna.Study) -> dict[str, float]:
+    """fANOVA parameter importances of the (first) objective; {} with < 3 complete trials,
+    fewer than 2 parameters, or on any error."""
+    trials = complete_trials(study)
+    if len(trials) < 3:
+        return {}
+    try:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        target = (lambda t: t.values[0]) if is_multi_objective(study) else None
+        result = optuna.importance.get_param_importances(study, evaluator=evaluator,
+                                                         target=target)
+    except Exception:
+        return {}
+    return {k: float(v) for k, v in result.items()}
+
+
+def parallel_frame(study: optuna.Study) -> pd.DataFrame:
+    """Complete trials' params normalised to [0, 1] (log scale for log params, choice index
+    for categoricals) plus the objective column ``value``."""
+    trials = complete_trials(study)
+    if not trials:
+        return pd.DataFrame()
+    names = list(dict.fromkeys(k for t in trials for k in t.params))
+    columns: dict[str, list[float]] = {}
+    for name in names:
+        dist = next(t.distributions[name] for t in trials if name in t.distributions)
+        raw = [t.params.get(name) for t in trials]
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            n = max(len(dist.choices) - 1, 1)
+            vals = [dist.choices.index(v) / n if v in dist.choices else np.nan for v in raw]
+        else:
+            lo, hi = float(dist.low), float(dist.high)
+            if getattr(dist, "log", False):
+                lo, hi = math.log(lo), math.log(hi)
+                raw = [math.log(v) if v is not None else None for v in raw]
+            span = hi - lo or 1.0
+            vals = [(v - lo) / span if v is not None else np.nan for v in raw]
+        columns[name] = vals
+    frame = pd.DataFrame(columns, index=[t.number for t in trials])
+    frame["value"] = [t.values[0] for t in trials]
+    return frame
+
+
+# ----------------------------------------------------------------------------- groups
+
+GROUP_ATTR = "compare_group"
+
+
+@dataclass
+class Group:
+    name: str
+    studies: list[optuna.Study]
+    meta: pd.DataFrame  # study, sampler, repeat, budget, seed (+ known_optimum)
+    attrs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def samplers(self) -> list[str]:
+        return list(dict.fromkeys(self.meta["sampler"]))
+
+
+def group_names(storage: Any) -> list[str]:
+    names = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        name = summary.user_attrs.get(GROUP_ATTR)
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return names
+
+
+def group_studies(storage: Any, name: str) -> Group | None:
+    """The studies whose user attr ``compare_group`` is ``name``; None if there are none."""
+    summaries = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+                 if s.user_attrs.get(GROUP_ATTR) == name]
+    if not summaries:
+        return None
+    summaries.sort(key=lambda s: (str(s.user_attrs.get("sampler")),
+                                  int(s.user_attrs.get("repeat", 0)), s.study_name))
+    studies = [optuna.load_study(study_name=s.study_name, storage=storage) for s in summaries]
+    meta = pd.DataFrame([{
+        "study": s.study_name,
+        "sampler": str(s.user_attrs.get("sampler", "?")),
+        "repeat": int(s.user_attrs.get("repeat", i)),
+        "budget": s.user_attrs.get("budget"),
+        "seed": s.user_attrs.get("seed"),
+        "known_optimum": s.user_attrs.get("known_optimum"),
+    } for i, s in enumerate(summaries)])
+    return Group(name, studies, meta, [dict(s.user_attrs) for s in summaries])
+
+
+def _group_rows(group: Group):
+    for study, (_, meta) in zip(group.studies, group.meta.iterrows()):
+        yield study, meta
+
+
+def best_so_far(group: Group) -> pd.DataFrame:
+    """Long frame: sampler, repeat, study, trial (1-based index among complete trials),
+    value, best (running maximum), elapsed_s (wall seconds since the study's first start)."""
+    rows = []
+    for study, meta in _group_rows(group):
+        trials = complete_trials(study)
+        starts = [t.datetime_start for t in study.get_trials(deepcopy=False)
+                  if t.datetime_start is not None]
+        t0 = min(starts) if starts else None
+        best = -math.inf
+        for i, t in enumerate(trials, start=1):
+            best = max(best, t.values[0])
+            end = t.datetime_complete
+            rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
+                         "study": meta["study"], "trial": i, "number": t.number,
+                         "value": t.values[0], "best": best,
+                         "elapsed_s": (end - t0).total_seconds() if end and t0 else np.nan})
+    return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "trial", "number",
+                                       "value", "best", "elapsed_s"])
+
+
+def best_so_far_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per sampler and trial index: median, q25, q75 of best-so-far over repeats (n counts
+    the repeats that reached that trial)."""
+    if curves.empty:
+        return pd.DataFrame(columns=["sampler", "trial", "median", "q25", "q75", "n"])
+    grouped = curves.groupby(["sampler", "trial"])["best"]
+    return pd.DataFrame({
+        "median": grouped.median(),
+        "q25": grouped.quantile(0.25),
+        "q75": grouped.quantile(0.75),
+        "n": grouped.size(),
+    }).reset_index()
+
+
+def final_best(group: Group) -> pd.DataFrame:
+    """sampler, repeat, study, best (final best value; NaN without complete trials), trials."""
+    rows = []
+    for study, meta in _group_rows(group):
+        trials = complete_trials(study)
+        rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
+                     "study": meta["study"],
+                     "best": max((t.values[0] for t in trials), default=np.nan),
+                     "trials": len(trials)})
+    return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "trials"])
+
+
+def default_target(group: Group) -> float:
+    """The known optimum when a study of the group records one, else the 90th percentile of
+    all final bests."""
+    known = [v for v in group.meta["known_optimum"] if v is not None and not pd.isna(v)]
+    if known:
+        return float(known[0])
+    finals = final_best(group)["best"].dropna()
+    return float(np.percentile(finals, 90)) if len(finals) else np.nan
+
+
+def trials_to_target(group: Group, target: float | None = None) -> pd.DataFrame:
+    """sampler, repeat, target, trials (1-based index of the first complete trial reaching
+    ``target``; NaN if never), elapsed_s likewise."""
+    if target is None:
+        target = default_target(group)
+    curves = best_so_far(group)
+    rows = []
+    for (_, meta) in group.meta.iterrows():
+        curve = curves[curves["study"] == meta["study"]]
+        hit = curve[curve["best"] >= target]
+        rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
+                     "study": meta["study"], "target": target,
+                     "trials": float(hit["trial"].iloc[0]) if len(hit) else np.nan,
+                     "elapsed_s": float(hit["elapsed_s"].iloc[0]) if len(hit) else np.nan})
+    return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "target", "trials",
+                                       "elapsed_s"])
+
+
+def rank_test(group: Group) -> pd.DataFrame:
+    """Friedman test over repeats (when >= 3 samplers share the same >= 2 repeats) and
+    pairwise two-sided Mann-Whitney U tests of the final bests.
+
+    Columns: test, a, b, statistic, p_value, n_a, n_b."""
+    from scipy import stats
+
+    finals = final_best(group).dropna(subset=["best"])
+    samplers = list(dict.fromkeys(finals["sampler"]))
+    rows = []
+    table = finals.pivot_table(index="repeat", columns="sampler", values="best")
+    repeats = {s: set(finals.loc[finals["sampler"] == s, "repeat"]) for s in samplers}
+    same = len({frozenset(r) for r in repeats.values()}) == 1
+    if len(samplers) >= 3 and same and len(table) >= 2:
+        try:
+            res = stats.friedmanchisquare(*(table[s].to_numpy() for s in samplers))
+            if np.isfinite(res.pvalue):
+                rows.append({"test": "friedman", "a": "all", "b": "",
+                             "statistic": float(res.statistic), "p_value": float(res.pvalue),
+                             "n_a": len(table), "n_b": len(samplers)})
+        except ValueError:
+            pass
+    for a, b in itertools.combinations(samplers, 2):
+        xa = finals.loc[finals["sampler"] == a, "best"].to_numpy()
+        xb = finals.loc[finals["sampler"] == b, "best"].to_numpy()
+        try:
+            res = stats.mannwhitneyu(xa, xb, alternative="two-sided")
+            stat, p = float(res.statistic), float(res.pvalue)
+        except ValueError:
+            stat, p = np.nan, np.nan
+        rows.append({"test": "mannwhitneyu", "a": a, "b": b, "statistic": stat,
+                     "p_value": min(max(p, 0.0), 1.0) if np.isfinite(p) else np.nan,
+                     "n_a": len(xa), "n_b": len(xb)})
+    return pd.DataFrame(rows, columns=["test", "a", "b", "statistic", "p_value", "n_a", "n_b"])
+
+
+def group_params(group: Group) -> list[str]:
+    names: list[str] = []
+    for study in group.studies:
+        for t in study.get_trials(deepcopy=False):
+            names += [k for k in t.params if k not in names]
+    return names
+
+
+def distinct_values(group: Group) -> pd.DataFrame:
+    """Index: sampler; columns: params; values: distinct values tried per parameter (over
+    all trials with that parameter), averaged over the sampler's repeats."""
+    params = group_params(group)
+    rows = []
+    for study, meta in _group_rows(group):
+        trials = study.get_trials(deepcopy=False)
+        row = {"sampler": meta["sampler"], "repeat": meta["repeat"]}
+        for p in params:
+            row[p] = len({repr(t.params[p]) for t in trials if p in t.params})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["sampler", "repeat", *params])
+    if frame.empty:
+        return pd.DataFrame(columns=params)
+    return frame.groupby("sampler", sort=False)[params].mean()
+
+
+def pooled_importance(group: Group) -> dict[str, float]:
+    """fANOVA importances over all complete trials of the group pooled into one in-memory
+    study; {} on error or with < 3 trials."""
+    trials = [t for s in group.studies for t in complete_trials(s)]
+    if len(trials) < 3:
+        return {}
+    try:
+        pooled = optuna.create_study(direction="maximize")
+        pooled.add_trials(trials)
+        return importance(pooled)
+    except Exception:
+        return {}
+
+
+def layout_axes(group: Group) -> tuple[str, str] | None:
+    """(most, least) important parameter from the pooled trials' importances; falls back to
+    the first and last parameter. None without parameters."""
+    params = group_params(group)
+    if not params:
+        return None
+    ranked = pooled_importance(group)
+    ranked = {k: v for k, v in ranked.items() if k in params}
+    if len(ranked) >= 2:
+        order = sorted(ranked, key=ranked.__getitem__, reverse=True)
+        return order[0], order[-1]
+    return params[0], params[-1]
+
+
+def layout_frame(group: Group, axes: tuple[str, str]) -> pd.DataFrame:
+    """Complete trials' values of the two layout axes: sampler, repeat, x, y, value (numeric
+    params as-is, categoricals as their choice index)."""
+    rows = []
+    for study, meta in _group_rows(group):
+        for t in complete_trials(study):
+            if not all(a in t.params for a in axes):
+                continue
+            xy = []
+            for a in axes:
+                v, dist = t.params[a], t.distributions[a]
+                if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                    v = dist.choices.index(v)
+                xy.append(float(v))
+            rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"], "x": xy[0],
+                         "y": xy[1], "value": t.values[0]})
+    return pd.DataFrame(rows, columns=["sampler", "repeat", "x", "y", "value"])

@@ -1,0 +1,261 @@
+"""Figures drawn from ``reports.data`` objects with matplotlib (Agg); each saved as PNG + SVG.
+
+Every function takes the data, an output folder and a file stem, and returns the written
+paths ([] when there is nothing to draw). matplotlib is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.data import Front
+
+ACC_LABEL = "validation accuracy (fraction)"
+COMPLEXITY_LABELS = {"params": "parameters (count)", "cell_params": "cell parameters (count)"}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
+    fig.tight_layout()
+    for path in paths:
+        fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return paths
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def family_front(best: Front | None, union: Front | None, out_dir: Path, stem: str,
+                 title: str) -> list[Path]:
+    """Best trial's family (probes A-D annotated) and its front, plus the union front."""
+    if best is None and union is None:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    complexity = (best or union).complexity
+    if union is not None:
+        ax.scatter(union.members[complexity], union.members["accuracy"], s=10, c="0.8",
+                   label="all trials' members")
+        f = union.front
+        ax.step(f[complexity], f["accuracy"], where="post", color="tab:gray", ls="--",
+                label="union front")
+    if best is not None:
+        m = best.members
+        ax.scatter(m[complexity], m["accuracy"], s=22, color="tab:blue",
+                   label=f"{best.title} members")
+        f = best.front
+        ax.step(f[complexity], f["accuracy"], where="post", color="tab:blue", marker="o",
+                label=f"{best.title} front")
+        probes = m[m["is_seed_probe"]]
+        ax.scatter(probes[complexity], probes["accuracy"], s=60, facecolors="none",
+                   edgecolors="tab:red", label="probes A-D")
+        for (x, y), part in probes.groupby([complexity, "accuracy"]):
+            ax.annotate(",".join(part["probe"]), (x, y), textcoords="offset points",
+                        xytext=(5, 5), color="tab:red")
+    ax.set_xlabel(COMPLEXITY_LABELS.get(complexity, complexity))
+    ax.set_ylabel(ACC_LABEL)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, out_dir, stem)
+
+
+def op_counts(counts: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
+    """Grouped bars: one group per probe, one bar per op (the seed's Figure 2)."""
+    if counts.empty:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(counts.index))
+    width = 0.8 / max(len(counts.columns), 1)
+    for i, op in enumerate(counts.columns):
+        ax.bar(x + (i - (len(counts.columns) - 1) / 2) * width, counts[op], width, label=op)
+    ax.set_xticks(x, [f"probe {p}" for p in counts.index])
+    ax.set_xlabel("probe (complexity vector s)")
+    ax.set_ylabel("operations in the architecture (count)")
+    ax.set_title(title)
+    ax.legend(title="op", fontsize="small")
+    return _save(fig, out_dir, stem)
+
+
+def history(frame: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
+    """Objective per complete trial and the best so far."""
+    from reports.data import objective_column
+
+    col = objective_column(frame)
+    if col is None:
+        return []
+    done = frame[frame["state"] == "COMPLETE"]
+    if done.empty:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(done["number"], done[col], s=18, label="trial value")
+    ax.step(done["number"], done["best_so_far"], where="post", color="tab:red",
+            label="best so far")
+    ax.set_xlabel("trial number (trials)")
+    ax.set_ylabel("objective value (study's objective)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, out_dir, stem)
+
+
+def importance_bars(importances: dict[str, float], out_dir: Path, stem: str,
+                    title: str) -> list[Path]:
+    if not importances:
+        return []
+    plt = _plt()
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.5))
+    ax.barh(names, [importances[n] for n in names], label="fANOVA importance")
+    ax.set_xlabel("importance (fraction of objective variance)")
+    ax.set_ylabel("hyperparameter")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, out_dir, stem)
+
+
+def parallel_coordinates(frame: pd.DataFrame, out_dir: Path, stem: str,
+                         title: str) -> list[Path]:
+    """One line per complete trial over params normalised to [0, 1], coloured by value."""
+    params = [c for c in frame.columns if c != "value"]
+    if frame.empty or not params:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(params) + 2), 4))
+    values = frame["value"].to_numpy(float)
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    norm = plt.Normalize(lo, hi if hi > lo else lo + 1e-12)
+    cmap = plt.get_cmap("viridis")
+    x = np.arange(len(params))
+    for order in np.argsort(values):
+        ax.plot(x, frame[params].iloc[order].to_numpy(float), color=cmap(norm(values[order])),
+                alpha=0.8, lw=1.2)
+    ax.set_xticks(x, params)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("hyperparameter")
+    ax.set_ylabel("normalised value (fraction of range)")
+    ax.set_title(title)
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax, label="objective value")
+    return _save(fig, out_dir, stem)
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+def _colours(samplers: list[str]) -> dict[str, Any]:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    return {s: cmap(i % 10) for i, s in enumerate(samplers)}
+
+
+def best_so_far_trials(summary: pd.DataFrame, out_dir: Path, stem: str,
+                       title: str) -> list[Path]:
+    """Median best-so-far per sampler vs trial index, IQR band."""
+    if summary.empty:
+        return []
+    plt = _plt()
+    samplers = list(dict.fromkeys(summary["sampler"]))
+    colours = _colours(samplers)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in samplers:
+        part = summary[summary["sampler"] == s]
+        ax.plot(part["trial"], part["median"], color=colours[s], label=f"{s} (median)")
+        ax.fill_between(part["trial"], part["q25"], part["q75"], color=colours[s], alpha=0.2,
+                        label=f"{s} (IQR)")
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best objective so far")
+    ax.set_title(title)
+    ax.legend(fontsize="small", ncol=2)
+    return _save(fig, out_dir, stem)
+
+
+def best_so_far_time(curves: pd.DataFrame, out_dir: Path, stem: str,
+                     title: str) -> list[Path]:
+    """Best-so-far vs wall time, one step line per repeat, coloured by sampler."""
+    curves = curves.dropna(subset=["elapsed_s"])
+    if curves.empty:
+        return []
+    plt = _plt()
+    samplers = list(dict.fromkeys(curves["sampler"]))
+    colours = _colours(samplers)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in samplers:
+        for i, (_, part) in enumerate(curves[curves["sampler"] == s].groupby("study")):
+            ax.step(part["elapsed_s"], part["best"], where="post", color=colours[s],
+                    alpha=0.7, label=s if i == 0 else None)
+    ax.set_xlabel("wall time (s)")
+    ax.set_ylabel("best objective so far")
+    ax.set_title(title)
+    ax.legend(title="sampler", fontsize="small")
+    return _save(fig, out_dir, stem)
+
+
+def final_best_distribution(finals: pd.DataFrame, out_dir: Path, stem: str,
+                            title: str) -> list[Path]:
+    """Box per sampler with the repeats' final bests as points."""
+    finals = finals.dropna(subset=["best"])
+    if finals.empty:
+        return []
+    plt = _plt()
+    samplers = list(dict.fromkeys(finals["sampler"]))
+    colours = _colours(samplers)
+    data = [finals.loc[finals["sampler"] == s, "best"].to_numpy() for s in samplers]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(samplers) + 2), 4.5))
+    ax.boxplot(data, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, (s, vals) in enumerate(zip(samplers, data), start=1):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, color=colours[s], s=22,
+                   zorder=3, label=f"{s} ({len(vals)} repeats)")
+    ax.set_xticks(range(1, len(samplers) + 1), samplers)
+    ax.set_xlabel("sampler")
+    ax.set_ylabel("final best objective")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, out_dir, stem)
+
+
+def layout(points: pd.DataFrame, axes: tuple[str, str], distinct: pd.DataFrame,
+           out_dir: Path, stem: str, title: str) -> list[Path]:
+    """One panel per sampler: trials projected onto the most vs least important param."""
+    if points.empty:
+        return []
+    plt = _plt()
+    samplers = list(dict.fromkeys(points["sampler"]))
+    fig, axs = plt.subplots(1, len(samplers), figsize=(3.6 * len(samplers) + 1, 3.8),
+                            squeeze=False, sharex=True, sharey=True)
+    lo, hi = points["value"].min(), points["value"].max()
+    norm = plt.Normalize(lo, hi if hi > lo else lo + 1e-12)
+    for ax, s in zip(axs[0], samplers):
+        part = points[points["sampler"] == s]
+        sc = ax.scatter(part["x"], part["y"], c=part["value"], cmap="viridis", norm=norm, s=20,
+                        label="trials")
+        nx = distinct.loc[s, axes[0]] if s in distinct.index else float("nan")
+        ny = distinct.loc[s, axes[1]] if s in distinct.index else float("nan")
+        ax.set_title(f"{s}: {nx:.3g} x {ny:.3g} distinct", fontsize="medium")
+        ax.set_xlabel(f"{axes[0]} (most important)")
+        ax.legend(fontsize="x-small", loc="best")
+    axs[0][0].set_ylabel(f"{axes[1]} (least important)")
+    fig.colorbar(sc, ax=axs[0].tolist(), label="objective value")
+    fig.suptitle(title)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths

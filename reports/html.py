@@ -1,0 +1,234 @@
+"""One self-contained HTML report (inline CSS, relative image links) for studies and groups."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from reports import data, figures
+from search_core.errors import ConfigError
+
+CSS = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1, h2, h3 { color: #134; } h2 { border-bottom: 2px solid #ccd; padding-bottom: .2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.2em; }
+th, td { border: 1px solid #ccc; padding: .2em .5em; text-align: right; }
+th { background: #eef; } img { max-width: 100%; border: 1px solid #ddd; margin: .5em 0; }
+.meta { background: #f7f7fb; border: 1px solid #dde; padding: .6em 1em; }
+.files { font-size: .85em; }
+"""
+
+
+@dataclass
+class Section:
+    title: str
+    kind: str  # "study" | "group"
+    meta: dict[str, Any] = field(default_factory=dict)
+    figures: list[tuple[str, list[Path]]] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame, Path]] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Path]:
+        return [p for _, ps in self.figures for p in ps] + [p for *_, p in self.tables]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
+
+
+def _table(section: Section, out_dir: Path, stem: str, title: str, frame: pd.DataFrame,
+           index: bool = False) -> None:
+    if frame is None or frame.empty:
+        return
+    path = out_dir / f"{stem}.csv"
+    frame.to_csv(path, index=index)
+    section.tables.append((title, frame if index else frame.reset_index(drop=True), path))
+
+
+def _figure(section: Section, title: str, paths: list[Path]) -> None:
+    if paths:
+        section.figures.append((title, paths))
+
+
+def _study_source(attrs: dict[str, Any]) -> str:
+    study_file = attrs.get("study_file") or {}
+    name = study_file.get("name") if isinstance(study_file, dict) else None
+    source = attrs.get("study_source")
+    return " from ".join(str(x) for x in (name, source) if x) or "(unknown)"
+
+
+def study_section(study: optuna.Study, out_dir: Path) -> Section:
+    name = study.study_name
+    stem = _slug(name)
+    attrs = study.user_attrs
+    frame = data.study_frame(study)
+    seeds = sorted({int(s) for s in frame.get("seed", pd.Series(dtype=float)).dropna()})
+    section = Section(f"Study {name}", "study", {
+        "study file": _study_source(attrs),
+        "sampler": attrs.get("sampler", "(unknown)"),
+        "trials": f"{int((frame['state'] == 'COMPLETE').sum())} complete of {len(frame)}",
+        "seeds": ", ".join(map(str, seeds)) or "(none recorded)",
+        "objective directions": ", ".join(d.name.lower() for d in study.directions),
+        "reference complexity": attrs.get("reference_complexity", "-"),
+    })
+    _table(section, out_dir, f"{stem}-trials", "Trials", frame)
+    best = data.best_trial(study)
+    if best is not None:
+        section.meta["best trial"] = f"{best.number} (values {best.values}, params {best.params})"
+    front = data.best_family_front(study)
+    union = data.union_front(study)
+    _figure(section, "Family front of the best trial (probes A-D) and union front",
+            figures.family_front(front, union, out_dir, f"{stem}-front",
+                                 f"{name}: accuracy vs parameters"))
+    if front is not None:
+        cols = ["probe", "accuracy", "params", "cell_params", "trial"]
+        _table(section, out_dir, f"{stem}-front-best", "Best trial's Pareto front",
+               front.front[[c for c in cols if c in front.front]])
+    if union is not None:
+        cols = ["trial", "probe", "accuracy", "params", "cell_params"]
+        _table(section, out_dir, f"{stem}-front-union", "Union Pareto front over trials",
+               union.front[[c for c in cols if c in union.front]])
+    if best is not None and best.user_attrs.get("family"):
+        _table(section, out_dir, f"{stem}-probes", f"Probes A-D of trial {best.number}",
+               data.probe_table(best))
+        counts = data.op_counts_by_probe(best)
+        _figure(section, "Operation counts per probe",
+                figures.op_counts(counts, out_dir, f"{stem}-ops",
+                                  f"{name}: ops per probe (trial {best.number})"))
+    _figure(section, "Optimisation history",
+            figures.history(frame, out_dir, f"{stem}-history", f"{name}: optimisation history"))
+    importances = data.importance(study)
+    _figure(section, "Hyperparameter importance (fANOVA)",
+            figures.importance_bars(importances, out_dir, f"{stem}-importance",
+                                    f"{name}: hyperparameter importance"))
+    if importances:
+        _table(section, out_dir, f"{stem}-importance", "Importances",
+               pd.DataFrame({"param": list(importances), "importance": importances.values()}))
+    _figure(section, "Parallel coordinates",
+            figures.parallel_coordinates(data.parallel_frame(study), out_dir,
+                                         f"{stem}-parallel", f"{name}: parallel coordinates"))
+    return section
+
+
+def group_section(group: data.Group, out_dir: Path) -> Section:
+    name = group.name
+    stem = "group-" + _slug(name)
+    meta = group.meta
+    sources = sorted({_study_source(a) for a in group.attrs})
+    seeds = sorted({int(s) for s in meta["seed"].dropna()})
+    budgets = sorted({int(b) for b in meta["budget"].dropna()})
+    section = Section(f"Comparison group {name}", "group", {
+        "study file": "; ".join(sources),
+        "samplers": ", ".join(group.samplers),
+        "studies": f"{len(group.studies)} (repeats: " + ", ".join(
+            f"{k} {v}" for k, v in meta.groupby("sampler", sort=False).size().items()) + ")",
+        "budgets": ", ".join(map(str, budgets)) or "-",
+        "seeds": ", ".join(map(str, seeds)) or "-",
+    })
+    curves = data.best_so_far(group)
+    summary = data.best_so_far_summary(curves)
+    finals = data.final_best(group)
+    target = data.default_target(group)
+    section.meta["target"] = f"{target:.6g}"
+    ttt = data.trials_to_target(group, target)
+    ranks = data.rank_test(group)
+    distinct = data.distinct_values(group)
+    axes = data.layout_axes(group)
+    _figure(section, "Best so far vs trials (median, IQR over repeats)",
+            figures.best_so_far_trials(summary, out_dir, f"{stem}-best-trials",
+                                       f"{name}: best so far vs trials"))
+    _figure(section, "Best so far vs wall time",
+            figures.best_so_far_time(curves, out_dir, f"{stem}-best-time",
+                                     f"{name}: best so far vs wall time"))
+    _figure(section, "Final best per sampler",
+            figures.final_best_distribution(finals, out_dir, f"{stem}-final",
+                                            f"{name}: final best per sampler"))
+    if axes is not None:
+        section.meta["layout axes"] = f"{axes[0]} (most important), {axes[1]} (least)"
+        _figure(section, "Layout of the trials on the most vs least important parameter",
+                figures.layout(data.layout_frame(group, axes), axes, distinct, out_dir,
+                               f"{stem}-layout", f"{name}: {axes[0]} vs {axes[1]}"))
+    _table(section, out_dir, f"{stem}-final", "Final best per repeat", finals)
+    _table(section, out_dir, f"{stem}-trials-to-target", f"Trials to target {target:.6g}", ttt)
+    _table(section, out_dir, f"{stem}-rank-test", "Rank tests of the final bests", ranks)
+    _table(section, out_dir, f"{stem}-distinct", "Distinct values tried per parameter "
+           "(mean over repeats)", distinct, index=True)
+    _table(section, out_dir, f"{stem}-best-so-far-summary", "Best so far per trial (summary)",
+           summary)
+    _table(section, out_dir, f"{stem}-best-so-far", "Best so far (all repeats)", curves)
+    return section
+
+
+def _render(sections: list[Section], storage_url: str | None, out_dir: Path) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             "<title>nas-hpo report</title>", f"<style>{CSS}</style></head><body>",
+             "<h1>nas-hpo report</h1>", "<div class='meta'><ul>",
+             f"<li>storage: {esc(str(storage_url or 'runs/hpo.journal'))}</li>"]
+    for s in sections:
+        items = ", ".join(f"{k}: {v}" for k, v in s.meta.items()
+                          if k in ("study file", "sampler", "samplers", "seeds", "budgets"))
+        parts.append(f"<li><b>{esc(s.title)}</b> — {esc(items)}</li>")
+    parts.append("</ul></div>")
+    for s in sections:
+        parts += [f"<h2>{esc(s.title)}</h2>", "<table>"]
+        parts += [f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td>"
+                  "</tr>" for k, v in s.meta.items()]
+        parts.append("</table>")
+        for title, paths in s.figures:
+            png = next((p for p in paths if p.suffix == ".png"), paths[0])
+            links = " ".join(f"<a href='{esc(p.name)}'>{esc(p.suffix[1:])}</a>" for p in paths)
+            parts += [f"<h3>{esc(title)}</h3>",
+                      f"<img src='{esc(png.name)}' alt='{esc(title)}'>",
+                      f"<div class='files'>{links}</div>"]
+        for title, frame, path in s.tables:
+            shown = frame.head(200)
+            more = f" (first 200 of {len(frame)} rows)" if len(frame) > 200 else ""
+            parts += [f"<h3>{esc(title)}{more}</h3>",
+                      shown.to_html(index=shown.index.name is not None, float_format="%.4g",
+                                    border=0, na_rep="–"),
+                      f"<div class='files'><a href='{esc(path.name)}'>csv</a></div>"]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(storage_url: str | None, names: list[str], out_dir: str | Path) -> Path:
+    """Figures, CSV tables and ``out_dir/index.html`` for each study or comparison group."""
+    from hpo.storage import open_storage
+
+    storage = open_storage(storage_url, must_exist=True)
+    studies = [s.study_name for s in optuna.get_all_study_summaries(storage,
+                                                                     include_best_trial=False)]
+    groups = data.group_names(storage)
+    unknown = [n for n in names if n not in studies and n not in groups]
+    if unknown:
+        raise ConfigError(f"report: unknown study or group {', '.join(unknown)}; available "
+                          f"studies: {', '.join(studies) or '(none)'}; groups: "
+                          f"{', '.join(groups) or '(none)'}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for name in names:
+        if name in studies:
+            sections.append(study_section(optuna.load_study(study_name=name, storage=storage),
+                                          out))
+        else:
+            group = data.group_studies(storage, name)
+            assert group is not None
+            sections.append(group_section(group, out))
+    index = out / "index.html"
+    index.write_text(_render(sections, storage_url, out), encoding="utf-8")
+    return index
+
+
+def report_files(index: Path) -> list[Path]:
+    """The local files an index.html references (src= and href=)."""
+    text = index.read_text(encoding="utf-8")
+    refs = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", text)
+    return [index.parent / html.unescape(r) for r in refs]

@@ -1,0 +1,104 @@
+"""``hpo compare`` on the built-in low-effective-dimension objective (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hpo_helpers import Hpo, states
+
+from hpo.compare import study_name
+from hpo.runner import grid_cells
+from hpo.storage import open_storage
+from hpo.study import load_study
+from hpo.synthetic import SYNTHETIC
+
+LOW_DIM = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
+
+
+def compare(cli: Hpo, *args: object):
+    return cli("compare", "--study", LOW_DIM, "--artifacts", cli.artifacts, "-q", *args)
+
+
+def test_random_beats_grid_at_equal_budget(cli: Hpo) -> None:
+    result = compare(cli, "--samplers", "grid,random", "--trials", 30, "--repeats", 3,
+                     "--name", "bb")
+    assert result.code == 0, result.err
+    grid_best, random_best = [], []
+    for repeat in range(3):
+        grid = cli.study(study_name("bb", "grid", repeat))
+        rand = cli.study(study_name("bb", "random", repeat))
+        assert states(grid.get_trials()) == {"COMPLETE": 30}
+        assert states(rand.get_trials()) == {"COMPLETE": 30}
+        # the grid sized to 30 cells over 6 axes can afford only 2 values of x1
+        assert len({t.params["x1"] for t in grid.get_trials()}) == 2
+        assert len({t.params["x1"] for t in rand.get_trials()}) == 30
+        assert grid.user_attrs["compare_group"] == "bb" and grid.user_attrs["budget"] == 30
+        grid_best.append(grid.best_value)
+        random_best.append(rand.best_value)
+    assert min(random_best) > max(grid_best)
+    assert "random" in result.out.splitlines()[1]  # the table is sorted best first
+
+
+def test_compare_resumes_without_new_trials(cli: Hpo) -> None:
+    args = ("--samplers", "grid,tpe", "--trials", 8, "--repeats", 2, "--name", "again")
+    assert compare(cli, *args).code == 0
+    before = {n: len(cli.trials(study_name("again", s, r)))
+              for n, (s, r) in enumerate([("grid", 0), ("grid", 1), ("tpe", 0), ("tpe", 1)])}
+    assert compare(cli, *args).code == 0
+    after = {n: len(cli.trials(study_name("again", s, r)))
+             for n, (s, r) in enumerate([("grid", 0), ("grid", 1), ("tpe", 0), ("tpe", 1)])}
+    assert before == after == dict.fromkeys(range(4), 8)
+    grid0 = [t.params for t in cli.trials(study_name("again", "grid", 0))]
+    grid1 = [t.params for t in cli.trials(study_name("again", "grid", 1))]
+    assert grid0 != grid1  # the seed changes the order of the cells
+
+
+def test_budget_grid_sizes() -> None:
+    spec = load_study(LOW_DIM)
+    assert len(grid_cells(spec, budget=64)) == 2**6
+    assert len(grid_cells(spec, budget=728)) == 2**6
+    assert len(grid_cells(spec, budget=729)) == 3**6
+    values = sorted({c["x1"] for c in grid_cells(spec, budget=729)})
+    assert values == [0.0, 0.5, 1.0]
+
+
+def test_synthetic_optimum_is_the_maximum() -> None:
+    objective = SYNTHETIC.get("low_effective_dimension")
+    best = objective.fn({"x1": 0.71, "x2": 0.3})
+    assert best == pytest.approx(objective.optimum)
+    assert objective.fn({"x1": 0.5, "x2": 0.3}) < best
+    branin = SYNTHETIC.get("branin")
+    assert branin.fn({"x": 3.14159265, "y": 2.275}) == pytest.approx(branin.optimum, abs=1e-5)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--samplers", "grid,annealing", "--trials", 5), "annealing"),
+    (("--samplers", "grid", "--trials", 5, "--repeats", 0), "--repeats"),
+])
+def test_bad_compare_input_is_one_line_and_writes_nothing(cli: Hpo, args, expected) -> None:
+    result = compare(cli, *args)
+    assert result.code == 2
+    (line,) = result.err_lines
+    assert expected in line
+    assert cli.nothing_written()
+
+
+def test_report_of_a_real_comparison(cli: Hpo) -> None:
+    """compare -> report: the lecture's layout numbers come out of the real studies."""
+    from reports import data
+    from reports.html import report_files
+
+    assert compare(cli, "--samplers", "grid,random", "--trials", 30, "--repeats", 2,
+                   "--name", "lecture").code == 0
+    out = cli.tmp / "report"
+    result = cli("report", "lecture", "--out", out)
+    assert result.code == 0, result.err
+    group = data.group_studies(open_storage(str(cli.storage)), "lecture")
+    distinct = data.distinct_values(group)
+    assert distinct.loc["grid", "x1"] == 2 and distinct.loc["random", "x1"] == 30
+    assert data.layout_axes(group)[0] == "x1"  # the one that matters
+    finals = data.final_best(group)
+    assert set(finals["sampler"]) == {"grid", "random"}
+    files = report_files(out / "index.html")
+    assert files and all(f.exists() and f.stat().st_size > 0 for f in files)

@@ -1,0 +1,220 @@
+"""reports/: data objects, figures and the HTML report, on a tiny real study and hand-made
+comparison groups in one journal file."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from hpo.storage import open_storage
+from reports import data
+from reports.cli import add_parser, cmd_report
+from reports.html import report_files, write_report
+from search_core.errors import ConfigError
+from search_core.metrics import pareto_front
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOAT = optuna.distributions.FloatDistribution(0.0, 1.0)
+CAT = optuna.distributions.CategoricalDistribution(["a", "b", "c"])
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study(storage, name: str, values: list[float], params: list[dict], **attrs):
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    dists = {"x": FLOAT, "y": FLOAT, "c": CAT}
+    for value, p in zip(values, params):
+        study.add_trial(optuna.trial.create_trial(
+            params=p, distributions={k: dists[k] for k in p}, value=value))
+    return study
+
+
+def _group_attrs(group: str, sampler: str, repeat: int) -> dict:
+    return {"compare_group": group, "sampler": sampler, "repeat": repeat, "budget": 10,
+            "seed": repeat, "study_source": "synthetic"}
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tiny (3 real trials with families), a synthetic study, groups `cmp` and `ttt`."""
+    tmp = tmp_path_factory.mktemp("reports")
+    url = str(tmp / "x.journal")
+    subprocess.run(
+        [sys.executable, "-m", "hpo.cli", "run", "--study", "tests/studies/tiny.yaml",
+         "--trials", "3", "--storage", url, "--artifacts", str(tmp / "art"), "--threads", "1",
+         "-q"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    storage = open_storage(url, must_exist=True)
+    rng = np.random.default_rng(0)
+    _study(storage, "synthetic", list(rng.random(6)),
+           [{"x": float(rng.random()), "c": "abc"[i % 3]} for i in range(6)], sampler="random")
+    # cmp: grid uses only 2 distinct x values, random 10; 3 samplers x 3 repeats.
+    for sampler in ("grid", "random", "tpe"):
+        for repeat in range(3):
+            xs = ([0.0, 1.0] * 5 if sampler == "grid" else list((np.arange(10) + rng.random())
+                                                               / 10.5))
+            ys = list(rng.random(10))
+            values = [float(x + 0.1 * y + 0.05 * rng.random()) for x, y in zip(xs, ys)]
+            _study(storage, f"cmp-{sampler}-{repeat}", values,
+                   [{"x": float(x), "y": float(y)} for x, y in zip(xs, ys)],
+                   **_group_attrs("cmp", sampler, repeat))
+    # ttt: hand-made values; known optimum 0.9.
+    for sampler, values in (("a", [0.1, 0.5, 0.9]), ("b", [0.2, 0.3, 0.4])):
+        _study(storage, f"ttt-{sampler}", values, [{"x": v} for v in values],
+               known_optimum=0.9, **_group_attrs("ttt", sampler, 0))
+    return url
+
+
+@pytest.fixture(scope="module")
+def storage(journal: str):
+    return open_storage(journal, must_exist=True)
+
+
+def _non_dominated(acc, cx) -> bool:
+    acc, cx = np.asarray(acc, float), np.asarray(cx, float)
+    for i in range(len(acc)):
+        if np.any((acc >= acc[i]) & (cx <= cx[i]) & ((acc > acc[i]) | (cx < cx[i]))):
+            return False
+    return True
+
+
+def test_study_data(storage):
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    frame = data.study_frame(study)
+    assert len(frame) == 3 and frame["best_so_far"].is_monotonic_increasing
+    assert frame["best_so_far"].iloc[-1] == pytest.approx(study.best_value)
+
+    front = data.best_family_front(study)
+    assert front is not None and front.trial == study.best_trial.number
+    f = front.front
+    assert _non_dominated(f["accuracy"], f["params"])
+    assert f["accuracy"].max() == front.members["accuracy"].max()  # most accurate is on it
+    assert f["params"].min() == front.members["params"].min()  # smallest too
+    assert set(front.members.loc[front.members["is_seed_probe"], "probe"]) == set("ABCD")
+
+    union = data.union_front(study)
+    assert union is not None and set(union.members["trial"]) == {t.number for t in study.trials}
+    u = union.front
+    assert _non_dominated(u["accuracy"], u["params"])
+    assert u["accuracy"].max() == union.members["accuracy"].max()
+    assert len(u) == len(pareto_front(union.members["accuracy"], union.members["params"]))
+
+    probes = data.probe_table(study.best_trial)
+    assert list(probes["probe"]) == list("ABCD")
+    assert {"accuracy", "params", "cell_params", "n_sep_conv_3x3"} <= set(probes.columns)
+    counts = data.op_counts_by_probe(study.best_trial)
+    assert list(counts.index) == list("ABCD")
+    assert list(counts.columns) == ["max_pool_3x3", "skip_connect", "sep_conv_3x3"]
+
+    imp = data.importance(study)
+    assert imp == {} or set(imp) == set(study.best_trial.params)
+    par = data.parallel_frame(study)
+    params = par.drop(columns="value")
+    assert ((params >= 0) & (params <= 1)).all().all()
+
+
+def test_synthetic_study_has_no_family(storage):
+    study = optuna.load_study(study_name="synthetic", storage=storage)
+    assert data.best_family_front(study) is None and data.union_front(study) is None
+    assert data.probe_table(study.best_trial).empty
+    assert len(data.study_frame(study)) == 6
+
+
+def test_group_best_so_far(storage):
+    group = data.group_studies(storage, "cmp")
+    assert group is not None and len(group.studies) == 9
+    assert group.samplers == ["grid", "random", "tpe"]
+    curves = data.best_so_far(group)
+    for study in group.studies:
+        curve = curves[curves["study"] == study.study_name].sort_values("trial")
+        assert curve["best"].is_monotonic_increasing
+        assert curve["best"].iloc[-1] == pytest.approx(study.best_value)
+    summary = data.best_so_far_summary(curves)
+    assert (summary["q25"] <= summary["median"]).all()
+    assert (summary["median"] <= summary["q75"]).all()
+    finals = data.final_best(group)
+    assert len(finals) == 9 and (finals["trials"] == 10).all()
+
+
+def test_distinct_values_and_layout(storage):
+    group = data.group_studies(storage, "cmp")
+    distinct = data.distinct_values(group)
+    assert distinct.loc["grid", "x"] == 2
+    assert distinct.loc["random", "x"] == 10
+    assert distinct.loc["grid", "y"] == 10
+    axes = data.layout_axes(group)
+    assert axes is not None and set(axes) <= {"x", "y"}
+    # the objective is mostly x: fANOVA (or the fallback's first param) picks it
+    assert axes[0] == "x"
+
+
+def test_trials_to_target(storage):
+    group = data.group_studies(storage, "ttt")
+    assert data.default_target(group) == 0.9  # known optimum
+    ttt = data.trials_to_target(group).set_index("sampler")
+    assert ttt.loc["a", "trials"] == 3 and math.isnan(ttt.loc["b", "trials"])
+    ttt = data.trials_to_target(group, target=0.35).set_index("sampler")
+    assert ttt.loc["a", "trials"] == 2 and ttt.loc["b", "trials"] == 3
+
+
+def test_rank_test(storage):
+    ranks = data.rank_test(data.group_studies(storage, "cmp"))
+    assert "friedman" in set(ranks["test"])
+    assert (ranks["test"] == "mannwhitneyu").sum() == 3
+    assert ranks["p_value"].between(0, 1).all()
+
+
+def _check_index(index: Path) -> list[Path]:
+    text = index.read_text()
+    assert not re.search(r"https?://", text)
+    assert "<script" not in text
+    files = report_files(index)
+    assert files
+    for path in files:
+        assert path.is_file() and path.stat().st_size > 0, path
+    return files
+
+
+def test_report(journal, tmp_path):
+    index = write_report(journal, ["tiny", "synthetic", "cmp", "ttt"], tmp_path / "out")
+    files = _check_index(index)
+    names = {p.name for p in files}
+    for stem in ("tiny-front", "tiny-ops", "tiny-history", "tiny-importance",
+                 "tiny-parallel", "synthetic-history", "group-cmp-best-trials",
+                 "group-cmp-best-time", "group-cmp-final", "group-cmp-layout"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names, stem
+    assert "tiny-front.png" in names and "synthetic-front.png" not in names
+    text = index.read_text()
+    assert "tests/studies/tiny.yaml" in text and "grid, random, tpe" in text
+
+
+def test_unknown_name(journal, tmp_path):
+    with pytest.raises(ConfigError, match=r"available studies: .*tiny.*groups: .*cmp"):
+        write_report(journal, ["nope"], tmp_path)
+
+
+def test_cli(journal, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", "ttt", "--out", str(tmp_path / "r"),
+                              "--storage", journal])
+    assert cmd_report(args) == 0
+    assert "index.html" in capsys.readouterr().out
+    _check_index(tmp_path / "r" / "index.html")
+
+
+def test_no_torch(journal, tmp_path):
+    code = ("import sys, reports, reports.data, reports.figures, reports.html, reports.cli\n"
+            "from reports.html import write_report\n"
+            f"write_report({journal!r}, ['tiny', 'cmp'], {str(tmp_path)!r})\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
