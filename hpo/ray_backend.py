@@ -40,7 +40,7 @@ def objective_metrics(spec: StudySpec) -> list[str]:
 
 
 def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
-              reference: float) -> None:
+              reference: float, study_name: str) -> None:
     """One trial inside a Ray worker: per-epoch reports, then the objective and records.
 
     A trial that raises (bad values, divergence) reports its reason instead of crashing the
@@ -57,7 +57,7 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
         tune.report({"val_acc": metrics.val_acc, "epoch": metrics.epoch,
                      "train_loss": metrics.train_loss, "ray_node_id": node["ray_node_id"]})
 
-    checkpoint = Path(options.artifacts).resolve() / spec.name / f"trial-{number}.pt"
+    checkpoint = Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt"
     try:
         outcome = evaluate(spec, params, options.seed, reference, on_epoch=on_epoch,
                            checkpoint=checkpoint, threads=options.cpus_per_trial)
@@ -234,7 +234,8 @@ def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget:
     resources = {"cpu": options.cpus_per_trial}
     tuner = tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(trainable, spec=spec, options=options, reference=reference),
+            tune.with_parameters(trainable, spec=spec, options=options, reference=reference,
+                                 study_name=study.study_name),
             resources,
         ),
         tune_config=tune.TuneConfig(

@@ -93,6 +93,7 @@ def test_trials_run_on_both_nodes_and_survive_a_killed_worker(cli: Hpo, cluster)
     assert len(restarted) == 1, "the killed trial was retried by Tune and completed"
     for trial in trials:
         assert trial.user_attrs["family_summary"]["hypervolume"] >= 0
+        assert trial.user_attrs["checkpoint"].endswith(f"tiny_slow/trial-{trial.number}.pt")
         assert len(trial.user_attrs["history"]) == 3
         assert trial.intermediate_values  # per-epoch val_acc reported through Ray
 
@@ -101,6 +102,11 @@ def test_ray_and_local_trials_share_one_study(cli: Hpo, cluster) -> None:
     assert cli.run("--trials", 2).code == 0  # local backend first
     result = cli.run("--backend", "ray", "--address", cluster.address, "--trials", 4)
     assert result.code == 0, result.err
+    renamed = cli.run("--backend", "ray", "--address", cluster.address, "--trials", 1,
+                      "--name", "renamed")
+    assert renamed.code == 0, renamed.err
+    (other,) = cli.trials("renamed")  # its checkpoint does not overwrite tiny's trial 0
+    assert other.user_attrs["checkpoint"].endswith("renamed/trial-0.pt")
     trials = cli.trials("tiny")
     assert states(trials) == {"COMPLETE": 4}
     assert sum("ray_node_id" in t.user_attrs for t in trials) == 2
