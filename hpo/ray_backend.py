@@ -55,7 +55,8 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
 
     def on_epoch(metrics: Any) -> None:
         tune.report({"val_acc": metrics.val_acc, "epoch": metrics.epoch,
-                     "train_loss": metrics.train_loss, "ray_node_id": node["ray_node_id"]})
+                     "train_loss": metrics.train_loss, "ray_node_id": node["ray_node_id"],
+                     "worker_pid": os.getpid()})
 
     checkpoint = Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt"
     try:
@@ -98,6 +99,8 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
             if "val_acc" not in result or "epoch" not in result:
                 return
             ot_trial = self._ot_trials[trial_id]
+            if "worker_pid" in result:  # the process running it now (ops can find it)
+                ot_trial.set_user_attr("ray_worker_pid", int(result["worker_pid"]))
             nodes = self.nodes.setdefault(trial_id, [])
             if result.get("ray_node_id") and result["ray_node_id"] not in nodes:
                 nodes.append(result["ray_node_id"])  # every node an attempt of it ran on

@@ -54,16 +54,18 @@ def trial_workers() -> list[int]:
 
 
 def kill_one_worker_mid_trial(cli: Hpo, name: str, killed: list[int]) -> None:
-    """Wait until a trial has reported an epoch, then SIGKILL one trainable's process."""
+    """Wait until a trial has reported an epoch, then SIGKILL the Ray worker process running
+    it (the pid it reported, checked to be a Tune trainable's)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         if cli.storage.exists() and name in _names(cli):
             running = [t for t in cli.trials(name) if t.state.name == "RUNNING"
-                       and t.intermediate_values]
+                       and t.intermediate_values and "ray_worker_pid" in t.user_attrs]
             workers = trial_workers()
-            if running and workers:
-                os.kill(workers[0], signal.SIGKILL)
-                killed.append(workers[0])
+            if running and running[0].user_attrs["ray_worker_pid"] in workers:
+                pid = running[0].user_attrs["ray_worker_pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
                 return
         time.sleep(0.2)
 
