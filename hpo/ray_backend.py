@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 
 from hpo.objective import evaluate
 from hpo.records import WORKER_ATTR, worker_id
-from hpo.runner import RunOptions, state_counts, suggest
-from hpo.samplers import SAMPLERS, build_sampler
+from hpo.runner import RunOptions, suggest, trials_to_start
+from hpo.samplers import build_sampler
 from hpo.storage import open_storage
 from hpo.study import StudySpec
 from search_core.data import DEFAULT_DATA_ROOT_ENV
@@ -86,9 +86,10 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
     class StudySearcher(OptunaSearch):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.started: set[str] = set()  # Tune trials that reported an epoch
+            self.reported: dict[str, set[int]] = {}  # Tune trial -> epochs reported so far
             self.restarts: dict[str, int] = {}  # Tune trial -> restarts after a worker died
             self.nodes: dict[str, list[str]] = {}  # Tune trial -> nodes its attempts ran on
+
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             params = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
@@ -105,14 +106,14 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
             if result.get("ray_node_id") and result["ray_node_id"] not in nodes:
                 nodes.append(result["ray_node_id"])  # every node an attempt of it ran on
                 ot_trial.set_user_attr("ray_nodes", nodes)
-            if int(result["epoch"]) == 0 and result.get("training_iteration", 1) == 1 \
-                    and trial_id in self.started:  # Tune restarted it: its worker died
+            epoch, seen = int(result["epoch"]), self.reported.setdefault(trial_id, set())
+            if epoch == 0 and 0 in seen:  # Tune restarted it: its worker died
                 self.restarts[trial_id] = self.restarts.get(trial_id, 0) + 1
                 ot_trial.set_user_attr("ray_restarts", self.restarts[trial_id])
-            self.started.add(trial_id)
-            if len(spec.objective.directions) == 1 and int(result["epoch"]) not in \
-                    self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values:
-                ot_trial.report(result["val_acc"], int(result["epoch"]))
+            if epoch not in seen:  # an intermediate value is reported once per epoch
+                seen.add(epoch)
+                if len(spec.objective.directions) == 1:
+                    ot_trial.report(result["val_acc"], epoch)
 
         def save(self, checkpoint_path: str) -> None:
             """Nothing to save: the Optuna storage is the record, and a resumed study
@@ -203,25 +204,11 @@ def execute(options: RunOptions, study: optuna.Study, spec: StudySpec, progress:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = init_ray(options)
     try:
-        while (budget := remaining(study, options, base_failures, deadline)) > 0:
+        while (budget := trials_to_start(study, options, base_failures, deadline)[0]) > 0:
             run_round(options, study, spec, budget, progress, deadline)
     finally:
         if started:
             ray.shutdown()
-
-
-def remaining(study: optuna.Study, options: RunOptions, base_failures: int,
-              deadline: float | None) -> int:
-    counts = state_counts(study)
-    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-    if counts[TrialState.FAIL] - base_failures >= options.max_failures:
-        return 0
-    if deadline is not None and time.time() > deadline:
-        return 0
-    budget = options.trials - done
-    if SAMPLERS.get(options.sampler).enumerates_grid:
-        budget = min(budget, counts[TrialState.WAITING])
-    return max(budget, 0)
 
 
 def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget: int,

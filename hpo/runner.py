@@ -241,23 +241,33 @@ def _threads(options: RunOptions) -> int:
     return options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
 
 
-def next_action(
-    study: optuna.Study, options: RunOptions, grid: bool, deadline: float | None,
-    base_failures: int,
-) -> str:
-    """"ask", "wait" (another worker's trial may still fail) or "stop:<reason>"."""
+def trials_to_start(
+    study: optuna.Study, options: RunOptions, base_failures: int, deadline: float | None
+) -> tuple[int, int]:
+    """(trials still to start, trials running), shared by every backend. (0, 0) means stop:
+    the study has its trials, --max-failures new failures or the deadline passed. A grid
+    starts only its enqueued cells."""
     counts = state_counts(study)
     done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-    running, waiting = counts[TrialState.RUNNING], counts[TrialState.WAITING]
-    if done >= options.trials:
-        return "stop:trials"
-    if counts[TrialState.FAIL] - base_failures >= options.max_failures:
-        return "stop:failures"
-    if deadline is not None and time.time() > deadline:
-        return "stop:timeout"
-    if done + running >= options.trials or (grid and waiting == 0):
-        return "wait" if running else ("stop:grid" if grid else "stop:trials")
-    return "ask"
+    failed = counts[TrialState.FAIL] - base_failures
+    expired = deadline is not None and time.time() > deadline
+    if done >= options.trials or failed >= options.max_failures or expired:
+        return 0, 0
+    running = counts[TrialState.RUNNING]
+    to_start = options.trials - done - running
+    if SAMPLERS.get(options.sampler).enumerates_grid:
+        to_start = min(to_start, counts[TrialState.WAITING])
+    return max(to_start, 0), running
+
+
+def next_action(
+    study: optuna.Study, options: RunOptions, deadline: float | None, base_failures: int
+) -> str:
+    """"ask", "wait" (another worker's trial may still fail) or "stop"."""
+    to_start, running = trials_to_start(study, options, base_failures, deadline)
+    if to_start:
+        return "ask"
+    return "wait" if running else "stop"
 
 
 def run_worker(
@@ -276,15 +286,14 @@ def run_worker(
         sampler=build_sampler(options.sampler, options.seed + index, spec.objective.directions),
         pruner=PRUNERS.get(options.pruner)(spec.epochs),
     )
-    grid = SAMPLERS.get(options.sampler).enumerates_grid
     lock = Path(options.artifacts) / f"{name}.lock"
     while True:
         with file_lock(lock):
-            action = next_action(study, options, grid, deadline, base_failures)
+            action = next_action(study, options, deadline, base_failures)
             trial = study.ask() if action == "ask" else None
             if trial is not None:
                 trial.set_user_attr(WORKER_ATTR, worker_id())
-        if action.startswith("stop"):
+        if action == "stop":
             return
         if trial is None:
             time.sleep(0.5)
