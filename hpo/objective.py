@@ -67,8 +67,7 @@ def reference_complexity(spec: StudySpec) -> float:
         return spec.objective.reference_complexity
     if spec.objective.kind == "synthetic":
         return 0.0  # no family, no hypervolume
-    from search_core.costs import heaviest_genotype
-    from search_core.family import parameter_counts
+    from search_core.family import heaviest_complexity
 
     largest = {
         name: param.values_range()[1]
@@ -76,11 +75,8 @@ def reference_complexity(spec: StudySpec) -> float:
         if name in ("cells", "nodes", "channels")
     }
     config = build_search_config(spec, largest)
-    data = cached_data(config.data)
-    params, cell_params = parameter_counts(
-        heaviest_genotype(config.space), config.space, data.summary()
-    )
-    return float(params if spec.objective.complexity == "params" else cell_params)
+    info = cached_data(config.data).summary()
+    return heaviest_complexity(config.space, info, spec.objective.complexity)
 
 
 @dataclass

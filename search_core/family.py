@@ -194,6 +194,13 @@ def parameter_counts(genotype: Genotype, space: SearchSpace, info: dict[str, Any
     return net.num_params(), net.cell_op_params()
 
 
+def heaviest_complexity(space: SearchSpace, info: dict[str, Any],
+                        complexity: Complexity) -> float:
+    """Complexity of the heaviest architecture of the space: the default hypervolume box."""
+    params, cell_params = parameter_counts(heaviest_genotype(space), space, info)
+    return float(params if complexity == "params" else cell_params)
+
+
 def controllability(
     ops: Sequence[str], members: Sequence[FamilyMember]
 ) -> tuple[float, dict[str, float]]:
@@ -232,8 +239,7 @@ def evaluate_family(
         members.append(FamilyMember(probe.name, probe.s, genotype, acc, params, cell_params,
                                     counts))
     if reference is None:
-        heavy = parameter_counts(heaviest_genotype(space), space, info)
-        reference = (0.0, float(heavy[0] if complexity == "params" else heavy[1]))
+        reference = (0.0, heaviest_complexity(space, info, complexity))
     accs = [m.accuracy for m in members]
     cxs = [m.complexity(complexity) for m in members]
     score, per_op = controllability(space.ops, members)
