@@ -130,16 +130,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not checkpoint or not Path(checkpoint).exists():
         raise ConfigError(f"trial {trial.number}: checkpoint {checkpoint!r} not found; run "
                           "export on the machine (or shared folder) that holds --artifacts")
-    try:
-        s = [float(v) for v in args.s.split(",")]
-    except ValueError:
-        raise ConfigError(f"--s: got {args.s!r}; expected comma-separated numbers") from None
     result = SearchResult.load(checkpoint)
+    payload: dict[str, Any] = {"study": study.study_name, "trial": trial.number}
+    if args.latency_budget is not None:
+        s, extra = _pick_under_budget(args, result)
+        payload |= extra
+    else:
+        try:
+            s = [float(v) for v in args.s.split(",")]
+        except ValueError:
+            raise ConfigError(f"--s: got {args.s!r}; expected comma-separated numbers") \
+                from None
     s_vec = as_simplex_point(s, len(result.ops))
     genotype = result.genotype(s_vec)
-    payload: dict[str, Any] = {
-        "study": study.study_name, "trial": trial.number, "s": s_vec.tolist(),
-        "ops": list(result.ops), "genotype": genotype.to_dict(),
+    payload |= {
+        "s": s_vec.tolist(), "ops": list(result.ops), "genotype": genotype.to_dict(),
         "op_counts": {k: dict(v) for k, v in genotype.op_counts().items()},
     }
     out = Path(args.out)
@@ -153,3 +158,56 @@ def cmd_export(args: argparse.Namespace) -> int:
         save_model(model, args.model, study=study.study_name, trial=trial.number, s=s)
         print(f"wrote model ({model.num_params()} parameters) to {args.model}")
     return 0
+
+
+def _pick_under_budget(args: argparse.Namespace, result: Any) -> tuple[list[float], dict]:
+    """Search the family over s for the most accurate member under --latency-budget."""
+    from hpo.objective import cached_data
+    from search_core.latency import (
+        LatencyTable,
+        TimingSettings,
+        fingerprint,
+        fingerprint_mismatch,
+    )
+    from search_core.selection import parse_latency, select_under_budget
+
+    budget = parse_latency(args.latency_budget)
+    if args.threads < 1 or args.batch < 1:
+        raise ConfigError("--threads and --batch need >= 1")
+    settings = TimingSettings(threads=args.threads)
+    table = LatencyTable.load(args.latency_table) if args.latency_table else None
+    if table is not None:
+        differs = fingerprint_mismatch(table.fingerprint, fingerprint(settings))
+        if differs:
+            print("warning: --latency-table was measured elsewhere (" + "; ".join(differs)
+                  + "); its predictions only pre-filter, latencies are measured here",
+                  file=sys.stderr)
+    found = select_under_budget(result, cached_data(result.config.data), budget, settings,
+                                table, batch=args.batch)
+    seen = (f"{found.architectures} distinct architectures from {found.s_vectors} s vectors, "
+            f"{found.measured} measured, {found.under_budget} under budget")
+    if found.best is None:
+        fastest = found.fastest
+        raise ConfigError(
+            f"--latency-budget {args.latency_budget}: no family member runs under {budget:g} "
+            f"ms here (batch {args.batch}, {args.threads} thread(s)); the fastest measured is "
+            f"{fastest.latency.median_ms:.3g} ms at s={_fmt(fastest.s)} ({seen}); raise the "
+            "budget or search with a larger kappa")
+    best = found.best
+    predicted = (f", predicted {best.predicted_ms:.3g} ms" if best.predicted_ms is not None
+                 else "")
+    print(f"under {budget:g} ms: s={_fmt(best.s)}, validation accuracy {best.accuracy:.4f}, "
+          f"latency {best.latency.median_ms:.3g} ms measured (batch {args.batch}, "
+          f"{args.threads} thread(s), +-{best.latency.spread_ms:.2g}){predicted}; {seen}")
+    return list(best.s), {
+        "latency_budget_ms": budget, "latency_ms": best.latency.median_ms,
+        "latency_spread_ms": best.latency.spread_ms, "predicted_latency_ms": best.predicted_ms,
+        "accuracy": best.accuracy, "batch": args.batch, "threads": args.threads,
+        "searched": {"s_vectors": found.s_vectors, "architectures": found.architectures,
+                     "measured": found.measured, "under_budget": found.under_budget},
+        "fingerprint": fingerprint(settings),
+    }
+
+
+def _fmt(s: Any) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in s) + ")"

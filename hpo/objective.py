@@ -76,7 +76,18 @@ def reference_complexity(spec: StudySpec) -> float:
     }
     config = build_search_config(spec, largest)
     info = cached_data(config.data).summary()
+    check_latency_table(config, info)
     return heaviest_complexity(config.space, info, spec.objective.complexity)
+
+
+def check_latency_table(config: SearchConfig, info: Mapping[str, Any]) -> None:
+    """With ``train.op_costs: latency``, the table must exist and cover the space: fail
+    before anything is written, not in every trial."""
+    if config.train.op_costs == "latency":
+        from search_core.costs import op_cost_weights
+
+        op_cost_weights(config, info["in_channels"], tuple(info["image_size"]),
+                        info["num_classes"])
 
 
 @dataclass

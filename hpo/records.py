@@ -15,6 +15,8 @@ from typing import Any
 
 import optuna
 
+from search_core.machine import cpu_model
+
 WORKER_ATTR = "worker"  # "host:pid" of the process running a trial
 
 
@@ -36,16 +38,6 @@ def owner_alive(owner: str | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str | None:

@@ -103,7 +103,7 @@ class ObjectiveSpec:
     kind: Literal["hypervolume", "probe_accuracy", "multi", "synthetic"] = "hypervolume"
     name: str | None = None  # the built-in objective, for kind "synthetic"
     probe: str = "A"
-    complexity: Literal["params", "cell_params"] = "params"
+    complexity: Literal["params", "cell_params", "latency"] = "params"
     reference_accuracy: float = 0.0
     reference_complexity: float | None = None
 

@@ -1,4 +1,5 @@
-"""Report data: plain pandas frames and dataclasses computed from Optuna studies.
+"""Report data: plain pandas frames and dataclasses computed from Optuna studies and latency
+tables.
 
 Everything here is computed before anything is drawn (``reports.figures``) or written
 (``reports.html``). numpy, pandas, scipy and optuna only: never torch.
@@ -105,12 +106,15 @@ def op_names(family: pd.DataFrame) -> list[str]:
     return [c.removeprefix("s_") for c in family.columns if c.startswith("s_")]
 
 
+LATENCY = "latency_ms"  # the family rows' measured latency column (ms, batch 1)
+
+
 @dataclass
 class Front:
     """Family members (accuracy vs complexity) with the Pareto-optimal ones flagged."""
 
     members: pd.DataFrame  # accuracy, <complexity>, probe, is_seed_probe, on_pareto (+ trial)
-    complexity: str  # "params" or "cell_params"
+    complexity: str  # "params", "cell_params" or "latency_ms"
     trial: int | None = None  # the trial of a single family; None for a union
     title: str = ""
 
@@ -130,31 +134,55 @@ def _flag_front(members: pd.DataFrame, complexity: str) -> pd.DataFrame:
     return members
 
 
-def best_family_front(study: optuna.Study) -> Front | None:
-    """The best trial's family: accuracy vs params, Pareto front flagged, probes A-D flagged.
-    None when the study has no family data (synthetic studies)."""
+def _measured(family: pd.DataFrame, complexity: str) -> pd.DataFrame:
+    """The members that have a value on the complexity axis (latency may be unmeasured)."""
+    if complexity not in family:
+        return family.iloc[0:0]
+    values = pd.to_numeric(family[complexity], errors="coerce")
+    return family.assign(**{complexity: values})[values.notna()]
+
+
+def best_family_front(study: optuna.Study, complexity: str = "params") -> Front | None:
+    """The best trial's family: accuracy vs ``complexity`` (default the seed's x axis, total
+    parameters; ``LATENCY`` for the measured latency), Pareto front and probes A-D flagged.
+    None when the study has no family data (synthetic studies) or no member has a value on
+    the axis (latency not measured)."""
     trial = best_trial(study)
     if trial is None or not trial.user_attrs.get("family"):
         return None
-    complexity = "params"  # the seed's x axis: total parameters
-    members = family_frame(trial)
+    members = _measured(family_frame(trial), complexity)
+    if members.empty:
+        return None
     members = _flag_front(members, complexity)
     members["trial"] = trial.number
     return Front(members, complexity, trial=trial.number,
                  title=f"best trial {trial.number}")
 
 
-def union_front(study: optuna.Study) -> Front | None:
+def union_front(study: optuna.Study, complexity: str = "params") -> Front | None:
     """All complete trials' family members pooled, with the pooled Pareto front flagged."""
     frames = []
     for t in complete_trials(study):
-        family = family_frame(t)
+        family = _measured(family_frame(t), complexity)
         if not family.empty:
             frames.append(family.assign(trial=t.number))
     if not frames:
         return None
-    members = _flag_front(pd.concat(frames, ignore_index=True), "params")
-    return Front(members, "params", title="union over trials")
+    members = _flag_front(pd.concat(frames, ignore_index=True), complexity)
+    return Front(members, complexity, title="union over trials")
+
+
+def objective_complexity(study: optuna.Study) -> str | None:
+    """The complexity axis of the study's objective (``params``, ``cell_params`` or
+    ``latency``): from the saved study file, else the best trial's family summary."""
+    study_file = study.user_attrs.get("study_file")
+    objective = study_file.get("objective") if isinstance(study_file, dict) else None
+    if isinstance(objective, dict) and objective.get("kind") in ("hypervolume", "multi"):
+        return str(objective.get("complexity", "params"))
+    trial = best_trial(study)
+    summary = trial.user_attrs.get("family_summary", {}) if trial is not None else {}
+    complexity = summary.get("complexity") if isinstance(summary, dict) else None
+    return str(complexity) if complexity else None
 
 
 def probe_table(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
@@ -164,9 +192,13 @@ def probe_table(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
         return family
     rows = family[family["probe"].isin(SEED_PROBES)]
     ops = op_names(family)
-    columns = (["probe"] + [f"s_{op}" for op in ops] + ["accuracy", "params", "cell_params"]
+    columns = (["probe"] + [f"s_{op}" for op in ops]
+               + ["accuracy", "params", "cell_params", LATENCY]
                + [f"{kind}_{op}" for kind in ("n", "normal", "reduce") for op in ops])
-    return rows[[c for c in columns if c in rows]].reset_index(drop=True)
+    table = rows[[c for c in columns if c in rows]].reset_index(drop=True)
+    if LATENCY in table and table[LATENCY].isna().all():
+        table = table.drop(columns=LATENCY)  # not measured
+    return table
 
 
 def op_counts_by_probe(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:

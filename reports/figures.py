@@ -12,10 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.data import Front
+from reports.data import LATENCY, Front
+from reports.latency import LatencyValidation
 
 ACC_LABEL = "validation accuracy (fraction)"
-COMPLEXITY_LABELS = {"params": "parameters (count)", "cell_params": "cell parameters (count)"}
+LATENCY_LABEL = "latency (ms, batch 1, measured on the target device)"
+COMPLEXITY_LABELS = {"params": "parameters (count)", "cell_params": "cell parameters (count)",
+                     LATENCY: LATENCY_LABEL}
 
 
 def _plt() -> Any:
@@ -152,6 +155,38 @@ def parallel_coordinates(frame: pd.DataFrame, out_dir: Path, stem: str,
     ax.set_title(title)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="objective value")
+    return _save(fig, out_dir, stem)
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+def latency_scatter(validation: LatencyValidation, out_dir: Path, stem: str,
+                    title: str) -> list[Path]:
+    """Predicted vs measured latency of the held-out networks: naive sum (grey) and corrected
+    (blue, measured spread as error bars), the y = x line and a +-10 % band."""
+    points = validation.points
+    if points.empty:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    values = points[["measured_ms", "naive_ms", "predicted_ms"]].to_numpy(float)
+    top = float(np.nanmax(values)) * 1.05
+    line = np.array([0.0, top])
+    ax.fill_between(line, 0.9 * line, 1.1 * line, color="tab:green", alpha=0.12,
+                    label="within +-10 %")
+    ax.plot(line, line, color="k", lw=1, label="prediction = measurement")
+    ax.scatter(points["measured_ms"], points["naive_ms"], s=18, color="0.55",
+               label="naive sum of parts")
+    ax.errorbar(points["measured_ms"], points["predicted_ms"],
+                xerr=points["spread_ms"].fillna(0.0), fmt="o", ms=4, color="tab:blue",
+                ecolor="tab:blue", elinewidth=0.8, label="corrected prediction")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("measured latency (ms, median over rounds)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper left")
     return _save(fig, out_dir, stem)
 
 

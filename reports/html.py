@@ -1,4 +1,5 @@
-"""One self-contained HTML report (inline CSS, relative image links) for studies and groups."""
+"""One self-contained HTML report (inline CSS, relative image links) for studies, groups and a
+latency table."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import optuna
 import pandas as pd
 
 from reports import data, figures
+from reports import latency as latency_data
 from search_core.errors import ConfigError
 
 CSS = """
@@ -19,6 +21,7 @@ body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222
 h1, h2, h3 { color: #134; } h2 { border-bottom: 2px solid #ccd; padding-bottom: .2em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.2em; }
 th, td { border: 1px solid #ccc; padding: .2em .5em; text-align: right; }
+td { max-width: 40em; overflow-wrap: anywhere; }
 th { background: #eef; } img { max-width: 100%; border: 1px solid #ddd; margin: .5em 0; }
 .meta { background: #f7f7fb; border: 1px solid #dde; padding: .6em 1em; }
 .files { font-size: .85em; }
@@ -28,14 +31,16 @@ th { background: #eef; } img { max-width: 100%; border: 1px solid #ddd; margin: 
 @dataclass
 class Section:
     title: str
-    kind: str  # "study" | "group"
+    kind: str  # "study" | "group" | "latency"
     meta: dict[str, Any] = field(default_factory=dict)
     figures: list[tuple[str, list[Path]]] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame, Path]] = field(default_factory=list)
+    children: list[Section] = field(default_factory=list)  # drawn after, one level deeper
 
     @property
     def files(self) -> list[Path]:
-        return [p for _, ps in self.figures for p in ps] + [p for *_, p in self.tables]
+        own = [p for _, ps in self.figures for p in ps] + [p for *_, p in self.tables]
+        return own + [p for child in self.children for p in child.files]
 
 
 def _slug(name: str) -> str:
@@ -63,6 +68,41 @@ def _study_source(attrs: dict[str, Any]) -> str:
     return " from ".join(str(x) for x in (name, source) if x) or "(unknown)"
 
 
+def _objective(attrs: dict[str, Any], complexity: str | None) -> str:
+    study_file = attrs.get("study_file")
+    objective = study_file.get("objective") if isinstance(study_file, dict) else None
+    kind = objective.get("kind") if isinstance(objective, dict) else None
+    if complexity == "latency":
+        return (f"{kind or 'hypervolume'} over accuracy vs latency (ms, batch 1, measured on "
+                "the target device)")
+    if complexity:
+        return f"{kind or 'hypervolume'} over accuracy vs {complexity}"
+    return str(kind or "-")
+
+
+def _front_sections(section: Section, study: optuna.Study, out_dir: Path, stem: str,
+                    complexity: str) -> None:
+    """The best trial's front, the union front, their figure and CSV, on one x axis."""
+    latency = complexity == data.LATENCY
+    front = data.best_family_front(study, complexity)
+    union = data.union_front(study, complexity)
+    if latency and front is None:
+        return  # the best trial's latency was not measured
+    what = "latency" if latency else "parameters"
+    stem = f"{stem}-latency-front" if latency else f"{stem}-front"
+    _figure(section, f"Family front of the best trial (probes A-D) and union front: "
+            f"accuracy vs {what}",
+            figures.family_front(front, union, out_dir, stem,
+                                 f"{study.study_name}: accuracy vs {what}"))
+    cols = ["probe", "accuracy", "params", "cell_params", data.LATENCY, "trial"]
+    if front is not None:
+        _table(section, out_dir, f"{stem}-best", f"Best trial's Pareto front ({what})",
+               front.front[[c for c in cols if c in front.front]])
+    if union is not None:
+        _table(section, out_dir, f"{stem}-union", f"Union Pareto front over trials ({what})",
+               union.front[[c for c in ["trial", *cols[:-1]] if c in union.front]])
+
+
 def study_section(study: optuna.Study, out_dir: Path) -> Section:
     name = study.study_name
     stem = _slug(name)
@@ -75,25 +115,15 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
         "trials": f"{int((frame['state'] == 'COMPLETE').sum())} complete of {len(frame)}",
         "seeds": ", ".join(map(str, seeds)) or "(none recorded)",
         "objective directions": ", ".join(d.name.lower() for d in study.directions),
+        "objective": _objective(attrs, data.objective_complexity(study)),
         "reference complexity": attrs.get("reference_complexity", "-"),
     })
     _table(section, out_dir, f"{stem}-trials", "Trials", frame)
     best = data.best_trial(study)
     if best is not None:
         section.meta["best trial"] = f"{best.number} (values {best.values}, params {best.params})"
-    front = data.best_family_front(study)
-    union = data.union_front(study)
-    _figure(section, "Family front of the best trial (probes A-D) and union front",
-            figures.family_front(front, union, out_dir, f"{stem}-front",
-                                 f"{name}: accuracy vs parameters"))
-    if front is not None:
-        cols = ["probe", "accuracy", "params", "cell_params", "trial"]
-        _table(section, out_dir, f"{stem}-front-best", "Best trial's Pareto front",
-               front.front[[c for c in cols if c in front.front]])
-    if union is not None:
-        cols = ["trial", "probe", "accuracy", "params", "cell_params"]
-        _table(section, out_dir, f"{stem}-front-union", "Union Pareto front over trials",
-               union.front[[c for c in cols if c in union.front]])
+    _front_sections(section, study, out_dir, stem, "params")
+    _front_sections(section, study, out_dir, stem, data.LATENCY)
     if best is not None and best.user_attrs.get("family"):
         _table(section, out_dir, f"{stem}-probes", f"Probes A-D of trial {best.number}",
                data.probe_table(best))
@@ -165,41 +195,132 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
     return section
 
 
+# ----------------------------------------------------------------------------- latency
+
+STAT_LABELS = {"n": "networks (count)", "spearman": "rank correlation (Spearman)",
+               "within_10pct": "share within +-10 % (fraction)",
+               "median_abs_error_pct": "median |error| (%)", "mean_error_pct": "mean error (%)"}
+
+
+def _space_short(signature: str) -> str:
+    """'input 1x28x28, 16 channels' from a layout signature (the whole of it if unknown)."""
+    fields = dict(part.split("=", 1) for part in signature.split() if "=" in part)
+    if "input" in fields and "channels" in fields:
+        return f"input {fields['input']}, {fields['channels']} channels"
+    return signature
+
+
+def _validation_section(v: latency_data.LatencyValidation, i: int, out_dir: Path) -> Section:
+    stem = f"latency-validation-{i}-batch{v.batch}"
+    section = Section(f"Validation {i}: batch {v.batch}", "latency", {
+        "search space": v.signature,
+        "held-out networks": f"{len(v.points)} (correction fitted on {v.fit} others)",
+    })
+    _figure(section, "Predicted vs measured latency of the held-out networks",
+            figures.latency_scatter(v, out_dir, stem,
+                                    f"{_space_short(v.signature)}, batch {v.batch}: "
+                                    "predicted vs measured"))
+    _table(section, out_dir, f"{stem}-stats", "Prediction accuracy: naive sum vs corrected",
+           v.stats.rename(index=STAT_LABELS), index=True)
+    _table(section, out_dir, f"{stem}-correction",
+           "Fitted correction: measured ~ intercept + fixed parts + sum of scale x op parts",
+           v.correction)
+    _table(section, out_dir, f"{stem}-points", "Held-out networks (ms)", v.points)
+    return section
+
+
+def latency_section(report: latency_data.LatencyReport, out_dir: Path) -> Section:
+    """The latency model: per validation the scatter, stats and correction; the machine
+    fingerprint; every measured part."""
+    fp = dict(zip(report.fingerprint["field"], report.fingerprint["value"]))
+    settings = ", ".join(f"{k} {v}" for k, v in report.settings.items()) or "-"
+    batches = sorted({int(b) for b in report.entries["batch"]})
+    section = Section("Latency model", "latency", {
+        "latency table": report.path,
+        "device": f"{fp.get('device', '?')} ({fp.get('device_name', '?')})",
+        "timing settings": settings,
+        "parts": f"{len(report.entries)} entries at batch sizes {batches}",
+        "validations": len(report.validations),
+    })
+    _table(section, out_dir, "latency-fingerprint", "Machine the table was measured on",
+           report.fingerprint)
+    section.children = [_validation_section(v, i, out_dir)
+                        for i, v in enumerate(report.validations, start=1)]
+    parts = Section("Measured parts", "latency")
+    _table(parts, out_dir, "latency-parts", "Part latencies (ms, median and quartiles)",
+           report.entries)
+    section.children.append(parts)
+    return section
+
+
+# ----------------------------------------------------------------------------- page
+
+SUMMARY_KEYS = ("study file", "sampler", "samplers", "seeds", "budgets", "objective",
+                "latency table", "device")
+
+
+def _render_section(s: Section, level: int) -> list[str]:
+    esc = html.escape
+    sub = min(level + 1, 6)
+    parts = [f"<h{level}>{esc(s.title)}</h{level}>"]
+    if s.meta:
+        parts.append("<table>")
+        parts += [f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td>"
+                  "</tr>" for k, v in s.meta.items()]
+        parts.append("</table>")
+    for title, paths in s.figures:
+        png = next((p for p in paths if p.suffix == ".png"), paths[0])
+        links = " ".join(f"<a href='{esc(p.name)}'>{esc(p.suffix[1:])}</a>" for p in paths)
+        parts += [f"<h{sub}>{esc(title)}</h{sub}>",
+                  f"<img src='{esc(png.name)}' alt='{esc(title)}'>",
+                  f"<div class='files'>{links}</div>"]
+    for title, frame, path in s.tables:
+        shown = frame.head(200)
+        more = f" (first 200 of {len(frame)} rows)" if len(frame) > 200 else ""
+        parts += [f"<h{sub}>{esc(title)}{more}</h{sub}>",
+                  shown.to_html(index=shown.index.name is not None, float_format="%.4g",
+                                border=0, na_rep="–"),
+                  f"<div class='files'><a href='{esc(path.name)}'>csv</a></div>"]
+    for child in s.children:
+        parts += _render_section(child, sub)
+    return parts
+
+
 def _render(sections: list[Section], storage_url: str | None, out_dir: Path) -> str:
     esc = html.escape
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
              "<title>nas-hpo report</title>", f"<style>{CSS}</style></head><body>",
-             "<h1>nas-hpo report</h1>", "<div class='meta'><ul>",
-             f"<li>storage: {esc(str(storage_url or 'runs/hpo.journal'))}</li>"]
+             "<h1>nas-hpo report</h1>", "<div class='meta'><ul>"]
+    if any(s.kind != "latency" for s in sections):
+        parts.append(f"<li>storage: {esc(str(storage_url or 'runs/hpo.journal'))}</li>")
     for s in sections:
-        items = ", ".join(f"{k}: {v}" for k, v in s.meta.items()
-                          if k in ("study file", "sampler", "samplers", "seeds", "budgets"))
+        items = ", ".join(f"{k}: {v}" for k, v in s.meta.items() if k in SUMMARY_KEYS)
         parts.append(f"<li><b>{esc(s.title)}</b> — {esc(items)}</li>")
     parts.append("</ul></div>")
     for s in sections:
-        parts += [f"<h2>{esc(s.title)}</h2>", "<table>"]
-        parts += [f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td>"
-                  "</tr>" for k, v in s.meta.items()]
-        parts.append("</table>")
-        for title, paths in s.figures:
-            png = next((p for p in paths if p.suffix == ".png"), paths[0])
-            links = " ".join(f"<a href='{esc(p.name)}'>{esc(p.suffix[1:])}</a>" for p in paths)
-            parts += [f"<h3>{esc(title)}</h3>",
-                      f"<img src='{esc(png.name)}' alt='{esc(title)}'>",
-                      f"<div class='files'>{links}</div>"]
-        for title, frame, path in s.tables:
-            shown = frame.head(200)
-            more = f" (first 200 of {len(frame)} rows)" if len(frame) > 200 else ""
-            parts += [f"<h3>{esc(title)}{more}</h3>",
-                      shown.to_html(index=shown.index.name is not None, float_format="%.4g",
-                                    border=0, na_rep="–"),
-                      f"<div class='files'><a href='{esc(path.name)}'>csv</a></div>"]
+        parts += _render_section(s, 2)
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(storage_url: str | None, names: list[str], out_dir: str | Path) -> Path:
-    """Figures, CSV tables and ``out_dir/index.html`` for each study or comparison group."""
+def write_report(storage_url: str | None, names: list[str], out_dir: str | Path,
+                 latency: str | Path | None = None) -> Path:
+    """Figures, CSV tables and ``out_dir/index.html`` for each study or comparison group and,
+    with ``latency``, the latency model of that table (``hpo profile --out FILE``)."""
+    if not names and latency is None:
+        raise ConfigError("report: give study/group names, --latency TABLE.json, or both")
+    table = latency_data.load_latency(latency) if latency is not None else None
+    sections = _storage_sections(storage_url, names, Path(out_dir)) if names else []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        sections.append(latency_section(table, out))
+    index = out / "index.html"
+    index.write_text(_render(sections, storage_url, out), encoding="utf-8")
+    return index
+
+
+def _storage_sections(storage_url: str | None, names: list[str], out: Path) -> list[Section]:
     from hpo.storage import open_storage
 
     storage = open_storage(storage_url, must_exist=True)
@@ -211,7 +332,6 @@ def write_report(storage_url: str | None, names: list[str], out_dir: str | Path)
         raise ConfigError(f"report: unknown study or group {', '.join(unknown)}; available "
                           f"studies: {', '.join(studies) or '(none)'}; groups: "
                           f"{', '.join(groups) or '(none)'}")
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = []
     for name in names:
@@ -222,9 +342,7 @@ def write_report(storage_url: str | None, names: list[str], out_dir: str | Path)
             group = data.group_studies(storage, name)
             assert group is not None
             sections.append(group_section(group, out))
-    index = out / "index.html"
-    index.write_text(_render(sections, storage_url, out), encoding="utf-8")
-    return index
+    return sections
 
 
 def report_files(index: Path) -> list[Path]:

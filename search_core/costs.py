@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from search_core.config import CELL_TYPES, SearchConfig, SearchSpace
 from search_core.genotype import Genotype
 from search_core.ops import build_op, count_params
 from search_core.supernet import cell_shapes
+
+log = logging.getLogger(__name__)
 
 
 def complexity_cost(
@@ -39,18 +43,44 @@ def op_param_table(space: SearchSpace) -> torch.Tensor:
     return table
 
 
-def op_cost_weights(config: SearchConfig) -> torch.Tensor | None:
-    """c_m per ``train.op_costs``: None (all ones), parameter counts, or a user mapping.
+def op_cost_weights(
+    config: SearchConfig,
+    in_channels: int = 1,
+    image: tuple[int, int] = (8, 8),
+    num_classes: int = 10,
+) -> torch.Tensor | None:
+    """c_m per ``train.op_costs``: None (all ones), parameter counts, measured latencies
+    (the input shape picks the table's entries) or a user mapping.
 
-    Parameter costs are scaled to mean 1 so kappa keeps its scale."""
+    Parameter and latency costs are scaled to mean 1 so kappa keeps its scale."""
     costs = config.train.op_costs
     if costs == "none":
         return None
-    if costs == "params":
-        table = op_param_table(config.space)
+    if costs in ("params", "latency"):
+        if costs == "params":
+            table = op_param_table(config.space)
+        else:
+            table = op_latency_table(config, in_channels, image, num_classes)
         mean = table.mean()
         return table / mean if mean > 0 else torch.ones_like(table)
     return torch.tensor([float(costs[name]) for name in config.space.ops])  # type: ignore[index]
+
+
+def op_latency_table(
+    config: SearchConfig, in_channels: int, image: tuple[int, int], num_classes: int
+) -> torch.Tensor:
+    """(2, E, k): measured batch-1 latency of op m on edge e, summed over the cells of each
+    type, from ``train.latency_table`` (a table from another machine is used with a
+    warning: relative op costs often carry over, absolute latencies do not)."""
+    from search_core.latency import LatencyTable, fingerprint, fingerprint_mismatch, network_layout
+
+    path = config.train.latency_table
+    table = LatencyTable.load(path)  # type: ignore[arg-type]
+    differs = fingerprint_mismatch(table.fingerprint, fingerprint(table.settings))
+    if differs:
+        log.warning("latency table %s was measured elsewhere (%s)", path, "; ".join(differs))
+    layout = network_layout(config.space, in_channels, image, num_classes)
+    return table.op_cost_table(layout, batch=1)
 
 
 def heaviest_genotype(space: SearchSpace) -> Genotype:

@@ -45,6 +45,21 @@ class RawData:
 LoaderFn = Callable[[Path], RawData]
 DATASETS: Registry[LoaderFn] = Registry("data set")
 
+# (in_channels, (height, width), classes) of each data set, known without reading its files:
+# latency tables are measured for a data set's input shape on machines that lack the data.
+DATASET_SHAPES: dict[str, tuple[int, tuple[int, int], int]] = {
+    "digits": (1, (8, 8), 10),
+    "mnist": (1, (28, 28), 10),
+    "fashion-mnist": (1, (28, 28), 10),
+    "cifar10": (3, (32, 32), 10),
+}
+
+
+def data_shape(name: str) -> tuple[int, tuple[int, int], int]:
+    """(in_channels, (height, width), classes) of data set ``name``."""
+    DATASETS.get(name)  # ConfigError listing the valid names
+    return DATASET_SHAPES[name]
+
 
 @dataclass(frozen=True)
 class DataConfig:

@@ -6,6 +6,8 @@ be inherited from a trained supernet.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -19,6 +21,14 @@ from search_core.supernet import (
     cell_shapes,
     make_stem,
 )
+
+
+def node_sum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The sum a node computes over its inputs (the latency table measures this function)."""
+    total = tensors[0]
+    for tensor in tensors[1:]:
+        total = total + tensor
+    return total
 
 
 class DiscreteCell(nn.Module):
@@ -38,11 +48,9 @@ class DiscreteCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
         for _ in range(self.nodes):
-            total = 0
-            for state in states:
-                total = total + self.edges[edge](state)
-                edge += 1
-            states.append(total)  # type: ignore[arg-type]
+            inputs = [self.edges[edge + i](state) for i, state in enumerate(states)]
+            edge += len(states)
+            states.append(node_sum(inputs))
         return torch.cat(states[2:], dim=1)
 
 

@@ -8,6 +8,7 @@ hypervolume against a recorded reference point, and the controllability score.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ from search_core.data import DataSplits, Split
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype
+from search_core.latency import (
+    NetworkLayout,
+    TimingSettings,
+    measure_networks,
+    network_layout,
+    profile_parts,
+)
 from search_core.metrics import hypervolume_2d, pareto_front, spearman
 from search_core.ops import op_role
 from search_core.placements import das_dennis, lattice_size
@@ -33,7 +41,8 @@ if TYPE_CHECKING:
 
     from search_core.result import SearchResult
 
-Complexity = Literal["params", "cell_params"]
+Complexity = Literal["params", "cell_params", "latency"]
+COMPLEXITIES = ("params", "cell_params", "latency")
 
 # The seed's probes, as (penalised-op value, other-op value) per penalised role, for its
 # two op sets (METHOD.md section 5). Rows are renormalised to sum to 1.
@@ -94,8 +103,13 @@ class FamilyMember:
     params: int
     cell_params: int
     op_counts: dict[str, dict[str, int]]
+    latency_ms: float | None = None  # measured end to end, batch 1
 
     def complexity(self, axis: Complexity) -> float:
+        if axis == "latency":
+            if self.latency_ms is None:
+                raise ConfigError(f"probe {self.probe}: latency was not measured")
+            return self.latency_ms
         return float(self.params if axis == "params" else self.cell_params)
 
 
@@ -122,7 +136,8 @@ class FamilyTable:
         for index, m in enumerate(self.members):
             row: dict[str, Any] = {"probe": m.probe}
             row |= {f"s_{op}": s for op, s in zip(self.ops, m.s)}
-            row |= {"accuracy": m.accuracy, "params": m.params, "cell_params": m.cell_params}
+            row |= {"accuracy": m.accuracy, "params": m.params, "cell_params": m.cell_params,
+                    "latency_ms": m.latency_ms}
             for kind in ("total", *CELL_TYPES):
                 prefix = "n" if kind == "total" else kind
                 row |= {f"{prefix}_{op}": m.op_counts[kind].get(op, 0) for op in self.ops}
@@ -194,11 +209,40 @@ def parameter_counts(genotype: Genotype, space: SearchSpace, info: dict[str, Any
     return net.num_params(), net.cell_op_params()
 
 
-def heaviest_complexity(space: SearchSpace, info: dict[str, Any],
-                        complexity: Complexity) -> float:
-    """Complexity of the heaviest architecture of the space: the default hypervolume box."""
+def heaviest_complexity(space: SearchSpace, info: dict[str, Any], complexity: Complexity,
+                        latency: TimingSettings | None = None) -> float:
+    """Complexity of the heaviest architecture of the space: the default hypervolume box.
+    For latency: the measured latency of the slowest architecture (the slowest op on every
+    edge, by a quick part table)."""
+    if complexity == "latency":
+        return slowest_latency(space, info, latency or TimingSettings())
     params, cell_params = parameter_counts(heaviest_genotype(space), space, info)
     return float(params if complexity == "params" else cell_params)
+
+
+def info_layout(space: SearchSpace, info: dict[str, Any]) -> NetworkLayout:
+    return network_layout(space, info["in_channels"], tuple(info["image_size"]),
+                          info["num_classes"])
+
+
+def slowest_latency(space: SearchSpace, info: dict[str, Any], settings: TimingSettings) -> float:
+    layout = info_layout(space, info)
+    quick = dataclasses.replace(settings, rounds=7, passes=1)
+    table = profile_parts([layout], [1], quick)
+    costs = table.op_cost_table(layout).argmax(dim=-1).tolist()
+    names = [tuple(space.ops[m] for m in row) for row in costs]
+    slowest = Genotype(normal=names[0], reduce=names[1], edges=space.edges)
+    return measure_networks([slowest], layout, 1, settings)[0].median_ms
+
+
+def with_latency(members: Sequence[FamilyMember], space: SearchSpace, info: dict[str, Any],
+                 settings: TimingSettings) -> list[FamilyMember]:
+    """The members with their measured latency (each distinct architecture measured once,
+    all of them interleaved)."""
+    genotypes = list(dict.fromkeys(m.genotype for m in members))
+    timings = measure_networks(genotypes, info_layout(space, info), 1, settings)
+    latency = {g: t.median_ms for g, t in zip(genotypes, timings)}
+    return [dataclasses.replace(m, latency_ms=latency[m.genotype]) for m in members]
 
 
 def controllability(
@@ -220,11 +264,14 @@ def evaluate_family(
     probes: Sequence[Probe] | None = None,
     complexity: Complexity = "params",
     reference: tuple[float, float] | None = None,
+    latency: TimingSettings | None = None,
 ) -> FamilyTable:
     """Evaluate every probe; ``reference`` defaults to (accuracy 0, complexity of the
-    heaviest architecture in the space) and is recorded in the table."""
-    if complexity not in ("params", "cell_params"):
-        raise ConfigError(f"complexity: got {complexity!r}; expected 'params' or 'cell_params'")
+    heaviest architecture in the space) and is recorded in the table. Latency (batch 1,
+    end to end, ``latency`` settings) is measured when it is the complexity axis or when
+    ``latency`` is given."""
+    if complexity not in COMPLEXITIES:
+        raise ConfigError(f"complexity: got {complexity!r}; expected one of {COMPLEXITIES}")
     space, info = result.config.space, result.data_info
     probes = list(probes) if probes is not None else default_probes(space.ops)
     cache: dict[Genotype, tuple[float, int, int]] = {}
@@ -238,8 +285,10 @@ def evaluate_family(
         counts = {k: dict(v) for k, v in genotype.op_counts().items()}
         members.append(FamilyMember(probe.name, probe.s, genotype, acc, params, cell_params,
                                     counts))
+    if complexity == "latency" or latency is not None:
+        members = with_latency(members, space, info, latency or TimingSettings())
     if reference is None:
-        reference = (0.0, heaviest_complexity(space, info, complexity))
+        reference = (0.0, heaviest_complexity(space, info, complexity, latency))
     accs = [m.accuracy for m in members]
     cxs = [m.complexity(complexity) for m in members]
     score, per_op = controllability(space.ops, members)

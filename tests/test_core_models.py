@@ -413,7 +413,8 @@ def test_evaluate_family_on_tiny_result(tiny_result, tiny_family, tiny_data):
     )
     frame = tiny_family.to_frame()
     assert len(frame) == len(probes)
-    expected = {"probe", "accuracy", "params", "cell_params", "on_front", "genotype"}
+    expected = {"probe", "accuracy", "params", "cell_params", "latency_ms", "on_front",
+                "genotype"}
     expected |= {f"s_{op}" for op in space.ops}
     expected |= {f"{p}_{op}" for p in ("n", "normal", "reduce") for op in space.ops}
     assert set(frame.columns) == expected
