@@ -10,6 +10,8 @@ import logging
 import sys
 from collections.abc import Callable
 
+from hpo import bench as bench_cli
+from hpo import profile as profile_cli
 from reports import cli as report_cli
 from search_core.errors import NasHpoError
 
@@ -83,12 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a family member's genotype (and model)")
     export.add_argument("name")
     export.add_argument("--trial", default="best", help="trial number or 'best'")
-    export.add_argument("--s", required=True, help="complexity vector, e.g. 0.2,0.2,0.6")
+    pick = export.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--s", help="complexity vector, e.g. 0.2,0.2,0.6")
+    pick.add_argument("--latency-budget", default=None, metavar="DURATION",
+                      help="pick the most accurate member measured under it, e.g. 2ms "
+                           "(searches over s)")
+    export.add_argument("--latency-table", default=None,
+                        help="with --latency-budget: table from hpo profile to skip "
+                             "architectures predicted far over budget")
+    export.add_argument("--threads", type=int, default=1,
+                        help="with --latency-budget: torch threads when measuring")
+    export.add_argument("--batch", type=int, default=1,
+                        help="with --latency-budget: batch size the budget is for")
     export.add_argument("--out", required=True, help="genotype JSON file to write")
     export.add_argument("--model", default=None, help="also write the network weights here")
     _common(export)
 
     report_cli.add_parser(sub)
+    bench_cli.add_parser(sub)
+    profile_cli.add_parser(sub)
     return parser
 
 
@@ -103,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "run": commands.cmd_run,
         "compare": commands.cmd_compare,
         "report": report_cli.cmd_report,
+        "bench": bench_cli.cmd_bench,
+        "profile": profile_cli.cmd_profile,
         "list": commands.cmd_list,
         "show": commands.cmd_show,
         "export": commands.cmd_export,

@@ -130,8 +130,11 @@ class TrainConfig:
 
     ``optimizer``: "sgd+adam" (reference code: SGD with cosine decay and gradient clipping for
     w, Adam(betas 0.5, 0.999) for a) or "adam" (the seed text: Adam for both).
-    ``op_costs``: "none" (c_m = 1), "params" (c_m = relative parameter count of op m) or a
-    mapping op name -> c_m; the penalty of op m is s_m * c_m.
+    ``op_costs``: "none" (c_m = 1), "params" (c_m = relative parameter count of op m),
+    "latency" (c_m = latency of op m on each edge, from the table at ``latency_table``, made
+    by ``hpo profile``) or a mapping op name -> c_m; the penalty of op m is s_m * c_m.
+    ``mode``: "soft" (every op on every edge, weighted by a Gumbel-Softmax sample) or
+    "single_path" (GDAS: a hard straight-through sample, only the chosen op per edge runs).
     """
 
     epochs: int = 10
@@ -139,8 +142,10 @@ class TrainConfig:
     kappa: float = 1.0
     cost_uses_temperature: bool = True
     op_costs: str | Mapping[str, float] = "none"
+    latency_table: str | None = None
     s_draws: int = 1
     gumbel_per_example: bool = False
+    mode: Literal["soft", "single_path"] = "soft"
     optimizer: Literal["sgd+adam", "adam"] = "sgd+adam"
     w_lr: float | None = None
     w_momentum: float = 0.9
@@ -168,6 +173,15 @@ class TrainConfig:
         )
         _require(self.s_draws >= 1, f"train.s_draws: got {self.s_draws}; need >= 1")
         _require(
+            self.mode in ("soft", "single_path"),
+            f"train.mode: got {self.mode!r}; expected 'soft' or 'single_path'",
+        )
+        _require(
+            self.mode != "single_path" or not self.gumbel_per_example,
+            "train.mode: 'single_path' runs one architecture per minibatch; set "
+            "train.gumbel_per_example to false",
+        )
+        _require(
             self.optimizer in ("sgd+adam", "adam"),
             f"train.optimizer: got {self.optimizer!r}; expected 'sgd+adam' or 'adam'",
         )
@@ -175,9 +189,14 @@ class TrainConfig:
         _require(self.a_lr > 0, f"train.a_lr: got {self.a_lr}; need > 0")
         if isinstance(self.op_costs, str):
             _require(
-                self.op_costs in ("none", "params"),
-                f"train.op_costs: got {self.op_costs!r}; expected 'none', 'params' "
-                "or a mapping op -> weight",
+                self.op_costs in ("none", "params", "latency"),
+                f"train.op_costs: got {self.op_costs!r}; expected 'none', 'params', "
+                "'latency' or a mapping op -> weight",
+            )
+            _require(
+                self.op_costs != "latency" or bool(self.latency_table),
+                "train.op_costs: 'latency' needs train.latency_table, the path of a table "
+                "measured by `hpo profile --out FILE`",
             )
         else:
             bad = {k: v for k, v in self.op_costs.items() if not (_finite(v) and v >= 0)}

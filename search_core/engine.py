@@ -24,7 +24,7 @@ from search_core.errors import DivergenceError
 from search_core.hypernet import build_hypernet
 from search_core.result import SearchResult
 from search_core.schedules import progress, temperature
-from search_core.supernet import SuperNet, gumbel_softmax
+from search_core.supernet import SuperNet, gumbel_softmax, straight_through
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class _Trainer:
         space, train = config.space, config.train
         self.supernet = SuperNet(space, data.in_channels, data.num_classes)
         self.hypernet = build_hypernet(config)
-        self.op_costs = op_cost_weights(config)
+        self.op_costs = op_cost_weights(config, data.in_channels, data.image_size,
+                                        data.num_classes)
         self.torch_rng = torch.Generator().manual_seed(config.seed)
         self.numpy_rng = np.random.default_rng(config.seed)
         self.steps_per_epoch = math.ceil(len(data.train) / train.batch_size)
@@ -140,7 +141,10 @@ class _Trainer:
             s = self.draw_s()
             alpha = self.hypernet(s)  # (2, E, k)
             gamma = gumbel_softmax(alpha, t, self.torch_rng, samples=per_example)
-            logits = self.supernet(x, gamma=gamma)
+            if train.mode == "single_path":  # GDAS: one op per edge, straight-through
+                logits = self.supernet.single_path(x, straight_through(gamma))
+            else:
+                logits = self.supernet(x, gamma=gamma)
             ce = nn.functional.cross_entropy(logits, y)
             cost_t = t if train.cost_uses_temperature else None
             cost = complexity_cost(alpha, s, cost_t, self.op_costs)

@@ -3,6 +3,17 @@
 Shapes: x (B, C_in, H, W); architecture weights ``gamma`` (2, E, k) — one weight vector per
 edge and cell type — or (2, E, B, k) when Gumbel noise is drawn per example. A hard
 architecture is ``choice`` (2, E) of op indices: only the chosen op runs.
+
+The soft path computes exactly sum_m gamma_m o_m(x) on every edge (the plain per-edge version
+is ``search_core.reference_supernet``, its oracle), organised for CPUs
+(``search_core.fastpath`` holds the kernels): activations are channels-last; a cell visits
+its nodes as *sources* and, for all edges leaving a source, runs the parameter-free work once
+(the pool, the BN of a pooled input in train mode, the ReLU every conv op starts with); on
+small maps the convs of those edges run as one grouped conv per layer; a weight shared by
+the batch is folded into the scale of the op's last BatchNorm; node sums are fused
+multiply-adds, in place. Parameters stay stored per edge (``cells.i.edges.e.ops.m``), so
+state dicts, the hard path and ``DiscreteNetwork.inherit_from`` see the same modules as
+before, and every BN module's running statistics move as if it had run on its own.
 """
 
 from __future__ import annotations
@@ -11,13 +22,28 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from search_core.config import SearchSpace
+from search_core.fastpath import (
+    CHANNELS_LAST,
+    GROUP_MAX_ELEMENTS,
+    GROUP_TAILS,
+    TAILS,
+    NodeSums,
+    SharedInput,
+    add,
+    batch_norm,
+    op_kind,
+    preprocess,
+    shared_batch_norm,
+)
 from search_core.ops import FactorizedReduce, ReLUConvBN, build_op
 
 
 class MixedOp(nn.Module):
-    """g(x) = sum_m gamma_m o_m(x) over the candidate ops of one edge."""
+    """g(x) = sum_m gamma_m o_m(x) over the candidate ops of one edge (the cell computes the
+    same sum without calling this per edge; it holds the edge's ops)."""
 
     def __init__(self, op_names: tuple[str, ...], channels: int, stride: int) -> None:
         super().__init__()
@@ -28,9 +54,6 @@ class MixedOp(nn.Module):
             return sum(w * op(x) for w, op in zip(gamma, self.ops))  # type: ignore[return-value]
         per_example = gamma.t()[:, :, None, None, None]  # (k, B, 1, 1, 1)
         return sum(w * op(x) for w, op in zip(per_example, self.ops))  # type: ignore[return-value]
-
-    def forward_choice(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        return self.ops[index](x)
 
 
 def cell_input_preprocess(
@@ -81,10 +104,37 @@ def make_stem(in_channels: int, space: SearchSpace) -> nn.Sequential:
     )
 
 
-class SearchCell(nn.Module):
-    """A cell of ``nodes`` intermediate nodes, every earlier node feeding every later one."""
+@dataclass(frozen=True)
+class _Source:
+    """A node of a cell, the edges leaving it and the intermediate nodes they enter
+    (offsets 0..nodes-1)."""
 
-    def __init__(self, space: SearchSpace, shape: CellShape) -> None:
+    node: int
+    edges: tuple[int, ...]
+    targets: tuple[int, ...]
+    stride: int
+
+
+def _sources(space: SearchSpace, shape: CellShape) -> tuple[_Source, ...]:
+    """Sources 0..nodes (the last node feeds no edge), in the order the cell visits them."""
+    leaving: dict[int, list[tuple[int, int]]] = {i: [] for i in range(space.nodes + 1)}
+    for edge, (i, j) in enumerate(space.edges):
+        leaving[i].append((edge, j - 2))
+    return tuple(
+        _Source(i, tuple(e for e, _ in out), tuple(t for _, t in out), shape.edge_stride(i))
+        for i, out in leaving.items()
+    )
+
+
+class SearchCell(nn.Module):
+    """A cell of ``nodes`` intermediate nodes, every earlier node feeding every later one.
+
+    The soft path visits nodes as sources and adds every op of every edge leaving a source
+    to the sum of the edge's target node (see the module docstring)."""
+
+    def __init__(
+        self, space: SearchSpace, shape: CellShape, group_max_elements: int = GROUP_MAX_ELEMENTS
+    ) -> None:
         super().__init__()
         self.reduction = shape.reduction
         self.nodes = space.nodes
@@ -94,6 +144,17 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(
             MixedOp(space.ops, shape.c, shape.edge_stride(i)) for i, _ in space.edges
         )
+        self.group_max_elements = group_max_elements
+        # per source: (kind, op m on each edge leaving it) for every op m; plain attributes,
+        # so the modules stay registered (and named) under ``edges`` only
+        self._sources = _sources(space, shape)
+        self._groups = tuple(
+            tuple(
+                (op_kind(ops[0]), ops)
+                for ops in zip(*(self.edges[e].ops for e in source.edges))
+            )
+            for source in self._sources
+        )
 
     def forward(
         self,
@@ -101,31 +162,105 @@ class SearchCell(nn.Module):
         s1: torch.Tensor,
         gamma: torch.Tensor | None = None,
         choice: list[int] | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        """Soft: ``gamma`` (E, k) or (E, B, k). Hard: ``choice`` (E op indices), optionally
+        scaled by ``weights`` (E,) (single-path training)."""
+        states = [preprocess(self.preprocess0, s0), preprocess(self.preprocess1, s1)]
+        if choice is not None:
+            return self._forward_hard(states, choice, weights)
+        if gamma is None:
+            raise ValueError("pass gamma (soft) or choice (hard)")
+        sums = NodeSums(self.nodes)
+        for source, groups in zip(self._sources, self._groups):
+            self._push(states[source.node], source, groups, gamma[list(source.edges)], sums)
+            if source.node >= 1:  # node source.node + 1 has all its inputs now
+                states.append(sums.sums[source.node - 1])  # type: ignore[arg-type]
+        return torch.cat(states[2:], dim=1)
+
+    def _forward_hard(
+        self, states: list[torch.Tensor], choice: list[int], weights: torch.Tensor | None
+    ) -> torch.Tensor:
         edge = 0
         for _ in range(self.nodes):
-            total = 0
+            total: torch.Tensor | None = None
             for state in states:
-                mixed = self.edges[edge]
-                if choice is not None:
-                    total = total + mixed.forward_choice(state, choice[edge])
-                else:
-                    total = total + mixed(state, gamma[edge])  # type: ignore[index]
+                out = self.edges[edge].ops[choice[edge]](state)
+                if weights is not None:
+                    out = weights[edge] * out
+                total = add(total, out)
                 edge += 1
             states.append(total)  # type: ignore[arg-type]
         return torch.cat(states[2:], dim=1)
+
+    def _push(
+        self,
+        x: torch.Tensor,
+        source: _Source,
+        groups: tuple[tuple[str, tuple[nn.Module, ...]], ...],
+        gamma: torch.Tensor,
+        sums: NodeSums,
+    ) -> None:
+        """Add every op of every edge leaving ``source`` (tensor ``x``; ``gamma`` (n, k) or
+        (n, B, k) for its n edges) to the sums of the edges' target nodes."""
+        shared = SharedInput(x)
+        for m, (kind, ops) in enumerate(groups):
+            weights = gamma[..., m]  # (n,) or (n, B)
+            if kind == "identity":
+                outs, scaled = [x] * len(ops), False
+            elif kind == "pool":
+                outs, scaled = self._pools(ops, x, weights)
+            elif kind == "relu_tail":
+                outs, scaled = self._tails(ops, shared, weights, source.stride)
+            else:
+                outs, scaled = [op(x) for op in ops], False
+            for t, out, w in zip(source.targets, outs, weights.unbind(0)):
+                sums.add(t, out, None if scaled else w)
+
+    def _tails(
+        self, ops: tuple[nn.Module, ...], shared: SharedInput, weights: torch.Tensor, stride: int
+    ) -> tuple[list[torch.Tensor], bool]:
+        """Outputs of ops that start with a ReLU, already scaled by their edge weight if it is
+        shared by the batch; grouped into one conv per layer on small maps."""
+        n, kind = len(ops), type(ops[0])
+        fold = weights.dim() == 1
+        outputs = n * shared.x.numel() // stride**2  # elements the n ops write
+        if n > 1 and kind in GROUP_TAILS and outputs <= self.group_max_elements:
+            out = GROUP_TAILS[kind](ops, shared, weights if fold else None)
+            return list(out.split(out.shape[1] // n, dim=1)), fold
+        tail = TAILS[kind]
+        return [tail(op, shared, w if fold else None) for op, w in zip(ops, weights)], fold
+
+    def _pools(
+        self, ops: tuple[nn.Module, ...], x: torch.Tensor, weights: torch.Tensor
+    ) -> tuple[list[torch.Tensor], bool]:
+        """Pool once. Train mode: normalise once (batch statistics are the same for every
+        edge). Eval mode: each edge's BN with its running statistics, scaled if it can be."""
+        pooled = ops[0][0](x)  # type: ignore[index]
+        if self.training:
+            return [shared_batch_norm(pooled, [op[1] for op in ops])] * len(ops), False  # type: ignore[index]
+        fold = weights.dim() == 1
+        return [batch_norm(op[1], pooled, w if fold else None)  # type: ignore[index]
+                for op, w in zip(ops, weights)], fold
 
 
 class SuperNet(nn.Module):
     """stem -> cells -> global average pool -> linear classifier."""
 
-    def __init__(self, space: SearchSpace, in_channels: int, num_classes: int) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        in_channels: int,
+        num_classes: int,
+        group_max_elements: int = GROUP_MAX_ELEMENTS,
+    ) -> None:
         super().__init__()
         self.space = space
         self.stem = make_stem(in_channels, space)
         shapes = cell_shapes(space)
-        self.cells = nn.ModuleList(SearchCell(space, shape) for shape in shapes)
+        self.cells = nn.ModuleList(
+            SearchCell(space, shape, group_max_elements) for shape in shapes
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(space.nodes * shapes[-1].c, num_classes)
 
@@ -138,12 +273,34 @@ class SuperNet(nn.Module):
         """Logits (B, classes) under soft weights ``gamma`` or a hard ``choice`` (2, E)."""
         if (gamma is None) == (choice is None):
             raise ValueError("pass exactly one of gamma (soft) or choice (hard)")
-        choice_lists = choice.tolist() if choice is not None else None
-        s0 = s1 = self.stem(x)
+        if choice is not None:
+            return self._run(x, choice=choice.tolist())
+        return self._run(x, gamma=gamma)
+
+    def single_path(self, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """Logits when ``gamma`` (2, E, k) is one-hot in value (a straight-through hard
+        sample): only the op with the largest weight runs on each edge, scaled by that weight,
+        so the output equals the soft path's and gamma still gets gradients."""
+        if gamma.dim() != 3:
+            raise ValueError(f"single_path: gamma must be (2, E, k); got {tuple(gamma.shape)}")
+        index = gamma.detach().argmax(-1)  # (2, E)
+        weights = gamma.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # (2, E), value 1
+        return self._run(x, choice=index.tolist(), weights=weights)
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        gamma: torch.Tensor | None = None,
+        choice: list[list[int]] | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # channels-last from the stem on (an input with one channel cannot carry the format)
+        s0 = s1 = self.stem(x).contiguous(memory_format=CHANNELS_LAST)
         for cell in self.cells:
             kind = 1 if cell.reduction else 0
-            if choice_lists is not None:
-                out = cell(s0, s1, choice=choice_lists[kind])
+            if choice is not None:
+                w = weights[kind] if weights is not None else None
+                out = cell(s0, s1, choice=choice[kind], weights=w)
             else:
                 out = cell(s0, s1, gamma=gamma[kind])  # type: ignore[index]
             s0, s1 = s1, out
@@ -161,3 +318,11 @@ def gumbel_softmax(
     neg_log_u = (-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20)
     gumbel = -torch.log(neg_log_u)
     return torch.softmax((logits + gumbel) / temperature, dim=-1)
+
+
+def straight_through(soft: torch.Tensor) -> torch.Tensor:
+    """Hard one-hot sample of a soft sample (..., k): exactly one-hot in value, with the soft
+    sample's gradient (GDAS's straight-through estimator)."""
+    index = soft.detach().argmax(-1)
+    hard = F.one_hot(index, soft.shape[-1]).to(soft.dtype)
+    return hard + (soft - soft.detach())

@@ -1,0 +1,190 @@
+"""Training throughput of the supernet: images per second of full training steps.
+
+One step is what the search does per minibatch, minus the hypernetwork: logits ``alpha`` ->
+Gumbel-Softmax -> supernet forward -> cross-entropy -> backward -> SGD step on the weights
+and Adam step on ``alpha``. Steps are timed one by one with ``time.perf_counter`` after
+``warmup`` untimed steps; the median step time gives ``images_per_s``.
+
+    result = bench_supernet(SearchSpace(channels=16), image=28, in_channels=1, batch=64)
+    result.images_per_s
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from search_core.config import SearchSpace
+from search_core.engine import torch_threads
+from search_core.errors import ConfigError
+from search_core.reference_supernet import ReferenceSuperNet
+from search_core.supernet import SuperNet, gumbel_softmax, straight_through
+
+Impl = Literal["fast", "per-edge"]
+Mode = Literal["soft", "single_path"]
+IMPLS: tuple[str, ...] = ("fast", "per-edge")
+MODES: tuple[str, ...] = ("soft", "single_path")
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Throughput of one implementation at one shape."""
+
+    impl: str
+    mode: str
+    images_per_s: float
+    step_seconds_median: float
+    step_seconds: tuple[float, ...]
+    batch: int
+    image: int
+    in_channels: int
+    warmup: int
+    threads: int
+    peak_rss_mib: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(space: SearchSpace, image: int, in_channels: int, batch: int, steps: int,
+           warmup: int, impl: str, mode: str, threads: int | None) -> None:
+    for name, value, low in (("image", image, 1), ("in_channels", in_channels, 1),
+                             ("batch", batch, 2), ("steps", steps, 1), ("warmup", warmup, 0)):
+        if value < low:
+            raise ConfigError(f"{name}: got {value}; need >= {low}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads: got {threads}; need >= 1")
+    if impl not in IMPLS:
+        raise ConfigError(f"impl: got {impl!r}; expected one of {', '.join(IMPLS)}")
+    if mode not in MODES:
+        raise ConfigError(f"mode: got {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "single_path" and impl != "fast":
+        raise ConfigError("mode 'single_path' is a mode of the fast supernet; use impl 'fast'")
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores and torch version: what a throughput number depends on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__}
+
+
+class _Step:
+    """One training step of a supernet and its architecture logits."""
+
+    def __init__(self, space: SearchSpace, in_channels: int, impl: str, mode: str,
+                 seed: int) -> None:
+        torch.manual_seed(seed)
+        cls = SuperNet if impl == "fast" else ReferenceSuperNet
+        self.net = cls(space, in_channels, NUM_CLASSES).train()
+        self.alpha = nn.Parameter(1e-3 * torch.randn(2, space.num_edges, space.num_ops))
+        self.w_opt = torch.optim.SGD(self.net.parameters(), lr=0.025, momentum=0.9,
+                                     weight_decay=3e-4)
+        self.a_opt = torch.optim.Adam([self.alpha], lr=1e-3, betas=(0.5, 0.999))
+        self.impl, self.mode = impl, mode
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        gamma = gumbel_softmax(self.alpha, 1.0, self.generator)
+        if self.mode == "single_path":
+            logits = self.net.single_path(x, straight_through(gamma))  # type: ignore[operator]
+        else:
+            logits = self.net(x, gamma=gamma)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.w_opt.zero_grad(set_to_none=True)
+        self.a_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.w_opt.step()
+        self.a_opt.step()
+
+
+def bench_supernet(
+    space: SearchSpace,
+    image: int = 28,
+    in_channels: int = 1,
+    batch: int = 64,
+    steps: int = 10,
+    warmup: int = 3,
+    impl: Impl = "fast",
+    mode: Mode = "soft",
+    threads: int | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """Time ``steps`` training steps on random data of shape (batch, in_channels, image,
+    image); ``threads`` torch threads (None: torch's current setting)."""
+    return _run(space, image, in_channels, batch, steps, warmup, ((impl, mode),), threads,
+                seed)[0]
+
+
+def compare_supernets(
+    space: SearchSpace,
+    image: int = 28,
+    in_channels: int = 1,
+    batch: int = 64,
+    steps: int = 10,
+    warmup: int = 3,
+    mode: Mode = "soft",
+    threads: int | None = None,
+    seed: int = 0,
+) -> tuple[BenchResult, BenchResult]:
+    """(per-edge, fast) in one run: their steps alternate, so both see the same machine
+    load. ``mode`` applies to the fast supernet; the per-edge one is always soft."""
+    runs = (("per-edge", "soft"), ("fast", mode))
+    return _run(space, image, in_channels, batch, steps, warmup, runs, threads,
+                seed)  # type: ignore[return-value]
+
+
+def _run(space: SearchSpace, image: int, in_channels: int, batch: int, steps: int,
+         warmup: int, impls: tuple[tuple[str, str], ...], threads: int | None,
+         seed: int) -> tuple[BenchResult, ...]:
+    """Time (impl, mode) pairs on the same data, their steps alternating."""
+    for impl, mode in impls:
+        _check(space, image, in_channels, batch, steps, warmup, impl, mode, threads)
+    with torch_threads(threads), torch.random.fork_rng(devices=[]):
+        runs = [_Step(space, in_channels, impl, mode, seed) for impl, mode in impls]
+        data = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, in_channels, image, image, generator=data)
+        y = torch.randint(0, NUM_CLASSES, (batch,), generator=data)
+        for _ in range(warmup):
+            for run in runs:
+                run(x, y)
+        times: list[list[float]] = [[] for _ in runs]
+        for _ in range(steps):
+            for run, seconds in zip(runs, times):
+                start = time.perf_counter()
+                run(x, y)
+                seconds.append(time.perf_counter() - start)
+        used_threads = torch.get_num_threads()
+    return tuple(
+        BenchResult(
+            impl=run.impl, mode=run.mode, images_per_s=batch / statistics.median(seconds),
+            step_seconds_median=statistics.median(seconds), step_seconds=tuple(seconds),
+            batch=batch, image=image, in_channels=in_channels, warmup=warmup,
+            threads=used_threads, peak_rss_mib=_peak_rss_mib(),
+        )
+        for run, seconds in zip(runs, times)
+    )
