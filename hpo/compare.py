@@ -47,7 +47,8 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
         raise ConfigError(f"--repeats: got {options.repeats}; need >= 1")
     if not options.samplers:
         raise ConfigError("--samplers: name at least one sampler, e.g. grid,random,tpe")
-    spec, _ = validate(options.run)
+    spec, reference = validate(options.run)  # one reference for the whole group: a
+    # measured one (latency) would otherwise differ by noise between its studies
     if len(spec.objective.directions) > 1:
         raise ConfigError("hpo compare needs a single-objective study (best-so-far curves)")
     for sampler in options.samplers:
@@ -65,7 +66,7 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
             runs.append(replace(
                 options.run, sampler=sampler, seed=seed, name=study_name(group, sampler, repeat),
                 grid_budget=options.run.trials if sampler == "grid" else None,
-                study_attrs=tuple(attrs.items()),
+                study_attrs=tuple(attrs.items()), reference=reference,
             ))
     return spec, group, runs
 

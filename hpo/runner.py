@@ -57,6 +57,7 @@ class RunOptions:
     verbose: bool = False
     grid_budget: int | None = None  # grid from the ranges, sized to this many cells
     study_attrs: tuple[tuple[str, Any], ...] = ()  # extra study user attributes
+    reference: float | None = None  # hypervolume reference, when known (a compare group's)
 
 
 @dataclass
@@ -74,7 +75,7 @@ class RunSummary:
 def validate(options: RunOptions) -> tuple[StudySpec, float]:
     """Everything that can be checked before anything is written; returns the study and
     its hypervolume reference complexity (this loads the data set, so a missing data
-    folder fails here)."""
+    folder fails here), unless ``options.reference`` already gives it."""
     spec = load_study(options.study_path)
     build_sampler(options.sampler, options.seed, spec.objective.directions)
     PRUNERS.get(options.pruner, "--pruner")
@@ -89,6 +90,8 @@ def validate(options: RunOptions) -> tuple[StudySpec, float]:
         raise ConfigError("--cpus-per-trial and --concurrency need >= 1, --retries >= 0")
     if options.sampler == "grid" and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
+    if options.reference is not None:
+        return spec, options.reference
     return spec, reference_complexity(spec)
 
 

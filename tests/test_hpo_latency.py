@@ -84,6 +84,19 @@ def test_a_study_on_the_latency_axis_records_measured_latencies(cli: Hpo) -> Non
     assert 0 < trial.value <= reference
 
 
+def test_a_compare_group_shares_one_measured_reference(cli: Hpo) -> None:
+    """A measured (noisy) reference measured per study would make the group's hypervolumes
+    incomparable: the group measures it once."""
+    study = cli.write_study(setting("objective.complexity", "latency"))
+    result = cli("compare", "--study", study, "--samplers", "random,tpe", "--trials", 1,
+                 "--repeats", 2, "--name", "g", "--artifacts", cli.artifacts, "--threads", 1,
+                 "-q")
+    assert result.code == 0, result.err
+    names = [f"g.{sampler}.r{r}" for r in range(2) for sampler in ("random", "tpe")]
+    references = {cli.study(n).user_attrs["reference_complexity"] for n in names}
+    assert len(references) == 1 and references.pop() > 0
+
+
 def test_latency_op_costs_need_a_table_before_anything_is_written(cli: Hpo) -> None:
     missing = cli.tmp / "missing.json"
     study = cli.write_study(lambda raw: raw["search"]["train"].update(
