@@ -175,9 +175,10 @@ def _pick_under_budget(args: argparse.Namespace, result: Any) -> tuple[list[floa
     if args.threads < 1 or args.batch < 1:
         raise ConfigError("--threads and --batch need >= 1")
     settings = TimingSettings(threads=args.threads)
+    here = fingerprint(settings)
     table = LatencyTable.load(args.latency_table) if args.latency_table else None
     if table is not None:
-        differs = fingerprint_mismatch(table.fingerprint, fingerprint(settings))
+        differs = fingerprint_mismatch(table.fingerprint, here)
         if differs:
             print("warning: --latency-table was measured elsewhere (" + "; ".join(differs)
                   + "); its predictions only pre-filter, latencies are measured here",
@@ -205,7 +206,7 @@ def _pick_under_budget(args: argparse.Namespace, result: Any) -> tuple[list[floa
         "accuracy": best.accuracy, "batch": args.batch, "threads": args.threads,
         "searched": {"s_vectors": found.s_vectors, "architectures": found.architectures,
                      "measured": found.measured, "under_budget": found.under_budget},
-        "fingerprint": fingerprint(settings),
+        "fingerprint": here,
     }
 
 

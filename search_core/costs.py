@@ -7,7 +7,7 @@ import logging
 import torch
 
 from search_core.config import CELL_TYPES, SearchConfig, SearchSpace
-from search_core.genotype import Genotype
+from search_core.genotype import Genotype, derive
 from search_core.ops import build_op, count_params
 from search_core.supernet import cell_shapes
 
@@ -56,14 +56,14 @@ def op_cost_weights(
     costs = config.train.op_costs
     if costs == "none":
         return None
-    if costs in ("params", "latency"):
-        if costs == "params":
-            table = op_param_table(config.space)
-        else:
-            table = op_latency_table(config, in_channels, image, num_classes)
-        mean = table.mean()
-        return table / mean if mean > 0 else torch.ones_like(table)
-    return torch.tensor([float(costs[name]) for name in config.space.ops])  # type: ignore[index]
+    if not isinstance(costs, str):
+        return torch.tensor([float(costs[name]) for name in config.space.ops])
+    if costs == "params":
+        table = op_param_table(config.space)
+    else:
+        table = op_latency_table(config, in_channels, image, num_classes)
+    mean = table.mean()
+    return table / mean if mean > 0 else torch.ones_like(table)
 
 
 def op_latency_table(
@@ -85,6 +85,4 @@ def op_latency_table(
 
 def heaviest_genotype(space: SearchSpace) -> Genotype:
     """The genotype with the most parameters: the heaviest op on every edge."""
-    best = op_param_table(space).argmax(dim=-1).tolist()
-    names = [tuple(space.ops[m] for m in row) for row in best]
-    return Genotype(normal=names[0], reduce=names[1], edges=space.edges)
+    return derive(op_param_table(space), space)

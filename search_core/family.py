@@ -23,7 +23,7 @@ from search_core.costs import heaviest_genotype
 from search_core.data import DataSplits, Split
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
-from search_core.genotype import Genotype
+from search_core.genotype import Genotype, derive
 from search_core.latency import (
     NetworkLayout,
     TimingSettings,
@@ -229,9 +229,7 @@ def slowest_latency(space: SearchSpace, info: dict[str, Any], settings: TimingSe
     layout = info_layout(space, info)
     quick = dataclasses.replace(settings, rounds=7, passes=1)
     table = profile_parts([layout], [1], quick)
-    costs = table.op_cost_table(layout).argmax(dim=-1).tolist()
-    names = [tuple(space.ops[m] for m in row) for row in costs]
-    slowest = Genotype(normal=names[0], reduce=names[1], edges=space.edges)
+    slowest = derive(table.op_cost_table(layout), space)  # the slowest op on every edge
     return measure_networks([slowest], layout, 1, settings)[0].median_ms
 
 

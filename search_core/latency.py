@@ -21,8 +21,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from torch import nn
 
 from search_core.config import CELL_TYPES, SearchSpace
 from search_core.discrete import DiscreteNetwork, node_sum
+from search_core.engine import torch_threads
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype
 from search_core.machine import cpu_model
@@ -238,16 +238,6 @@ def resolve_device(name: str) -> torch.device:
     raise ConfigError(f"--device: got {name!r}; expected 'cpu' or 'cuda'")
 
 
-@contextmanager
-def fixed_threads(threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _timed(fn: Callable[[], Any], calls: int, device: torch.device) -> float:
     """Seconds for ``calls`` calls (device work included)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -272,7 +262,7 @@ def measure_many(fns: Sequence[Callable[[], Any]], settings: TimingSettings) -> 
     per_pass = max(1, math.ceil(settings.rounds / settings.passes))
     samples: list[list[float]] = [[] for _ in fns]
     calls: list[int] = []
-    with fixed_threads(settings.threads), torch.inference_mode():
+    with torch_threads(settings.threads), torch.inference_mode():
         for _ in range(settings.passes):
             for i, fn in enumerate(fns):
                 for _ in range(settings.warmup):

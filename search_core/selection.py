@@ -10,7 +10,7 @@ budget are evaluated for accuracy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,8 +109,7 @@ def select_under_budget(
     points = [p.s for p in default_probes(space.ops)] + candidate_s(space.num_ops, seed=seed)
     candidates = distinct_architectures(result, points)
     if table is not None:
-        candidates = [Candidate(c.s, c.genotype, predicted_ms=table.predict(c.genotype, layout,
-                                                                            batch))
+        candidates = [replace(c, predicted_ms=table.predict(c.genotype, layout, batch))
                       for c in candidates]
         kept = [c for c in candidates if c.predicted_ms <= budget_ms * PREFILTER_MARGIN]
         fastest_predicted = min(candidates, key=lambda c: c.predicted_ms or 0.0)
@@ -118,10 +117,9 @@ def select_under_budget(
     else:
         to_measure = candidates
     timings = measure_networks([c.genotype for c in to_measure], layout, batch, settings)
-    measured = [Candidate(c.s, c.genotype, t, c.predicted_ms) for c, t in zip(to_measure, timings)]
+    measured = [replace(c, latency=t) for c, t in zip(to_measure, timings)]
     under = [c for c in measured if _ms(c) <= budget_ms]
-    scored = [Candidate(c.s, c.genotype, c.latency, c.predicted_ms,
-                        hard_accuracy(result.supernet, c.genotype.choice(space), data))
+    scored = [replace(c, accuracy=hard_accuracy(result.supernet, c.genotype.choice(space), data))
               for c in under]
     best = max(scored, key=lambda c: (c.accuracy, -_ms(c)), default=None)
     fastest = min(measured, key=_ms)

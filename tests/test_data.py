@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from search_core.data import (
+    DATASET_SHAPES,
     DATASETS,
     DataConfig,
     DataSplits,
+    data_shape,
     load_data,
     read_cifar_batch,
     read_idx,
@@ -128,6 +130,7 @@ def test_idx_data_sets(tmp_path: Path, name: str, sub: str) -> None:
     assert (len(splits.train), len(splits.val), len(splits.test)) == (48, 12, 20)
     assert splits.train.x.shape == (48, 1, 28, 28)
     assert (splits.num_classes, splits.in_channels, splits.image_size) == (10, 1, (28, 28))
+    assert data_shape(name) == (splits.in_channels, splits.image_size, splits.num_classes)
     assert_normalised(splits)
     np.testing.assert_array_equal(splits.test.y.numpy(), arrays["t10k-labels-idx1-ubyte"])
     raw_test = torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).float()[:, None] / 255
@@ -162,7 +165,17 @@ def test_cifar10(tmp_path: Path) -> None:
     assert splits.train.x.shape == (40, 3, 32, 32)
     assert (len(splits.val), len(splits.test)) == (10, 10)
     assert (splits.in_channels, splits.image_size) == (3, (32, 32))
+    assert data_shape("cifar10") == (splits.in_channels, splits.image_size, splits.num_classes)
     assert_normalised(splits)
+
+
+def test_every_data_set_has_its_shape_without_loading() -> None:
+    """The shapes latency profiles use must cover the registry and match what loads."""
+    assert set(DATASET_SHAPES) == set(DATASETS.names())
+    digits = load_data(DataConfig(name="digits"))
+    assert data_shape("digits") == (digits.in_channels, digits.image_size, digits.num_classes)
+    with pytest.raises(ConfigError, match="nope"):
+        data_shape("nope")
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
