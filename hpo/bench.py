@@ -4,6 +4,9 @@
     hpo bench supernet --compare --json     # fast and per-edge in one run, and the speed-up
     hpo bench supernet --channels 8 --image 8 --threads 1    # the digits shape
 
+``hpo bench contention``: the same steps beside 0, 1 and 2 busy neighbour processes that it
+starts and stops itself, for the thread policy before and after (hpo/contention.py).
+
 Only argparse at import time: torch loads when the command runs.
 """
 
@@ -11,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from search_core.errors import ConfigError
+from search_core.threads import WAIT_POLICIES
 
 EXP1_OPS = "max_pool_3x3,skip_connect,sep_conv_3x3"
 IMPLS = ("fast", "per-edge")
@@ -35,12 +40,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     net.add_argument("--steps", default="10", help="timed steps after 3 warm-up steps")
     net.add_argument("--impl", default="fast", help="fast (default) or per-edge")
     net.add_argument("--mode", default="soft", help="soft (default) or single-path (fast only)")
-    net.add_argument("--threads", default=None, help="torch threads (default: torch's)")
+    net.add_argument("--threads", default=None,
+                     help="torch threads (default: a trial's, search_core/threads.py)")
+    net.add_argument("--openmp-wait", default=None, choices=tuple(WAIT_POLICIES),
+                     help="OpenMP wait policy (default passive, unless OMP_WAIT_POLICY or "
+                          "GOMP_SPINCOUNT is set; openmp: OpenMP's own spin-then-sleep)")
+    net.add_argument("--warmup", default="3", help="untimed steps first (default 3)")
+    net.add_argument("--max-seconds", default=None,
+                     help="stop timing after S seconds (at least 3 steps)")
     net.add_argument("--compare", action="store_true",
                      help="time fast and per-edge in one run (alternating steps)")
     net.add_argument("--json", action="store_true", help='one line {"images_per_s": ...}')
     net.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    _add_contention(kinds)
     return bench
+
+
+def _add_contention(kinds: argparse._SubParsersAction) -> None:
+    load = kinds.add_parser(
+        "contention", help="supernet images/s beside 0, 1, 2 busy processes, per policy")
+    load.add_argument("--shapes", default="digits,exp1",
+                      help="digits (8x8x1, C=8) and/or exp1 (28x28x1, C=16)")
+    load.add_argument("--neighbours", default="0,1,2",
+                      help="counts of busy-loop processes to run beside (0 = quiet)")
+    load.add_argument("--policies", default="old,new",
+                      help="old, new or THREADS:WAIT (e.g. 2:passive), comma-separated")
+    load.add_argument("--repeats", default="3", help="blocks of measurements (medians)")
+    load.add_argument("--seconds", default="8", help="timed seconds per measurement")
+    load.add_argument("--json", action="store_true", help="one JSON object with every row")
+    load.add_argument("--debug", action="store_true", help="tracebacks on errors")
 
 
 def _int(args: argparse.Namespace, name: str, low: int) -> int:
@@ -53,6 +81,73 @@ def _int(args: argparse.Namespace, name: str, low: int) -> int:
     if number < low:
         raise ConfigError(f"{flag}: got {number}; need an integer >= {low}")
     return number
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"--max-seconds: got {value!r}; need a number of seconds > 0")
+    return seconds
+
+
+def _counts(text: str, flag: str, low: int) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < low:
+        raise ConfigError(f"{flag}: got {text!r}; need comma-separated integers >= {low}")
+    return counts
+
+
+def cmd_contention(args: argparse.Namespace) -> int:
+    from hpo import contention
+    from search_core.threads import usable_cpus
+
+    cpus = usable_cpus()
+    shapes = [contention.SHAPES[_choice(name, "--shapes", contention.SHAPES)]
+              for name in args.shapes.split(",") if name]
+    policies = [contention.Policy.parse(text, cpus) for text in args.policies.split(",") if text]
+    counts = _counts(args.neighbours, "--neighbours", 0)
+    repeats = _int(args, "repeats", 1)
+    seconds = _seconds(args.seconds) or 0.0
+    if not shapes or not policies:
+        raise ConfigError("--shapes and --policies need at least one name each")
+
+    def progress(m: Any) -> None:
+        if not args.json:
+            print(f"  {m.shape} {m.policy} ({m.threads} thread(s), {m.wait}) beside "
+                  f"{m.neighbours}: {m.images_per_s:.1f} images/s", file=sys.stderr, flush=True)
+
+    found = contention.run(shapes, policies, counts, repeats, seconds, on_measurement=progress)
+    rows = contention.summarise(found, cpus)
+    record = {"cpus": cpus, "repeats": repeats, "seconds": seconds,
+              "rows": [row.to_dict() for row in rows], "machine": _machine()}
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    print(f"{cpus} usable CPU(s); medians of {repeats} fresh processes, {seconds:g} s timed "
+          "each; slowdown = quiet / loaded images/s of the same policy; fair = what a fair "
+          "share of the CPUs costs; /fair = slowdown / fair")
+    print(contention.table(rows))
+    names = [p.name for p in policies]
+    if "old" in names and "new" in names:
+        for shape, ratio in contention.quiet_ratios(rows, "new", "old").items():
+            print(f"quiet, {shape}: new / old = {ratio:.2f}x images/s")
+    return 0
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    from search_core.machine import cpu_model
+
+    return {"cpu": cpu_model(), "python": platform.python_version()}
 
 
 def _choice(value: str, flag: str, choices: Any) -> str:
@@ -74,14 +169,22 @@ def _space(args: argparse.Namespace) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "contention":
+        return cmd_contention(args)
+    return cmd_supernet(args)
+
+
+def cmd_supernet(args: argparse.Namespace) -> int:
     from search_core.bench import bench_supernet, compare_supernets, machine
+    from search_core.threads import threads_per_trial
 
     space = _space(args)
     shape = {"image": _int(args, "image", 1), "in_channels": _int(args, "in_channels", 1),
-             "batch": _int(args, "batch", 2), "steps": _int(args, "steps", 1)}
+             "batch": _int(args, "batch", 2), "steps": _int(args, "steps", 1),
+             "warmup": _int(args, "warmup", 0), "max_seconds": _seconds(args.max_seconds)}
     impl = _choice(args.impl, "--impl", IMPLS)
     mode = MODES[_choice(args.mode, "--mode", MODES)]
-    threads = None if args.threads is None else _int(args, "threads", 1)
+    threads = threads_per_trial(None if args.threads is None else _int(args, "threads", 1))
     if mode == "single_path" and (impl != "fast" or args.compare):
         raise ConfigError("--mode single-path runs on the fast supernet only; "
                           "drop --impl per-edge / --compare")

@@ -14,6 +14,7 @@ from hpo import bench as bench_cli
 from hpo import profile as profile_cli
 from reports import cli as report_cli
 from search_core.errors import NasHpoError
+from search_core.threads import configure_process
 
 EXIT_BAD_INPUT = 2
 
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS.names())}")
     run.add_argument("--trials", type=int, default=20, help="complete trials of the study")
     run.add_argument("--timeout", type=float, default=None, help="stop asking after S seconds")
-    run.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="trials at once, in worker processes (default: one per CPU)")
     run.add_argument("--seed", type=int, default=0, help="sampler and search seed")
     run.add_argument("--name", default=None, help="study name (default: the study file's)")
     run.add_argument("--pruner", default="none", help=f"one of {', '.join(PRUNERS.names())}")
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--artifacts", default="runs", help="folder for trial checkpoints")
     run.add_argument("--data-root", default=None,
                      help="folder with the data set's files (sets NAS_HPO_DATA)")
-    run.add_argument("--threads", type=int, default=None, help="torch threads per trial")
+    run.add_argument("--threads", type=int, default=None,
+                     help="torch threads per trial (default 1)")
     run.add_argument("--backend", default="local", help="local (processes) or ray (Ray Tune)")
     run.add_argument("--address", default=None,
                      help="ray: join a running cluster (auto or HOST:PORT); default: start one")
@@ -65,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--name", default=None, help="comparison group (default STUDY-compare)")
     cmp.add_argument("--seed", type=int, default=0, help="seed of repeat 0 (repeat r: +r)")
     cmp.add_argument("--backend", default="local", help="local or ray")
-    cmp.add_argument("--jobs", type=int, default=1, help="worker processes per study")
+    cmp.add_argument("--jobs", type=int, default=None,
+                     help="trials at once per study (default: one per CPU)")
     cmp.add_argument("--artifacts", default="runs", help="folder for trial checkpoints")
-    cmp.add_argument("--threads", type=int, default=None, help="torch threads per trial")
+    cmp.add_argument("--threads", type=int, default=None,
+                     help="torch threads per trial (default 1)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     cmp.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     _common(cmp)
@@ -110,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # before anything imports torch: OpenMP reads its wait policy once (search_core/threads.py)
+    configure_process(wait=getattr(args, "openmp_wait", None))
     level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from hpo import commands

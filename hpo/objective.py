@@ -97,6 +97,7 @@ class TrialOutcome:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     checkpoint: str | None = None
+    threads: dict[str, Any] = field(default_factory=dict)  # what the trial ran with
 
 
 def objective_values(spec: StudySpec, table: FamilyTable) -> list[float]:
@@ -130,12 +131,14 @@ def evaluate(
 
         value = SYNTHETIC.get(spec.objective.name or "").fn(params)
         return TrialOutcome([value], None, seconds=time.perf_counter() - started)
-    from search_core.engine import search, torch_threads
+    from search_core.engine import search
     from search_core.family import evaluate_family
+    from search_core.threads import in_effect, torch_threads
 
     config = build_search_config(spec, params, seed=seed).replace(threads=threads)
     data = cached_data(config.data)
     with torch_threads(threads):  # the family evaluation too, not only the search
+        threads_used = in_effect()
         result = search(config, data, on_epoch=on_epoch)
         table = evaluate_family(
             result,
@@ -151,4 +154,5 @@ def evaluate(
         history=result.history,
         seconds=time.perf_counter() - started,
         checkpoint=saved,
+        threads=threads_used,
     )

@@ -20,11 +20,12 @@ from optuna.trial import TrialState
 
 from hpo.objective import evaluate
 from hpo.records import WORKER_ATTR, worker_id
-from hpo.runner import RunOptions, suggest, trials_to_start
+from hpo.runner import RunOptions, suggest, trial_threads, trials_to_start
 from hpo.samplers import build_sampler
 from hpo.storage import open_storage
 from hpo.study import StudySpec
 from search_core.data import DEFAULT_DATA_ROOT_ENV
+from search_core.threads import openmp_environment
 
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
@@ -61,7 +62,7 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
     checkpoint = Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt"
     try:
         outcome = evaluate(spec, params, options.seed, reference, on_epoch=on_epoch,
-                           checkpoint=checkpoint, threads=options.cpus_per_trial)
+                           checkpoint=checkpoint, threads=trial_threads(options))
     except Exception as err:  # recorded as FAIL with its reason by the searcher
         reason = f"{type(err).__name__}: {err}"
         tune.report({"fail_reason": reason, RECORDS_KEY: json.dumps({**node,
@@ -70,7 +71,7 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
     values = dict(zip(objective_metrics(spec), outcome.values))
     last_val_acc = outcome.history[-1]["val_acc"] if outcome.history else 0.0
     records = {
-        **node, "seed": options.seed, "seconds": outcome.seconds,
+        **node, "seed": options.seed, "seconds": outcome.seconds, "threads": outcome.threads,
         "checkpoint": outcome.checkpoint, "history": outcome.history,
     }
     if outcome.family is not None:
@@ -182,9 +183,12 @@ def init_ray(options: RunOptions) -> bool:
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": logging.WARNING if options.verbose
                               else logging.ERROR}
+    # workers do not inherit the driver's environment; OpenMP's is read when torch loads
+    env_vars = openmp_environment(trial_threads(options))
     data_root = os.environ.get(DEFAULT_DATA_ROOT_ENV)
-    if data_root:  # workers do not inherit the driver's environment
-        kwargs["runtime_env"] = {"env_vars": {DEFAULT_DATA_ROOT_ENV: data_root}}
+    if data_root:
+        env_vars[DEFAULT_DATA_ROOT_ENV] = data_root
+    kwargs["runtime_env"] = {"env_vars": env_vars}
     if options.address:
         ray.init(address=options.address, **kwargs)
     else:

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from search_core.machine import cpu_model
+from search_core.threads import openmp_environment, usable_cpus
 
 WORKER_ATTR = "worker"  # "host:pid" of the process running a trial
 
@@ -66,7 +67,9 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         "git_commit": git_commit(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
         "threads_per_trial": threads,
+        "openmp": openmp_environment(threads),  # what the trials' processes get
         "host": socket.gethostname(),
     }
 

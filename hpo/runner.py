@@ -2,6 +2,12 @@
 
 The sampler decides what to try; workers ask it, run the objective and tell the result.
 Exactness of ``--trials`` across workers comes from a file lock around "count, then ask".
+
+Determinism: a study run with the same seed, ``--jobs`` and ``--threads`` is the same study.
+Each trial's parameters are sampled under the lock by a sampler seeded for that trial
+(``trial_seed``), whichever worker asks; with ``--jobs N`` the workers ask in synchronous
+batches of N (``Batch``): the next batch is asked once every trial of the last one has
+finished, so each batch sees the same history however long its trials took.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -30,6 +37,12 @@ from hpo.storage import open_storage, study_names
 from hpo.study import ParamSpec, StudySpec, load_study
 from search_core.errors import ConfigError, NasHpoError
 from search_core.registry import Registry
+from search_core.threads import (
+    child_environment,
+    oversubscription,
+    threads_per_trial,
+    workers_per_machine,
+)
 
 log = logging.getLogger(__name__)
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -41,7 +54,7 @@ class RunOptions:
     sampler: str = "tpe"
     trials: int = 20
     timeout: float | None = None
-    jobs: int = 1
+    jobs: int | None = None  # None: as many 1-thread workers as CPUs (search_core/threads.py)
     seed: int = 0
     name: str | None = None
     storage: str | None = None
@@ -72,6 +85,17 @@ class RunSummary:
     stopped_because: str = ""
 
 
+def with_jobs(options: RunOptions) -> RunOptions:
+    """``options`` with ``jobs`` decided: the thread policy's number of workers for this
+    machine, never more than the trials (the Ray backend runs no local workers)."""
+    if options.jobs is not None:
+        return options
+    if options.backend != "local":
+        return replace(options, jobs=1)
+    jobs = workers_per_machine(threads_per_trial(options.threads))
+    return replace(options, jobs=max(1, min(jobs, options.trials)))
+
+
 def validate(options: RunOptions) -> tuple[StudySpec, float]:
     """Everything that can be checked before anything is written; returns the study and
     its hypervolume reference complexity (this loads the data set, so a missing data
@@ -81,8 +105,9 @@ def validate(options: RunOptions) -> tuple[StudySpec, float]:
     PRUNERS.get(options.pruner, "--pruner")
     if options.trials < 1:
         raise ConfigError(f"--trials: got {options.trials}; need >= 1")
-    if options.jobs < 1:
+    if options.jobs is not None and options.jobs < 1:
         raise ConfigError(f"--jobs: got {options.jobs}; need >= 1")
+    trial_threads(options)  # raises on a bad --threads
     EXECUTORS.get(options.backend, "--backend")
     if options.backend != "ray" and (options.address or options.concurrency):
         raise ConfigError("--address and --concurrency need --backend ray")
@@ -182,7 +207,7 @@ def create_or_resume(options: RunOptions, spec: StudySpec, reference: float) -> 
         study.set_user_attr("study_source", spec.source)
         study.set_user_attr("fingerprint", spec.fingerprint())
         study.set_user_attr("reference_complexity", reference)
-        study.set_user_attr("environment", environment(options.threads))
+        study.set_user_attr("environment", environment(trial_threads(options)))
     study.set_user_attr("sampler", options.sampler)
     for key, value in options.study_attrs:
         study.set_user_attr(key, value)
@@ -240,8 +265,53 @@ def state_counts(study: optuna.Study) -> dict[TrialState, int]:
     return counts
 
 
-def _threads(options: RunOptions) -> int:
-    return options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
+def trial_threads(options: RunOptions) -> int:
+    """Torch threads of one trial: the thread policy's (search_core/threads.py) for local
+    workers; on Ray, --threads or else the CPUs reserved per trial."""
+    if options.backend == "ray":
+        threads = options.cpus_per_trial if options.threads is None else options.threads
+        return threads_per_trial(threads)
+    return threads_per_trial(options.threads, options.jobs or 1)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed for the trial numbered ``number`` of a study run with ``seed``."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class Batch:
+    """The trials the local workers of one run ask together. A batch starts once every
+    trial of the last one has finished; its size is fixed then (``--jobs``, or fewer when
+    fewer trials remain), each worker asks one trial of it, and no trial of it runs before
+    all are asked: every trial of a batch is sampled from the same history, however long
+    the trials before took and however late a worker came. Shared by the worker processes
+    (shared memory), changed under the study's file lock only."""
+
+    def __init__(self, size: int, ctx: Any = multiprocessing) -> None:
+        self.size = size
+        self.members = ctx.Array("i", size, lock=False)  # trial numbers
+        self.count = ctx.Value("i", 0, lock=False)  # asked so far
+        self.target = ctx.Value("i", 0, lock=False)  # to ask in this batch
+
+    def open(self, study: optuna.Study, to_start: int) -> bool:
+        """Whether a trial may be asked now: the batch has room, or the last batch has
+        finished and a new one starts (of at most ``to_start`` trials)."""
+        if self.count.value < self.target.value:
+            return True
+        numbers = set(self.members[: self.count.value])
+        if any(t.number in numbers and not t.state.is_finished()
+               for t in study.get_trials(deepcopy=False)):
+            return False
+        self.count.value, self.target.value = 0, min(self.size, to_start)
+        return self.target.value > 0
+
+    def add(self, number: int) -> None:
+        self.members[self.count.value] = number
+        self.count.value += 1
+
+    def asked(self) -> bool:
+        """Whether every trial of the batch has been asked (read without the lock)."""
+        return self.count.value >= self.target.value
 
 
 def trials_to_start(
@@ -263,16 +333,6 @@ def trials_to_start(
     return max(to_start, 0), running
 
 
-def next_action(
-    study: optuna.Study, options: RunOptions, deadline: float | None, base_failures: int
-) -> str:
-    """"ask", "wait" (another worker's trial may still fail) or "stop"."""
-    to_start, running = trials_to_start(study, options, base_failures, deadline)
-    if to_start:
-        return "ask"
-    return "wait" if running else "stop"
-
-
 def run_worker(
     options: RunOptions,
     name: str,
@@ -280,34 +340,70 @@ def run_worker(
     deadline: float | None,
     base_failures: int,
     progress: Any = None,
+    batch: Batch | None = None,
+    driver: int | None = None,
 ) -> None:
-    """Ask, run and tell trials until the study has its trials (or a stop condition)."""
+    """Ask, run and tell trials until the study has its trials (or a stop condition, or
+    the ``driver`` process that started this worker is gone)."""
     spec = load_study(options.study_path)
     study = optuna.load_study(
         study_name=name,
         storage=open_storage(options.storage),
-        sampler=build_sampler(options.sampler, options.seed + index, spec.objective.directions),
         pruner=PRUNERS.get(options.pruner)(spec.epochs),
     )
     lock = Path(options.artifacts) / f"{name}.lock"
     while True:
         with file_lock(lock):
-            action = next_action(study, options, deadline, base_failures)
-            trial = study.ask() if action == "ask" else None
-            if trial is not None:
-                trial.set_user_attr(WORKER_ATTR, worker_id())
-        if action == "stop":
+            to_start, running = trials_to_start(study, options, base_failures, deadline)
+            action = "ask" if to_start else ("wait" if running else "stop")
+            if action == "ask" and batch is not None and not batch.open(study, to_start):
+                action = "wait"
+            asked = ask(study, spec, options) if action == "ask" else None
+            if asked is not None and batch is not None:
+                batch.add(asked[0].number)
+        if action == "stop" or (driver is not None and os.getppid() != driver):
             return
-        if trial is None:
+        if asked is None:
             time.sleep(0.5)
             continue
-        run_trial(study, trial, spec, options, name)
+        if batch is not None:
+            _wait_until_asked(batch, deadline)
+        run_trial(study, *asked, spec, options, name)
         if progress is not None:
             progress.update(study)
 
 
+def _wait_until_asked(batch: Batch, deadline: float | None) -> None:
+    """Hold a trial back until the other workers have asked theirs of the same batch (a
+    worker still starting up); give up at the deadline."""
+    while not batch.asked() and (deadline is None or time.time() < deadline):
+        time.sleep(0.05)
+
+
+def ask(study: optuna.Study, spec: StudySpec,
+        options: RunOptions) -> tuple[optuna.Trial, dict[str, Any]] | None:
+    """A new trial and its parameters, sampled now (under the lock) by a sampler seeded for
+    this trial; None if sampling failed (the trial is recorded FAIL with the reason)."""
+    entry = SAMPLERS.get(options.sampler)
+    number = len(study.get_trials(deepcopy=False))
+    seed = trial_seed(options.seed, number) if entry.seed_per_trial else options.seed
+    study.sampler = build_sampler(options.sampler, seed, spec.objective.directions)
+    trial = study.ask()
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    trial.set_user_attr("sampler_seed", seed)
+    try:
+        return trial, {n: suggest(trial, n, p) for n, p in spec.params.items()}
+    except Exception as err:  # a sampler that fails on this study: recorded, the study goes on
+        reason = f"sampling failed: {type(err).__name__}: {err}"
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d failed: %s", trial.number, reason)
+        return None
+
+
 def run_trial(
-    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, options: RunOptions, name: str
+    study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], spec: StudySpec,
+    options: RunOptions, name: str
 ) -> None:
     """One trial: FAIL with its reason on any error, PRUNED when the pruner says so."""
     history: list[dict[str, float]] = []
@@ -324,15 +420,13 @@ def run_trial(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {metrics.epoch}")
 
-    params: dict[str, Any] = {}
     try:
-        params = {n: suggest(trial, n, p) for n, p in spec.params.items()}
         trial.set_user_attr("seed", options.seed)
         outcome = evaluate(
             spec, params, options.seed, study.user_attrs["reference_complexity"],
             on_epoch=on_epoch,
             checkpoint=Path(options.artifacts) / name / f"trial-{trial.number}.pt",
-            threads=_threads(options),
+            threads=trial_threads(options),
         )
     except optuna.TrialPruned:
         study.tell(trial, state=TrialState.PRUNED)
@@ -353,19 +447,25 @@ def run_trial(
         trial.set_user_attr("family", table.rows())
         trial.set_user_attr("family_summary", table.summary())
     trial.set_user_attr("seconds", outcome.seconds)
+    trial.set_user_attr("threads", outcome.threads)
     trial.set_user_attr("checkpoint", outcome.checkpoint)
     study.tell(trial, outcome.values)
 
 
 def _worker_entry(options: dict[str, Any], name: str, index: int, deadline: float | None,
-                  base_failures: int) -> None:
+                  base_failures: int, batch: Batch, driver: int) -> None:
     logging.basicConfig(level=logging.WARNING)
-    run_worker(RunOptions(**options), name, index, deadline, base_failures)
+    run_worker(RunOptions(**options), name, index, deadline, base_failures, batch=batch,
+               driver=driver)
 
 
 def run(options: RunOptions, progress: Any = None) -> RunSummary:
     """Validate, create or resume the study, run its trials, summarise."""
     spec, reference = validate(options)
+    options = with_jobs(options)
+    if options.backend == "local" and (
+            warning := oversubscription(trial_threads(options), options.jobs or 1)):
+        log.warning(warning)
     study = create_or_resume(options, spec, reference)
     base_failures = state_counts(study)[TrialState.FAIL]
     deadline = time.time() + options.timeout if options.timeout else None
@@ -398,13 +498,16 @@ def execute_ray(options: RunOptions, study: optuna.Study, spec: StudySpec, progr
 def _run_processes(options: RunOptions, name: str, deadline: float | None, base_failures: int,
                    study: optuna.Study, progress: Any) -> None:
     ctx = multiprocessing.get_context("spawn")
+    batch = Batch(options.jobs or 1, ctx)
     workers = [
         ctx.Process(target=_worker_entry,
-                    args=(asdict(options), name, index, deadline, base_failures))
-        for index in range(options.jobs)
+                    args=(asdict(options), name, index, deadline, base_failures, batch,
+                          os.getpid()))
+        for index in range(options.jobs or 1)
     ]
-    for worker in workers:
-        worker.start()
+    with child_environment(trial_threads(options)):  # read before the worker imports torch
+        for worker in workers:
+            worker.start()
     try:
         while any(w.is_alive() for w in workers):
             if progress is not None:

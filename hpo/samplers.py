@@ -15,6 +15,7 @@ class SamplerEntry:
     build: Callable[[int], optuna.samplers.BaseSampler]
     multi_objective: bool = False
     enumerates_grid: bool = False  # trials come from the enqueued grid, not the sampler
+    seed_per_trial: bool = True  # False: one seed for the whole study (a QMC sequence)
     description: str = ""
 
 
@@ -53,7 +54,7 @@ SAMPLERS.add("cmaes", SamplerEntry(
 SAMPLERS.add("qmc", SamplerEntry(
     lambda seed: optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
                                             warn_independent_sampling=False),
-    multi_objective=True, description="scrambled Sobol sequence",
+    multi_objective=True, seed_per_trial=False, description="scrambled Sobol sequence",
 ))
 SAMPLERS.add("nsga2", SamplerEntry(
     lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),

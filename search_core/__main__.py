@@ -1,6 +1,8 @@
 """``python -m search_core``: one search on a data set, then its family table.
 
     python -m search_core --epochs 30 --kappa 0.5 --out runs/digits-search
+
+Torch is imported only after the thread policy is in the environment (search_core/threads.py).
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from search_core.config import HyperNetConfig, SearchConfig, SearchSpace, TrainConfig
-from search_core.data import DataConfig, load_data
-from search_core.engine import EpochMetrics, search
 from search_core.errors import NasHpoError
+from search_core.threads import configure_process, threads_per_trial
+
+if TYPE_CHECKING:
+    from search_core.config import SearchConfig
+    from search_core.engine import EpochMetrics
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,13 +34,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kappa", type=float, default=0.5)
     p.add_argument("--placement", default="vertices")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the thread policy's, 1)")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for checkpoint.pt, family.csv and summary.json")
     return p.parse_args(argv)
 
 
-def build_config(args: argparse.Namespace) -> SearchConfig:
+def build_config(args: argparse.Namespace, threads: int) -> SearchConfig:
+    from search_core.config import HyperNetConfig, SearchConfig, SearchSpace, TrainConfig
+    from search_core.data import DataConfig
+
     return SearchConfig(
         space=SearchSpace(ops=tuple(args.ops.split(",")), cells=args.cells, nodes=args.nodes,
                           channels=args.channels),
@@ -43,7 +52,7 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
         train=TrainConfig(epochs=args.epochs, kappa=args.kappa),
         data=DataConfig(name=args.data, root=args.data_root),
         seed=args.seed,
-        threads=args.threads,
+        threads=threads,
     )
 
 
@@ -56,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         args = parse_args(argv)
-        config = build_config(args)
+        threads = threads_per_trial(args.threads)
+        configure_process(threads)  # before torch is imported
+        from search_core.data import load_data
+        from search_core.engine import search
+
+        config = build_config(args, threads)
         data = load_data(config.data)
         result = search(config, data, on_epoch=report_epoch)
         table = result.family(data)

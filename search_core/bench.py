@@ -3,7 +3,9 @@
 One step is what the search does per minibatch, minus the hypernetwork: logits ``alpha`` ->
 Gumbel-Softmax -> supernet forward -> cross-entropy -> backward -> SGD step on the weights
 and Adam step on ``alpha``. Steps are timed one by one with ``time.perf_counter`` after
-``warmup`` untimed steps; the median step time gives ``images_per_s``.
+``warmup`` untimed steps; the median step time gives ``images_per_s``. ``max_seconds`` bounds
+the timed part (at least ``MIN_STEPS`` steps are timed), for machines where a step may take
+seconds.
 
     result = bench_supernet(SearchSpace(channels=16), image=28, in_channels=1, batch=64)
     result.images_per_s
@@ -25,16 +27,17 @@ import torch
 from torch import nn
 
 from search_core.config import SearchSpace
-from search_core.engine import torch_threads
 from search_core.errors import ConfigError
 from search_core.reference_supernet import ReferenceSuperNet
 from search_core.supernet import SuperNet, gumbel_softmax, straight_through
+from search_core.threads import torch_threads
 
 Impl = Literal["fast", "per-edge"]
 Mode = Literal["soft", "single_path"]
 IMPLS: tuple[str, ...] = ("fast", "per-edge")
 MODES: tuple[str, ...] = ("soft", "single_path")
 NUM_CLASSES = 10
+MIN_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,14 @@ class BenchResult:
 
 
 def _check(space: SearchSpace, image: int, in_channels: int, batch: int, steps: int,
-           warmup: int, impl: str, mode: str, threads: int | None) -> None:
+           warmup: int, impl: str, mode: str, threads: int | None,
+           max_seconds: float | None) -> None:
     for name, value, low in (("image", image, 1), ("in_channels", in_channels, 1),
                              ("batch", batch, 2), ("steps", steps, 1), ("warmup", warmup, 0)):
         if value < low:
             raise ConfigError(f"{name}: got {value}; need >= {low}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ConfigError(f"max_seconds: got {max_seconds}; need > 0 (or None: no bound)")
     if threads is not None and threads < 1:
         raise ConfigError(f"threads: got {threads}; need >= 1")
     if impl not in IMPLS:
@@ -92,8 +98,8 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__}
 
 
-class _Step:
-    """One training step of a supernet and its architecture logits."""
+class TrainingStep:
+    """One training step of a supernet and its architecture logits (callable on x, y)."""
 
     def __init__(self, space: SearchSpace, in_channels: int, impl: str, mode: str,
                  seed: int) -> None:
@@ -133,11 +139,13 @@ def bench_supernet(
     mode: Mode = "soft",
     threads: int | None = None,
     seed: int = 0,
+    max_seconds: float | None = None,
 ) -> BenchResult:
     """Time ``steps`` training steps on random data of shape (batch, in_channels, image,
-    image); ``threads`` torch threads (None: torch's current setting)."""
+    image); ``threads`` torch threads (None: torch's current setting); stop timing once
+    ``max_seconds`` have passed and ``MIN_STEPS`` steps are timed."""
     return _run(space, image, in_channels, batch, steps, warmup, ((impl, mode),), threads,
-                seed)[0]
+                seed, max_seconds)[0]
 
 
 def compare_supernets(
@@ -150,22 +158,24 @@ def compare_supernets(
     mode: Mode = "soft",
     threads: int | None = None,
     seed: int = 0,
+    max_seconds: float | None = None,
 ) -> tuple[BenchResult, BenchResult]:
     """(per-edge, fast) in one run: their steps alternate, so both see the same machine
     load. ``mode`` applies to the fast supernet; the per-edge one is always soft."""
     runs = (("per-edge", "soft"), ("fast", mode))
     return _run(space, image, in_channels, batch, steps, warmup, runs, threads,
-                seed)  # type: ignore[return-value]
+                seed, max_seconds)  # type: ignore[return-value]
 
 
 def _run(space: SearchSpace, image: int, in_channels: int, batch: int, steps: int,
          warmup: int, impls: tuple[tuple[str, str], ...], threads: int | None,
-         seed: int) -> tuple[BenchResult, ...]:
+         seed: int, max_seconds: float | None) -> tuple[BenchResult, ...]:
     """Time (impl, mode) pairs on the same data, their steps alternating."""
     for impl, mode in impls:
-        _check(space, image, in_channels, batch, steps, warmup, impl, mode, threads)
+        _check(space, image, in_channels, batch, steps, warmup, impl, mode, threads,
+               max_seconds)
     with torch_threads(threads), torch.random.fork_rng(devices=[]):
-        runs = [_Step(space, in_channels, impl, mode, seed) for impl, mode in impls]
+        runs = [TrainingStep(space, in_channels, impl, mode, seed) for impl, mode in impls]
         data = torch.Generator().manual_seed(seed)
         x = torch.randn(batch, in_channels, image, image, generator=data)
         y = torch.randint(0, NUM_CLASSES, (batch,), generator=data)
@@ -173,11 +183,15 @@ def _run(space: SearchSpace, image: int, in_channels: int, batch: int, steps: in
             for run in runs:
                 run(x, y)
         times: list[list[float]] = [[] for _ in runs]
-        for _ in range(steps):
+        started = time.perf_counter()
+        for step in range(steps):
             for run, seconds in zip(runs, times):
                 start = time.perf_counter()
                 run(x, y)
                 seconds.append(time.perf_counter() - start)
+            if (max_seconds is not None and step + 1 >= MIN_STEPS
+                    and time.perf_counter() - started >= max_seconds):
+                break
         used_threads = torch.get_num_threads()
     return tuple(
         BenchResult(

@@ -10,7 +10,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ from search_core.hypernet import build_hypernet
 from search_core.result import SearchResult
 from search_core.schedules import progress, temperature
 from search_core.supernet import SuperNet, gumbel_softmax, straight_through
+from search_core.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,6 @@ class EpochMetrics:
 
 
 EpochCallback = Callable[[EpochMetrics], None]
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` intra-op threads, restoring the previous setting afterwards."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None) -> Iterator[

@@ -32,13 +32,13 @@ from torch import nn
 
 from search_core.config import CELL_TYPES, SearchSpace
 from search_core.discrete import DiscreteNetwork, node_sum
-from search_core.engine import torch_threads
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype
 from search_core.machine import cpu_model
 from search_core.metrics import spearman
 from search_core.ops import FactorizedReduce, ReLUConvBN, build_op
 from search_core.supernet import cell_shapes, make_stem
+from search_core.threads import torch_threads
 
 TABLE_FORMAT = 1
 FINGERPRINT_KEYS = ("device", "device_name", "cpu_model", "cores", "threads", "torch")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,23 @@ from search_core.data import DataConfig, DataSplits, load_data
 from search_core.engine import search
 from search_core.family import FamilyTable, evaluate_family
 from search_core.result import SearchResult
+from search_core.threads import THREAD_VARS, WAIT_VARS
 
 TINY_SPACE = SearchSpace(channels=4, nodes=2, cells=3)
 TINY_DATA = DataConfig(name="digits", train_limit=200, val_limit=100)
+
+
+@pytest.fixture(autouse=True)
+def _restore_openmp_environment() -> Iterator[None]:
+    """``hpo.cli.main`` puts the thread policy into ``os.environ`` (for the processes it
+    starts); in-process calls must not hand it on to later tests."""
+    saved = {name: os.environ.get(name) for name in (*WAIT_VARS, *THREAD_VARS)}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session", autouse=True)

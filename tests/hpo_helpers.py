@@ -55,8 +55,8 @@ class Hpo:
     def argv(self, command: str, *args: Any) -> list[str]:
         """``args`` come last, so they override these defaults."""
         extra = ["--storage", str(self.storage)]
-        if command == "run":  # one torch thread per trial: the suite may share two cores
-            extra += ["--artifacts", str(self.artifacts), "--threads", "1", "-q"]
+        if command == "run":  # trials in this process (tests patch it), on one torch thread
+            extra += ["--artifacts", str(self.artifacts), "--jobs", "1", "--threads", "1", "-q"]
         return [command, *extra, *map(str, args)]
 
     def __call__(self, command: str, *args: Any) -> Result:

@@ -177,6 +177,46 @@ def test_two_workers_share_one_journal_exactly(cli: Hpo) -> None:
 
 
 @pytest.mark.slow
+def test_two_workers_make_the_same_study_for_the_same_seed(cli: Hpo) -> None:
+    """--jobs 2: parameters sampled per trial under the lock, in synchronous batches, so the
+    TPE trials after the random start see the same history in both runs."""
+    runs = []
+    for name in ("first", "second"):
+        result = cli.run("--jobs", 2, "--trials", 8, "--seed", 3, "--name", name)
+        assert result.code == 0, result.err
+        trials = cli.trials(name)
+        assert states(trials) == {"COMPLETE": 8}
+        assert len({t.user_attrs["worker"] for t in trials}) == 2
+        runs.append([(t.number, t.params, t.values) for t in trials])
+    assert runs[0] == runs[1]
+    other = cli.run("--jobs", 2, "--trials", 8, "--seed", 4, "--name", "other")
+    assert other.code == 0
+    assert [t.params for t in cli.trials("other")] != [params for _, params, _ in runs[0]]
+
+
+def test_batches_are_asked_whole_and_wait_for_every_trial_of_the_last_one() -> None:
+    from hpo.runner import Batch
+
+    study = optuna.create_study()
+    batch = Batch(2)
+    first = study.ask()
+    assert batch.open(study, to_start=5)
+    batch.add(first.number)
+    assert not batch.asked()  # its trial waits for the other worker's ask
+    study.tell(first, 1.0)  # (it could not run before; here it shows the batch holds)
+    assert batch.open(study, to_start=4)  # room for the second trial of the batch
+    second = study.ask()
+    batch.add(second.number)
+    assert batch.asked()
+    assert not batch.open(study, to_start=3)  # the batch is full and still running
+    study.tell(second, state=TrialState.FAIL)
+    assert batch.open(study, to_start=1)  # a new batch, of the one trial left
+    batch.add(study.ask().number)
+    assert batch.asked()
+    assert not batch.open(study, to_start=0)
+
+
+@pytest.mark.slow
 def test_grid_with_two_workers_runs_each_cell_once(cli: Hpo) -> None:
     result = cli.run("--sampler", "grid", "--jobs", 2, "--trials", 100)
     assert result.code == 0, result.err

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from hpo_helpers import TINY, TINY_SLOW, WAIT_S, Hpo, cell, grid_product, states, wait_for
 
+from search_core.threads import THREAD_VARS, WAIT_VARS
+
 pytestmark = pytest.mark.slow
 
 
@@ -27,10 +29,16 @@ def cluster() -> Iterator[Any]:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only (shared/NOTES.md)
     from ray.cluster_utils import Cluster
 
-    nodes = Cluster(initialize_head=True,
-                    head_node_args={"num_cpus": 1, "include_dashboard": False})
-    nodes.add_node(num_cpus=1)
-    nodes.wait_for_nodes()
+    # the nodes start without OpenMP settings: trials get theirs from the driver's job
+    own = {name: os.environ.pop(name) for name in (*WAIT_VARS, *THREAD_VARS)
+           if name in os.environ}
+    try:
+        nodes = Cluster(initialize_head=True,
+                        head_node_args={"num_cpus": 1, "include_dashboard": False})
+        nodes.add_node(num_cpus=1)
+        nodes.wait_for_nodes()
+    finally:
+        os.environ.update(own)
     yield nodes
     import ray
 
@@ -111,7 +119,12 @@ def test_ray_and_local_trials_share_one_study(cli: Hpo, cluster) -> None:
     assert other.user_attrs["checkpoint"].endswith("renamed/trial-0.pt")
     trials = cli.trials("tiny")
     assert states(trials) == {"COMPLETE": 4}
-    assert sum("ray_node_id" in t.user_attrs for t in trials) == 2
+    on_ray = [t for t in trials if "ray_node_id" in t.user_attrs]
+    assert len(on_ray) == 2
+    for trial in on_ray:  # the thread policy reached the Ray workers (--threads 1)
+        assert trial.user_attrs["threads"] == {
+            "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "torch_threads": 1}
     shown = cli("show", "tiny", "--format", "csv")
     assert shown.code == 0 and len(shown.out.strip().splitlines()) == 1 + 4
 
