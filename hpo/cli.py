@@ -6,6 +6,7 @@ Every entry point is ``main(argv) -> int``; bad input prints one line on stderr 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -17,6 +18,15 @@ from search_core.errors import NasHpoError
 from search_core.threads import configure_process
 
 EXIT_BAD_INPUT = 2
+EXIT_DISK_FULL = 4  # resumable: rerun the same command once there is space
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+MAX_MESSAGE = 400  # characters of an error line
+
+
+def _bounded(message: str) -> str:
+    """One line of at most MAX_MESSAGE characters."""
+    line = " ".join(message.split())
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     except NasHpoError as err:
         if args.debug:
             raise
-        print(f"hpo {args.command}: error: {err}", file=sys.stderr)
+        print(f"hpo {args.command}: error: {_bounded(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as err:
+        if args.debug or err.errno not in DISK_FULL:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"hpo {args.command}: error: {err.strerror or err}{where}; free some space and "
+              "run the same command again: complete trials are kept, and the trials that "
+              "were running start again", file=sys.stderr)
+        return EXIT_DISK_FULL
 
 
 if __name__ == "__main__":

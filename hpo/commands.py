@@ -15,6 +15,10 @@ from hpo.records import timing_summary, trial_row
 from hpo.storage import open_storage, storage_label, study_names
 from search_core.errors import ConfigError
 
+EXIT_STOPPED_EARLY = 1  # failures, timeout, or nothing completed
+EXIT_WORKERS_DIED = 3  # the study finished, but worker processes died (each was logged when
+# it died; their trials were re-run)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hpo.progress import StudyProgress
@@ -40,7 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: storage {summary.storage} (hpo show {summary.name}; optuna-dashboard "
           f"{summary.storage}), checkpoints in {summary.artifacts}/")
     finished = summary.stopped_because in ("trials", "grid")
-    return 0 if summary.complete + summary.pruned > 0 and finished else 1
+    if not (summary.complete + summary.pruned > 0 and finished):
+        return EXIT_STOPPED_EARLY
+    return EXIT_WORKERS_DIED if summary.worker_deaths else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import optuna
 from hpo.runner import RunOptions, run, validate
 from hpo.samplers import build_sampler
 from hpo.storage import open_storage
-from hpo.study import StudySpec
+from hpo.study import StudySpec, check_study_name
 from search_core.errors import ConfigError
 
 
@@ -53,7 +53,7 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
         raise ConfigError("hpo compare needs a single-objective study (best-so-far curves)")
     for sampler in options.samplers:
         build_sampler(sampler, 0, spec.objective.directions)
-    group = options.group or f"{spec.name}-compare"
+    group = check_study_name(options.group or f"{spec.name}-compare", "--name")
     optimum = known_optimum(spec)
     runs = []
     for repeat in range(options.repeats):

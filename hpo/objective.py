@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search_core.config import SearchConfig
+from search_core.configtools import shown
 from search_core.data import DataConfig
 from search_core.errors import ConfigError
 
@@ -28,21 +29,32 @@ if TYPE_CHECKING:
 def build_search_config(
     spec: StudySpec, params: Mapping[str, Any], seed: int = 0, where: str = "params"
 ) -> SearchConfig:
-    """The study's fixed ``search`` settings, ``fidelity.epochs``, ``data`` and ``params``."""
+    """The study's fixed ``search`` settings, ``fidelity.epochs``, ``data`` and ``params``.
+
+    A section of ``search`` (``space``, ``train``, ...) that is not a mapping is a
+    ``ConfigError`` naming it, like every other bad value."""
     from hpo.study import param_path
 
     tree: dict[str, Any] = copy.deepcopy(dict(spec.search))
-    tree.setdefault("train", {})
-    tree["train"] = {**tree["train"], "epochs": spec.epochs}
-    tree["data"] = dict(spec.data)
-    tree["seed"] = seed
-    for name, value in params.items():
-        section, _, key = param_path(name).partition(".")
-        tree.setdefault(section, {})[key] = value
     try:
+        tree["train"] = {**_section(tree, "train"), "epochs": spec.epochs}
+        tree["data"] = dict(spec.data)
+        tree["seed"] = seed
+        for name, value in params.items():
+            section, _, key = param_path(name).partition(".")
+            tree[section] = {**_section(tree, section), key: value}
         return SearchConfig.from_dict(tree)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
+
+
+def _section(tree: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """The settings under ``search.<section>`` (none when absent); they must be a mapping."""
+    body = tree.get(section, {})
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"search.{section}: got {shown(body)}; expected a mapping of "
+                          f"settings, e.g. {section}: {{key: value}}")
+    return dict(body)
 
 
 @functools.lru_cache(maxsize=4)

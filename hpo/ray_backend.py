@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from hpo.objective import evaluate
 from hpo.records import WORKER_ATTR, worker_id
-from hpo.runner import RunOptions, suggest, trial_threads, trials_to_start
+from hpo.runner import Heartbeat, RunOptions, suggest, trial_threads, trials_to_start
 from hpo.samplers import build_sampler
 from hpo.storage import open_storage
 from hpo.study import StudySpec
@@ -226,6 +226,7 @@ def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget:
 
     reference = study.user_attrs["reference_complexity"]
     resources = {"cpu": options.cpus_per_trial}
+    searcher = make_searcher(spec, options, study.study_name)
     tuner = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(trainable, spec=spec, options=options, reference=reference,
@@ -233,7 +234,7 @@ def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget:
             resources,
         ),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(spec, options, study.study_name),
+            search_alg=searcher,
             scheduler=make_scheduler(options, spec),
             num_samples=budget,
             max_concurrent_trials=options.concurrency,
@@ -248,4 +249,11 @@ def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget:
             verbose=0,
         ),
     )
-    tuner.fit()
+    with Heartbeat(study, lambda: running_trial_ids(searcher)):  # the driver owns the trials
+        tuner.fit()
+
+
+def running_trial_ids(searcher: Any) -> list[int]:
+    """Storage ids of the Optuna trials the searcher has asked and not yet told."""
+    return [trial._trial_id for key, trial in list(searcher._ot_trials.items())
+            if key not in searcher._completed_trials]

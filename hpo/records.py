@@ -19,10 +19,15 @@ from search_core.machine import cpu_model
 from search_core.threads import openmp_environment, usable_cpus
 
 WORKER_ATTR = "worker"  # "host:pid" of the process running a trial
+HEARTBEAT_ATTR = "heartbeat"  # time.time() of the running trial's owner's latest sign of life
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_on_this_host(owner: str) -> bool:
+    return owner.rsplit(":", 1)[0] == socket.gethostname()
 
 
 def owner_alive(owner: str | None) -> bool:

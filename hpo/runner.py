@@ -12,13 +12,18 @@ finished, so each batch sees the same history however long its trials took.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
+import json
 import logging
 import math
 import multiprocessing
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,10 +36,17 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.objective import evaluate, reference_complexity
-from hpo.records import WORKER_ATTR, environment, owner_alive, worker_id
+from hpo.records import (
+    HEARTBEAT_ATTR,
+    WORKER_ATTR,
+    environment,
+    owner_alive,
+    owner_on_this_host,
+    worker_id,
+)
 from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
-from hpo.storage import open_storage, study_names
-from hpo.study import ParamSpec, StudySpec, load_study
+from hpo.storage import open_storage, storage_label, study_names
+from hpo.study import ParamSpec, StudySpec, check_study_name, load_study
 from search_core.errors import ConfigError, NasHpoError
 from search_core.registry import Registry
 from search_core.threads import (
@@ -45,6 +57,11 @@ from search_core.threads import (
 )
 
 log = logging.getLogger(__name__)
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+EXIT_DISK_FULL = 75  # a worker's exit code when the disk was full (EX_TEMPFAIL)
+HEARTBEAT_S = 30.0  # a running trial's owner writes a heartbeat this often
+STALE_AFTER_S = 600.0  # a RUNNING trial without a heartbeat for this long is stale
+BATCH_WAIT_S = 600.0  # the longest a batch's trial waits for the others to be asked
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -83,14 +100,16 @@ class RunSummary:
     storage: str
     artifacts: str
     stopped_because: str = ""
+    worker_deaths: tuple[str, ...] = ()  # worker processes that died (their trials re-run)
 
 
-def with_jobs(options: RunOptions) -> RunOptions:
+def with_jobs(options: RunOptions, spec: StudySpec) -> RunOptions:
     """``options`` with ``jobs`` decided: the thread policy's number of workers for this
-    machine, never more than the trials (the Ray backend runs no local workers)."""
+    machine, never more than the trials; one for the Ray backend (it runs no local workers)
+    and for synthetic objectives (microseconds per trial: a worker process costs more)."""
     if options.jobs is not None:
         return options
-    if options.backend != "local":
+    if options.backend != "local" or spec.objective.kind == "synthetic":
         return replace(options, jobs=1)
     jobs = workers_per_machine(threads_per_trial(options.threads))
     return replace(options, jobs=max(1, min(jobs, options.trials)))
@@ -101,6 +120,8 @@ def validate(options: RunOptions) -> tuple[StudySpec, float]:
     its hypervolume reference complexity (this loads the data set, so a missing data
     folder fails here), unless ``options.reference`` already gives it."""
     spec = load_study(options.study_path)
+    if options.name is not None:
+        check_study_name(options.name, "--name")
     build_sampler(options.sampler, options.seed, spec.objective.directions)
     PRUNERS.get(options.pruner, "--pruner")
     if options.trials < 1:
@@ -121,7 +142,7 @@ def validate(options: RunOptions) -> tuple[StudySpec, float]:
 
 
 def study_name(options: RunOptions, spec: StudySpec) -> str:
-    return options.name or spec.name
+    return options.name or spec.name  # both checked by check_study_name
 
 
 def grid_values(name: str, param: ParamSpec, grid: dict[str, tuple[Any, ...]]) -> list[Any]:
@@ -186,65 +207,113 @@ def suggest(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
 
 
 def create_or_resume(options: RunOptions, spec: StudySpec, reference: float) -> optuna.Study:
+    """The study, created or resumed under the workers' lock. Creation is complete from the
+    user's view: a study left without its attributes by a killed run (and without trials)
+    gets them on the next run; its grid cells are enqueued once each, however often a run is
+    killed while enqueueing."""
     name = study_name(options, spec)
     storage = open_storage(options.storage)
     sampler = build_sampler(options.sampler, options.seed, spec.objective.directions)
-    if name in study_names(storage):
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        stored = study.user_attrs.get("fingerprint")
-        if stored != spec.fingerprint():
-            raise ConfigError(
-                f"study {name!r} exists in {options.storage or 'runs/hpo.journal'} with a "
-                "different study file; restore that file, or start a new study with --name"
-            )
-        # under the workers' lock: a live worker's trial is RUNNING before its owner is set
-        with file_lock(Path(options.artifacts) / f"{name}.lock"):
+    with file_lock(lock_path(options, name)):
+        if name in study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+            _check_same_study(study, spec, options)
             recover_stale_trials(study)
-    else:
-        study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
-                                    directions=spec.objective.directions)
-        study.set_user_attr("study_file", spec.to_dict())
-        study.set_user_attr("study_source", spec.source)
-        study.set_user_attr("fingerprint", spec.fingerprint())
-        study.set_user_attr("reference_complexity", reference)
-        study.set_user_attr("environment", environment(trial_threads(options)))
-    study.set_user_attr("sampler", options.sampler)
-    for key, value in options.study_attrs:
-        study.set_user_attr(key, value)
-    if SAMPLERS.get(options.sampler).enumerates_grid and not study.user_attrs.get("grid"):
-        enqueue_grid(study, spec, options.seed, options.grid_budget)
+        else:
+            study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
+                                        directions=spec.objective.directions)
+        if "fingerprint" not in study.user_attrs:  # new, or its creation was cut short
+            _set_study_attributes(study, spec, options, reference)
+        study.set_user_attr("sampler", options.sampler)
+        for key, value in options.study_attrs:
+            study.set_user_attr(key, value)
+        if SAMPLERS.get(options.sampler).enumerates_grid and not study.user_attrs.get("grid"):
+            enqueue_grid(study, spec, options.seed, options.grid_budget)
     return study
+
+
+def _check_same_study(study: optuna.Study, spec: StudySpec, options: RunOptions) -> None:
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None and study.get_trials(deepcopy=False):
+        raise ConfigError(f"study {study.study_name!r} in {storage_label(options.storage)} has "
+                          "trials but was not created by hpo run; use another --name")
+    if stored is not None and stored != spec.fingerprint():
+        raise ConfigError(
+            f"study {study.study_name!r} exists in {storage_label(options.storage)} with a "
+            "different study file; restore that file, or start a new study with --name"
+        )
+
+
+def _set_study_attributes(study: optuna.Study, spec: StudySpec, options: RunOptions,
+                          reference: float) -> None:
+    """The study's own records; the fingerprint last: a study without it is incomplete."""
+    study.set_user_attr("study_file", spec.to_dict())
+    study.set_user_attr("study_source", spec.source)
+    study.set_user_attr("reference_complexity", reference)
+    study.set_user_attr("environment", environment(trial_threads(options)))
+    study.set_user_attr("fingerprint", spec.fingerprint())
+
+
+def lock_path(options: RunOptions, name: str) -> Path:
+    return Path(options.artifacts) / f"{name}.lock"
+
+
+def grid_key(params: dict[str, Any]) -> str:
+    """A grid cell as a string: what makes enqueueing it twice detectable."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def enqueue_grid(study: optuna.Study, spec: StudySpec, seed: int,
                  budget: int | None = None) -> None:
     """Enqueue every grid cell once, in an order shuffled by ``seed`` (a grid sized to a
-    budget it exceeds is cut there)."""
+    budget it exceeds is cut there). Cells already in the study (from an enqueueing that
+    was cut short) are not enqueued again; the ``grid`` mark comes last."""
     cells = grid_cells(spec, budget)
     random.Random(seed).shuffle(cells)
     cells = cells[:budget] if budget is not None else cells
+    present = {t.user_attrs.get("grid_cell") for t in study.get_trials(deepcopy=False)}
     for cell in cells:
-        study.enqueue_trial(cell, user_attrs={"grid_cell": True})
+        key = grid_key(cell)
+        if key not in present:
+            study.enqueue_trial(cell, user_attrs={"grid_cell": key})
     study.set_user_attr("grid", len(cells))
 
 
 def recover_stale_trials(study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a dead process: mark FAIL and enqueue their parameters again."""
+    """Trials left RUNNING by a dead process (this host: its pid is gone; any host: no
+    heartbeat for ``STALE_AFTER_S``): mark FAIL and enqueue their parameters again. Call it
+    under the workers' lock."""
     stale = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if owner_alive(trial.user_attrs.get(WORKER_ATTR)):
+        reason = stale_reason(trial)
+        if reason is None:
             continue
         storage = study._storage
         storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                    "worker died (process gone); configuration re-enqueued")
+                                    f"{reason}; configuration re-enqueued")
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
-                                                      "grid_cell": bool(trial.user_attrs.get(
-                                                          "grid_cell"))})
+        attrs = {"retry_of": trial.number}
+        if trial.user_attrs.get("grid_cell"):
+            attrs["grid_cell"] = trial.user_attrs["grid_cell"]
+        study.enqueue_trial(trial.params, user_attrs=attrs)
         stale.append(trial.number)
     if stale:
         log.warning("marked trials %s failed (their process died) and re-enqueued them", stale)
     return stale
+
+
+def stale_reason(trial: optuna.trial.FrozenTrial, now: float | None = None) -> str | None:
+    """Why a RUNNING trial is stale, or None while its owner may be alive."""
+    owner = trial.user_attrs.get(WORKER_ATTR)
+    if owner is not None and owner_on_this_host(owner) and not owner_alive(owner):
+        return "worker died (process gone)"
+    beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    age = (time.time() if now is None else now) - float(beat or 0)
+    if age > STALE_AFTER_S:
+        return f"worker silent for {age:.0f} s (no heartbeat; host gone?)"
+    return None
 
 
 @contextmanager
@@ -351,10 +420,14 @@ def run_worker(
         storage=open_storage(options.storage),
         pruner=PRUNERS.get(options.pruner)(spec.epochs),
     )
-    lock = Path(options.artifacts) / f"{name}.lock"
+    lock = lock_path(options, name)
+    checked = time.monotonic()
     while True:
         with file_lock(lock):
             to_start, running = trials_to_start(study, options, base_failures, deadline)
+            if running and time.monotonic() - checked > HEARTBEAT_S:  # a host may be gone
+                recover_stale_trials(study)
+                checked = time.monotonic()
             action = "ask" if to_start else ("wait" if running else "stop")
             if action == "ask" and batch is not None and not batch.open(study, to_start):
                 action = "wait"
@@ -375,8 +448,14 @@ def run_worker(
 
 def _wait_until_asked(batch: Batch, deadline: float | None) -> None:
     """Hold a trial back until the other workers have asked theirs of the same batch (a
-    worker still starting up); give up at the deadline."""
+    worker still starting up, or replacing one that died); give up at the deadline or
+    after ``BATCH_WAIT_S`` (the run goes on, its batches no longer reproducible)."""
+    until = time.monotonic() + BATCH_WAIT_S
     while not batch.asked() and (deadline is None or time.time() < deadline):
+        if time.monotonic() > until:
+            log.warning("gave up waiting %.0f s for the other workers' trials of this batch: "
+                        "this run's parameters are no longer reproducible", BATCH_WAIT_S)
+            return
         time.sleep(0.05)
 
 
@@ -394,6 +473,8 @@ def ask(study: optuna.Study, spec: StudySpec,
     try:
         return trial, {n: suggest(trial, n, p) for n, p in spec.params.items()}
     except Exception as err:  # a sampler that fails on this study: recorded, the study goes on
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise
         reason = f"sampling failed: {type(err).__name__}: {err}"
         trial.set_user_attr("fail_reason", reason)
         study.tell(trial, state=TrialState.FAIL)
@@ -422,12 +503,13 @@ def run_trial(
 
     try:
         trial.set_user_attr("seed", options.seed)
-        outcome = evaluate(
-            spec, params, options.seed, study.user_attrs["reference_complexity"],
-            on_epoch=on_epoch,
-            checkpoint=Path(options.artifacts) / name / f"trial-{trial.number}.pt",
-            threads=trial_threads(options),
-        )
+        with Heartbeat(study, lambda: [trial._trial_id]):
+            outcome = evaluate(
+                spec, params, options.seed, study.user_attrs["reference_complexity"],
+                on_epoch=on_epoch,
+                checkpoint=Path(options.artifacts) / name / f"trial-{trial.number}.pt",
+                threads=trial_threads(options),
+            )
     except optuna.TrialPruned:
         study.tell(trial, state=TrialState.PRUNED)
         return
@@ -437,6 +519,8 @@ def run_trial(
         study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
         raise
     except Exception as err:  # a failing trial is recorded, the study goes on
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise  # not the trial's fault: stop; the trial is re-run on resume
         reason = f"{type(err).__name__}: {err}"
         trial.set_user_attr("fail_reason", reason)
         study.tell(trial, state=TrialState.FAIL)
@@ -452,17 +536,53 @@ def run_trial(
     study.tell(trial, outcome.values)
 
 
+class Heartbeat:
+    """While a trial runs, a thread of its owner writes ``HEARTBEAT_ATTR`` (now) every
+    ``HEARTBEAT_S`` into each trial ``trial_ids()`` names, so that a process on another host
+    can tell a silent (dead) owner from a busy one (``stale_reason``)."""
+
+    def __init__(self, study: optuna.Study, trial_ids: Callable[[], list[int]]) -> None:
+        self._study, self._trial_ids = study, trial_ids
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hpo-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.beat()
+
+    def beat(self) -> None:
+        for trial_id in self._trial_ids():
+            try:
+                self._study._storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            except Exception as err:  # finished meanwhile, storage briefly away: next beat
+                log.debug("heartbeat of trial id %s not written: %s", trial_id, err)
+
+
 def _worker_entry(options: dict[str, Any], name: str, index: int, deadline: float | None,
                   base_failures: int, batch: Batch, driver: int) -> None:
-    logging.basicConfig(level=logging.WARNING)
-    run_worker(RunOptions(**options), name, index, deadline, base_failures, batch=batch,
-               driver=driver)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run_worker(RunOptions(**options), name, index, deadline, base_failures, batch=batch,
+                   driver=driver)
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        sys.exit(EXIT_DISK_FULL)  # the driver says it, in one line
 
 
 def run(options: RunOptions, progress: Any = None) -> RunSummary:
     """Validate, create or resume the study, run its trials, summarise."""
     spec, reference = validate(options)
-    options = with_jobs(options)
+    options = with_jobs(options, spec)
     if options.backend == "local" and (
             warning := oversubscription(trial_threads(options), options.jobs or 1)):
         log.warning(warning)
@@ -471,51 +591,84 @@ def run(options: RunOptions, progress: Any = None) -> RunSummary:
     deadline = time.time() + options.timeout if options.timeout else None
     if progress is not None:
         progress.start(study, options.trials)
-    EXECUTORS.get(options.backend)(options, study, spec, progress, base_failures, deadline)
+    deaths = EXECUTORS.get(options.backend)(options, study, spec, progress, base_failures,
+                                            deadline)
     if progress is not None:
         progress.update(study)
         progress.close()
-    return summarise(study, options, base_failures)
+    return replace(summarise(study, options, base_failures), worker_deaths=tuple(deaths))
 
 
 def execute_local(options: RunOptions, study: optuna.Study, spec: StudySpec, progress: Any,
-                  base_failures: int, deadline: float | None) -> None:
+                  base_failures: int, deadline: float | None) -> list[str]:
     """Trials in this process (--jobs 1) or in --jobs worker processes on one storage."""
     if options.jobs == 1:
         run_worker(options, study.study_name, 0, deadline, base_failures, progress)
-    else:
-        _run_processes(options, study.study_name, deadline, base_failures, study, progress)
+        return []
+    return _run_processes(options, study.study_name, deadline, base_failures, study, progress)
 
 
 def execute_ray(options: RunOptions, study: optuna.Study, spec: StudySpec, progress: Any,
-                base_failures: int, deadline: float | None) -> None:
-    """Trials on Ray Tune (imported only now: the local backend never loads Ray)."""
+                base_failures: int, deadline: float | None) -> list[str]:
+    """Trials on Ray Tune (imported only now: the local backend never loads Ray). Tune
+    retries a trial whose worker died itself (--retries)."""
     from hpo import ray_backend
 
     ray_backend.execute(options, study, spec, progress, base_failures, deadline)
+    return []
 
 
 def _run_processes(options: RunOptions, name: str, deadline: float | None, base_failures: int,
-                   study: optuna.Study, progress: Any) -> None:
+                   study: optuna.Study, progress: Any) -> list[str]:
+    """--jobs worker processes; one that dies (OOM killer, segfault, kill -9) is noticed
+    within a second: its trial is failed and re-enqueued, and a new worker takes its place
+    (at most --max-failures times). Returns what happened to the workers that died."""
     ctx = multiprocessing.get_context("spawn")
     batch = Batch(options.jobs or 1, ctx)
-    workers = [
-        ctx.Process(target=_worker_entry,
-                    args=(asdict(options), name, index, deadline, base_failures, batch,
-                          os.getpid()))
-        for index in range(options.jobs or 1)
-    ]
-    with child_environment(trial_threads(options)):  # read before the worker imports torch
-        for worker in workers:
+
+    def start(index: int) -> Any:
+        worker = ctx.Process(target=_worker_entry, name=f"hpo-worker-{index}",
+                             args=(asdict(options), name, index, deadline, base_failures,
+                                   batch, os.getpid()))
+        with child_environment(trial_threads(options)):  # read before it imports torch
             worker.start()
+        return worker
+
+    workers = {index: start(index) for index in range(options.jobs or 1)}
+    deaths: list[str] = []
     try:
-        while any(w.is_alive() for w in workers):
+        while workers:
+            for index, worker in list(workers.items()):
+                if worker.exitcode is None:
+                    continue
+                del workers[index]
+                if worker.exitcode == EXIT_DISK_FULL:
+                    raise OSError(errno.ENOSPC, "no space left on the device", options.artifacts)
+                if worker.exitcode != 0:
+                    deaths.append(_worker_died(study, options, name, worker))
+                    if len(deaths) <= options.max_failures:
+                        workers[index] = start(index)
             if progress is not None:
                 progress.update(study)
-            time.sleep(1.0)
+            time.sleep(0.5)
     finally:
-        for worker in workers:
+        for worker in workers.values():
             worker.join(timeout=5)
+    return deaths
+
+
+def _worker_died(study: optuna.Study, options: RunOptions, name: str, worker: Any) -> str:
+    """Fail and re-enqueue the trial of a worker that died; say what happened."""
+    with file_lock(lock_path(options, name)):
+        trials = recover_stale_trials(study)
+    code = worker.exitcode
+    how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+           else f"exited with code {code}")
+    retried = f"trial {trials[0]} re-enqueued" if len(trials) == 1 else (
+        f"trials {trials} re-enqueued" if trials else "it held no trial")
+    message = f"worker process {worker.pid} {how}; {retried}"
+    log.warning(message)
+    return message
 
 
 def summarise(study: optuna.Study, options: RunOptions, base_failures: int) -> RunSummary:
@@ -540,13 +693,13 @@ def summarise(study: optuna.Study, options: RunOptions, base_failures: int) -> R
         pruned=counts[TrialState.PRUNED],
         failed=counts[TrialState.FAIL],
         best=best,
-        storage=options.storage or "runs/hpo.journal",
+        storage=storage_label(options.storage),
         artifacts=str(Path(options.artifacts) / study.study_name),
         stopped_because=reason,
     )
 
 
-Executor = Callable[[RunOptions, optuna.Study, StudySpec, Any, int, "float | None"], None]
+Executor = Callable[[RunOptions, optuna.Study, StudySpec, Any, int, "float | None"], list[str]]
 EXECUTORS: Registry[Executor] = Registry("backend")
 EXECUTORS.add("local", execute_local)
 EXECUTORS.add("ray", execute_ray)

@@ -1,17 +1,43 @@
-"""Optuna storages from URLs: journal files (default), SQLite and PostgreSQL."""
+"""Optuna storages from URLs: journal files (default), SQLite and PostgreSQL.
+
+A URL's password is never printed or recorded: everything that shows a storage goes through
+``storage_label``, and errors are masked the same way.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+from hpo import journal
 from search_core.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_STORAGE = "runs/hpo.journal"
-RDB_PREFIXES = ("sqlite://", "postgresql://", "postgresql+psycopg2://", "mysql://")
+RDB_PREFIXES = ("sqlite://", "postgresql://", "postgresql+psycopg2://",
+                "postgresql+psycopg://", "mysql://")
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<secret>[^@\s]*)@")
+
+
+def storage_label(url: str | None) -> str:
+    """The storage as it may be shown: the default path, or the URL without its password."""
+    return mask_secrets(url or DEFAULT_STORAGE)
+
+
+def mask_secrets(text: str, url: str | None = None) -> str:
+    """``text`` with every ``scheme://user:password@`` password replaced by ``***`` (and,
+    given ``url``, that URL's password wherever else it appears, e.g. in a driver's error)."""
+    masked = _CREDENTIALS.sub(lambda m: f"{m['head']}:***@", text)
+    found = _CREDENTIALS.search(url or "")
+    if found and found["secret"]:
+        masked = masked.replace(found["secret"], "***")
+    return masked
 
 
 def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
@@ -24,21 +50,38 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
         try:
             return RDBStorage(url)
         except Exception as err:  # driver missing, server down, bad URL
-            raise ConfigError(f"--storage {url}: cannot open ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0]})") from None
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(mask_secrets(f"--storage {url}: cannot open "
+                                           f"({type(err).__name__}: {first})", url)) from None
     if "://" in url and not url.startswith("journal://"):
-        raise ConfigError(f"--storage {url}: unknown scheme; use a journal file path, "
-                          "sqlite:///FILE.db or postgresql://USER@HOST/DB")
+        raise ConfigError(f"--storage {storage_label(url)}: unknown scheme; use a journal file "
+                          "path, sqlite:///FILE.db or postgresql://USER@HOST/DB")
     path = Path(url.removeprefix("journal://"))
     if must_exist and not path.exists():
         raise ConfigError(f"--storage {url}: no such journal file; run `hpo run` first or "
                           "pass the --storage the study was run with")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    return open_journal(path)
 
 
-def storage_label(url: str | None) -> str:
-    return url or DEFAULT_STORAGE
+def open_journal(path: Path) -> JournalStorage:
+    """A journal file storage, repaired first if a write was cut short (hpo/journal.py)."""
+    lock = JournalFileOpenLock(str(path))
+    _report(journal.repair_tail(path, lock))
+    try:
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    except ValueError as err:  # json.JSONDecodeError, Optuna's "Invalid log format."
+        _report(journal.repair_after_error(path, lock, err))
+    try:
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    except ValueError as err:
+        raise journal.JournalError(f"{path}: unreadable after a repair ({str(err)[:200]}); "
+                                   "restore it from its backup") from None
+
+
+def _report(done: str | None) -> None:
+    if done is not None:
+        log.warning("repaired the journal: %s", done)
 
 
 def study_names(storage: BaseStorage) -> list[str]:

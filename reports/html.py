@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.storage import storage_label
 from reports import data, figures
 from reports import latency as latency_data
 from search_core.errors import ConfigError
@@ -292,7 +293,7 @@ def _render(sections: list[Section], storage_url: str | None, out_dir: Path) -> 
              "<title>nas-hpo report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>nas-hpo report</h1>", "<div class='meta'><ul>"]
     if any(s.kind != "latency" for s in sections):
-        parts.append(f"<li>storage: {esc(str(storage_url or 'runs/hpo.journal'))}</li>")
+        parts.append(f"<li>storage: {esc(storage_label(storage_url))}</li>")
     for s in sections:
         items = ", ".join(f"{k}: {v}" for k, v in s.meta.items() if k in SUMMARY_KEYS)
         parts.append(f"<li><b>{esc(s.title)}</b> — {esc(items)}</li>")

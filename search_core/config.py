@@ -2,6 +2,12 @@
 
 ``SearchConfig`` is the unit of reproducibility of one search: it, the data and the package
 versions determine the result. It is stored in every checkpoint.
+
+Bounds: sizes are capped where a larger value is physically absurd (it would not fit in memory
+or finish in a lifetime), not where it is merely unusual: ``MAX_CELLS`` cells, ``MAX_NODES``
+nodes, ``MAX_CHANNELS`` channels, ``MAX_EPOCHS`` epochs, ``MAX_BATCH_SIZE``, ``MAX_NUM_REFS``
+reference points, ``MAX_S_DRAWS`` draws of s per step; seeds lie in ``[0, 2**32)``; learning
+rates, temperatures, kappa and the other real-valued settings must be finite.
 """
 
 from __future__ import annotations
@@ -13,23 +19,55 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from search_core.configtools import from_mapping, to_plain
+from search_core.configtools import from_mapping, shown, to_plain
 from search_core.data import DataConfig
 from search_core.errors import ConfigError
 from search_core.ops import OPS
 from search_core.placements import PLACEMENTS
+from search_core.registry import Registry
 from search_core.schedules import SCHEDULES
 
 CELL_TYPES = ("normal", "reduce")
+MAX_CELLS = 64
+MAX_NODES = 16
+MAX_CHANNELS = 4096
+MAX_STEM_MULTIPLIER = 16
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536
+MAX_NUM_REFS = 4096
+MAX_S_DRAWS = 1024
+MAX_THREADS = 1024
+SEED_LIMIT = 2**32  # seeds lie in [0, SEED_LIMIT): what numpy and torch generators accept
 
 
 def _finite(value: float) -> bool:
-    return math.isfinite(value)
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _registered(registry: Registry[Any], name: str, key: str) -> Any:
+    """``registry.get`` quoting at most a short piece of an unknown name."""
+    _require(name in registry, f"{key}: unknown {registry.kind} {shown(name)}; valid names: "
+             f"{', '.join(sorted(registry))}")
+    return registry.get(name, key)
+
+
+def _require_between(key: str, value: int, low: int, high: int) -> None:
+    """``low <= value <= high``, else an error naming ``key`` and the bounds."""
+    _require(low <= value <= high, f"{key}: got {shown(value)}; need {low} <= "
+             f"{key.rpartition('.')[2]} <= {high}")
+
+
+def _require_seed(key: str, value: int) -> None:
+    _require(0 <= value < SEED_LIMIT,
+             f"{key}: got {shown(value)}; need an integer in [0, 2**32)")
 
 
 @dataclass(frozen=True)
@@ -43,19 +81,15 @@ class SearchSpace:
     stem_multiplier: int = 3
 
     def __post_init__(self) -> None:
-        _require(len(self.ops) >= 2, f"space.ops: got {list(self.ops)}; need at least 2 ops")
-        _require(
-            len(set(self.ops)) == len(self.ops), f"space.ops: duplicate op in {list(self.ops)}"
-        )
+        ops = shown(list(self.ops))
+        _require(len(self.ops) >= 2, f"space.ops: got {ops}; need at least 2 ops")
+        _require(len(set(self.ops)) == len(self.ops), f"space.ops: duplicate op in {ops}")
         for name in self.ops:
-            OPS.get(name, "space.ops")
-        _require(self.cells >= 1, f"space.cells: got {self.cells}; need >= 1")
-        _require(self.nodes >= 1, f"space.nodes: got {self.nodes}; need >= 1")
-        _require(self.channels >= 2, f"space.channels: got {self.channels}; need >= 2")
-        _require(
-            self.stem_multiplier >= 1,
-            f"space.stem_multiplier: got {self.stem_multiplier}; need >= 1",
-        )
+            _registered(OPS, name, "space.ops")
+        _require_between("space.cells", self.cells, 1, MAX_CELLS)
+        _require_between("space.nodes", self.nodes, 1, MAX_NODES)
+        _require_between("space.channels", self.channels, 2, MAX_CHANNELS)
+        _require_between("space.stem_multiplier", self.stem_multiplier, 1, MAX_STEM_MULTIPLIER)
 
     @property
     def num_ops(self) -> int:
@@ -86,16 +120,20 @@ class HyperNetConfig:
     init_scale: float = 1e-3
 
     def __post_init__(self) -> None:
-        PLACEMENTS.get(self.placement, "hypernet.placement")
+        _registered(PLACEMENTS, self.placement, "hypernet.placement")
         _require(
-            self.num_refs is None or self.num_refs >= 1,
-            f"hypernet.num_refs: got {self.num_refs}; need >= 1 (or null for the default)",
+            self.num_refs is None or 1 <= self.num_refs <= MAX_NUM_REFS,
+            f"hypernet.num_refs: got {shown(self.num_refs)}; need 1 <= num_refs <= "
+            f"{MAX_NUM_REFS} (or null for the default)",
         )
         _require(
             _finite(self.bandwidth) and self.bandwidth > 0,
-            f"hypernet.bandwidth: got {self.bandwidth}; need a finite value > 0",
+            f"hypernet.bandwidth: got {shown(self.bandwidth)}; need a finite value > 0",
         )
-        _require(self.init_scale >= 0, f"hypernet.init_scale: got {self.init_scale}; need >= 0")
+        _require(
+            _finite(self.init_scale) and self.init_scale >= 0,
+            f"hypernet.init_scale: got {shown(self.init_scale)}; need a finite value >= 0",
+        )
 
 
 @dataclass(frozen=True)
@@ -108,7 +146,7 @@ class TemperatureConfig:
     per: Literal["epoch", "step"] = "epoch"
 
     def __post_init__(self) -> None:
-        shape = SCHEDULES.get(self.schedule, "temperature.schedule")
+        shape = _registered(SCHEDULES, self.schedule, "temperature.schedule")
         for key in ("t_start", "t_end"):
             value = getattr(self, key)
             _require(
@@ -117,10 +155,10 @@ class TemperatureConfig:
             )
         _require(
             not shape.annealing or self.t_end <= self.t_start,
-            f"temperature.t_end: got {self.t_end} > t_start={self.t_start}; schedule "
-            f"{self.schedule!r} anneals, so set t_end <= t_start (or schedule 'constant')",
+            f"temperature.t_end: got {shown(self.t_end)} > t_start={self.t_start}; schedule "
+            f"{shown(self.schedule)} anneals, so set t_end <= t_start (or schedule 'constant')",
         )
-        _require(self.per in ("epoch", "step"), f"temperature.per: got {self.per!r}; "
+        _require(self.per in ("epoch", "step"), f"temperature.per: got {shown(self.per)}; "
                  "expected 'epoch' or 'step'")
 
 
@@ -135,6 +173,11 @@ class TrainConfig:
     by ``hpo profile``) or a mapping op name -> c_m; the penalty of op m is s_m * c_m.
     ``mode``: "soft" (every op on every edge, weighted by a Gumbel-Softmax sample) or
     "single_path" (GDAS: a hard straight-through sample, only the chosen op per edge runs).
+    ``divergence_factor``: the study's divergence policy (``search_core.engine.divergence``).
+    A trial fails as diverged when an epoch's mean training cross-entropy exceeds this factor
+    times max(first minibatch's, chance), or when, from the second epoch on, its training
+    accuracy is at chance while the cross-entropy, above chance, has not decreased; null keeps
+    only the always-on rule (a non-finite loss fails the trial).
     """
 
     epochs: int = 10
@@ -153,28 +196,35 @@ class TrainConfig:
     a_lr: float = 1e-3
     a_weight_decay: float = 1e-3
     grad_clip: float | None = 5.0
+    divergence_factor: float | None = 10.0
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, f"train.epochs: got {self.epochs}; need >= 1")
-        _require(self.batch_size >= 1, f"train.batch_size: got {self.batch_size}; need >= 1")
+        _require_between("train.epochs", self.epochs, 1, MAX_EPOCHS)
+        _require_between("train.batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         _require(
             _finite(self.kappa) and self.kappa >= 0,
-            f"train.kappa: got {self.kappa}; need a finite value >= 0",
+            f"train.kappa: got {shown(self.kappa)}; need a finite value >= 0",
         )
         _require(
-            0 <= self.w_momentum < 1, f"train.w_momentum: got {self.w_momentum}; need [0, 1)"
+            0 <= self.w_momentum < 1, f"train.w_momentum: got {shown(self.w_momentum)}; need [0, 1)"
         )
         for key in ("w_weight_decay", "a_weight_decay"):
             value = getattr(self, key)
             _require(_finite(value) and value >= 0, f"train.{key}: got {value}; need >= 0")
         _require(
             self.grad_clip is None or (_finite(self.grad_clip) and self.grad_clip > 0),
-            f"train.grad_clip: got {self.grad_clip}; need > 0 (or null for no clipping)",
+            f"train.grad_clip: got {shown(self.grad_clip)}; need > 0 (or null for no clipping)",
         )
-        _require(self.s_draws >= 1, f"train.s_draws: got {self.s_draws}; need >= 1")
+        _require(
+            self.divergence_factor is None
+            or (_finite(self.divergence_factor) and self.divergence_factor > 1),
+            f"train.divergence_factor: got {shown(self.divergence_factor)}; need a finite "
+            "value > 1 (or null to fail only on a non-finite loss)",
+        )
+        _require_between("train.s_draws", self.s_draws, 1, MAX_S_DRAWS)
         _require(
             self.mode in ("soft", "single_path"),
-            f"train.mode: got {self.mode!r}; expected 'soft' or 'single_path'",
+            f"train.mode: got {shown(self.mode)}; expected 'soft' or 'single_path'",
         )
         _require(
             self.mode != "single_path" or not self.gumbel_per_example,
@@ -183,14 +233,19 @@ class TrainConfig:
         )
         _require(
             self.optimizer in ("sgd+adam", "adam"),
-            f"train.optimizer: got {self.optimizer!r}; expected 'sgd+adam' or 'adam'",
+            f"train.optimizer: got {shown(self.optimizer)}; expected 'sgd+adam' or 'adam'",
         )
-        _require(self.w_lr is None or self.w_lr > 0, f"train.w_lr: got {self.w_lr}; need > 0")
-        _require(self.a_lr > 0, f"train.a_lr: got {self.a_lr}; need > 0")
+        _require(
+            self.w_lr is None or (_finite(self.w_lr) and self.w_lr > 0),
+            f"train.w_lr: got {shown(self.w_lr)}; need a finite value > 0 (or null for the "
+            "default)",
+        )
+        _require(_finite(self.a_lr) and self.a_lr > 0,
+                 f"train.a_lr: got {shown(self.a_lr)}; need a finite value > 0")
         if isinstance(self.op_costs, str):
             _require(
                 self.op_costs in ("none", "params", "latency"),
-                f"train.op_costs: got {self.op_costs!r}; expected 'none', 'params', "
+                f"train.op_costs: got {shown(self.op_costs)}; expected 'none', 'params', "
                 "'latency' or a mapping op -> weight",
             )
             _require(
@@ -200,7 +255,7 @@ class TrainConfig:
             )
         else:
             bad = {k: v for k, v in self.op_costs.items() if not (_finite(v) and v >= 0)}
-            _require(not bad, f"train.op_costs: weights {bad}; need finite values >= 0")
+            _require(not bad, f"train.op_costs: weights {shown(bad)}; need finite values >= 0")
 
     @property
     def weight_lr(self) -> float:
@@ -228,13 +283,15 @@ class SearchConfig:
             extra = sorted(set(costs) - set(self.space.ops))
             _require(
                 not missing and not extra,
-                f"train.op_costs: needs exactly the ops of space.ops; missing {missing}, "
-                f"not in space.ops {extra}",
+                f"train.op_costs: needs exactly the ops of space.ops; missing {shown(missing)}, "
+                f"not in space.ops {shown(extra)}",
             )
         _require(
-            self.threads is None or self.threads >= 1,
-            f"threads: got {self.threads}; need >= 1 (or null to keep torch's default)",
+            self.threads is None or 1 <= self.threads <= MAX_THREADS,
+            f"threads: got {shown(self.threads)}; need 1 <= threads <= {MAX_THREADS} (or null "
+            "to keep torch's default)",
         )
+        _require_seed("seed", self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)

@@ -1,12 +1,15 @@
 """Build frozen config dataclasses from plain mappings (YAML, JSON), with one-line errors.
 
 Unknown keys and wrong types are ``ConfigError`` naming the key path, the value and what was
-expected. Lists become tuples so configs stay hashable and comparable.
+expected. Lists become tuples so configs stay hashable and comparable. Values are quoted with
+``shown`` (at most ``SHOWN_CHARS`` characters), so a huge value never makes a huge message.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -15,22 +18,90 @@ from typing import Any, TypeVar
 from search_core.errors import ConfigError
 
 T = TypeVar("T")
+SHOWN_CHARS = 60  # the most characters of a value an error message quotes
+MESSAGE_CHARS = 300  # the longest error message ``one_line`` lets through
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib`` limits, and no ``repr`` of a huge int (Python refuses > 4300 digits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother = 3, SHOWN_CHARS, SHOWN_CHARS
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 4
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:
+            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters, for error messages."""
+    try:
+        text = _SHORT.repr(value)
+    except Exception:  # a value whose repr fails still gets a message
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short_key(key: Any, limit: int = 40) -> str:
+    """A mapping key as it appears in a key path (``train.epochs``), cut to ``limit``."""
+    text = key if isinstance(key, str) and key.isprintable() else shown(key, limit)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """``message`` on one line of at most ``limit`` characters: a longer one keeps its start
+    (file and key) and its end (the fix) and drops the middle."""
+    text = " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return f"{text[:head]} ... {text[len(text) - (limit - head - 5):]}"
 
 
 def from_mapping(cls: type[T], data: Any, where: str = "") -> T:
     """Instantiate dataclass ``cls`` from ``data``, converting nested dataclasses and tuples."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - fields)
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {shown(data)}")
+    hints = _type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    names = sorted(f.name for f in fields)
+    unknown = sorted(set(data) - set(names), key=str)
     if unknown:
-        names = ", ".join(_join(where, str(key)) for key in unknown)
-        raise ConfigError(f"unknown key(s) {names}; valid keys: {', '.join(sorted(fields))}")
+        listed = ", ".join(_join(where, short_key(key)) for key in unknown[:3])
+        more = f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else ""
+        raise ConfigError(f"unknown key(s) {listed}{more}; valid keys: {', '.join(names)}")
+    missing = [f.name for f in fields if f.name not in data and _required(f)]
+    if missing:
+        wanted = ", ".join(f"{key} ({_expected(hints[key])})" for key in missing)
+        them = "it" if len(missing) == 1 else "them"
+        raise ConfigError(f"{where or cls.__name__}: missing required key(s) {wanted}; add {them}")
     kwargs = {
         key: coerce(hints[key], value, _join(where, key)) for key, value in data.items()
     }
     return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=256)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints``, evaluated once per class (it compiles every annotation)."""
+    return typing.get_type_hints(cls)
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return (field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING)
+
+
+def _expected(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    return _type_name(hint)
 
 
 def to_plain(obj: Any) -> Any:
@@ -59,8 +130,7 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
         return _coerce_mapping(typing.get_args(hint), value, where)
     if origin is typing.Literal:
         if value not in typing.get_args(hint):
-            choices = ", ".join(map(repr, typing.get_args(hint)))
-            raise ConfigError(f"{where}: got {value!r}; expected one of {choices}")
+            raise ConfigError(f"{where}: got {shown(value)}; expected {_expected(hint)}")
         return value
     return _coerce_scalar(hint, value, where)
 
@@ -77,25 +147,25 @@ def _coerce_union(options: tuple[Any, ...], value: Any, where: str) -> Any:
         except ConfigError as err:
             errors.append(str(err))
     names = " or ".join(_type_name(o) for o in options)
-    raise ConfigError(f"{where}: got {value!r}; expected {names}")
+    raise ConfigError(f"{where}: got {shown(value)}; expected {names}")
 
 
 def _coerce_tuple(args: tuple[Any, ...], value: Any, where: str) -> tuple[Any, ...]:
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{where}: got {value!r}; expected a list")
+        raise ConfigError(f"{where}: got {shown(value)}; expected a list")
     if len(args) == 2 and args[1] is Ellipsis:
         return tuple(coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
     if len(args) != len(value):
-        raise ConfigError(f"{where}: got {value!r}; expected a list of {len(args)} values")
+        raise ConfigError(f"{where}: got {shown(value)}; expected a list of {len(args)} values")
     return tuple(coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
 
 
 def _coerce_mapping(args: tuple[Any, ...], value: Any, where: str) -> dict[Any, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: got {value!r}; expected a mapping")
+        raise ConfigError(f"{where}: got {shown(value)}; expected a mapping")
     key_type, value_type = args if args else (Any, Any)
     return {
-        coerce(key_type, k, where): coerce(value_type, v, _join(where, str(k)))
+        coerce(key_type, k, where): coerce(value_type, v, _join(where, short_key(k)))
         for k, v in value.items()
     }
 
@@ -104,14 +174,17 @@ def _coerce_scalar(hint: Any, value: Any, where: str) -> Any:
     if hint is Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond 1.8e308
+            raise ConfigError(f"{where}: got {shown(value)}; too large for a float") from None
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is bool and isinstance(value, bool):
         return value
     if hint is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{where}: got {value!r}; expected {_type_name(hint)}")
+    raise ConfigError(f"{where}: got {shown(value)}; expected {_type_name(hint)}")
 
 
 def _type_name(hint: Any) -> str:

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from search_core.configtools import from_mapping, to_plain
+from search_core.configtools import from_mapping, shown, to_plain
 from search_core.errors import ConfigError, DataError
 from search_core.registry import Registry
 
 DEFAULT_DATA_ROOT_ENV = "NAS_HPO_DATA"
 MIN_LIMIT = 10
+SEED_LIMIT = 2**32  # split seeds lie in [0, 2**32), what numpy's generators accept
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,13 @@ class DataConfig:
     val_limit: int | None = None
 
     def __post_init__(self) -> None:
-        DATASETS.get(self.name)  # ConfigError listing the valid names
+        if self.name not in DATASETS:
+            raise ConfigError(f"data.name: unknown data set {shown(self.name)}; valid names: "
+                              f"{', '.join(sorted(DATASETS))}")
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ConfigError(f"data.{key}: got {value!r}; expected a number in (0, 1)")
+                raise ConfigError(f"data.{key}: got {shown(value)}; expected a number in (0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(
                 f"data.val_fraction + data.test_fraction: got "
@@ -90,10 +93,13 @@ class DataConfig:
                 isinstance(value, bool) or not isinstance(value, int) or value < MIN_LIMIT
             ):
                 raise ConfigError(
-                    f"data.{key}: got {value!r}; expected null or an integer >= {MIN_LIMIT}"
+                    f"data.{key}: got {shown(value)}; expected null or an integer >= {MIN_LIMIT}"
                 )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"data.seed: got {self.seed!r}; expected an integer")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
+            0 <= self.seed < SEED_LIMIT
+        ):
+            raise ConfigError(f"data.seed: got {shown(self.seed)}; expected an integer in "
+                              "[0, 2**32)")
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
@@ -242,15 +248,36 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({err})") from err
 
 
+# What a CIFAR-10 python batch may name when unpickled: numpy's array reconstruction (as
+# pickled by Python 2, which wrote the originals, and by Python 3 at protocols 2-5) and the
+# codec Python 3 uses for bytes at protocol 2. Anything else (os.system, eval, ...) is refused.
+CIFAR_PICKLE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refused {module}.{name[:60]}: a CIFAR-10 batch holds only arrays and lists")
+        return super().find_class(module, name)
+
+
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a CIFAR-10 python batch: ``x`` ``(N, 3, 32, 32)`` uint8, ``y`` ``(N,)`` int64.
 
-    The batch is a pickle: only open files from a source you trust.
+    The batch is a pickle; it is read by an unpickler that builds only containers and numpy
+    arrays (``CIFAR_PICKLE_GLOBALS``), so a crafted file cannot run code.
     """
     path = Path(path)
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
         data = np.asarray(_get(batch, "data"), dtype=np.uint8)
         labels = np.asarray(_get(batch, "labels"), dtype=np.int64)
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:

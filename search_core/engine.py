@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,6 +27,39 @@ from search_core.supernet import SuperNet, gumbel_softmax, straight_through
 from search_core.threads import torch_threads
 
 log = logging.getLogger(__name__)
+
+CHANCE_MARGIN = 1.25  # training accuracy below CHANCE_MARGIN / num_classes counts as chance
+
+
+@dataclass(frozen=True)
+class EpochLosses:
+    """What the divergence policy reads of one epoch: its mean training cross-entropy, its
+    training accuracy and the previous epoch's mean cross-entropy (None in the first)."""
+
+    mean_ce: float
+    accuracy: float
+    previous_ce: float | None
+
+
+def divergence(epoch: EpochLosses, start_ce: float, num_classes: int,
+               factor: float) -> str | None:
+    """Why an epoch counts as diverged, or None: (1) its mean training cross-entropy is
+    non-finite or above ``factor`` times max(the first minibatch's, chance = ln(num_classes)):
+    the weights exploded though every loss was finite; (2) from the second epoch on, its
+    training accuracy is at chance (below ``CHANCE_MARGIN / num_classes``) while its
+    cross-entropy is above chance and did not decrease: training has stopped learning."""
+    chance = math.log(max(num_classes, 2))
+    limit = factor * max(start_ce, chance)
+    if not epoch.mean_ce <= limit:  # also true for NaN
+        return (f"mean cross-entropy {epoch.mean_ce:.4g} > {limit:.4g} ({factor:g}x "
+                f"max(first minibatch {start_ce:.4g}, chance {chance:.4g}))")
+    at_chance = epoch.accuracy < CHANCE_MARGIN / max(num_classes, 2)
+    stalled = epoch.previous_ce is not None and epoch.mean_ce >= epoch.previous_ce
+    if at_chance and stalled and epoch.mean_ce > chance:
+        return (f"training accuracy {epoch.accuracy:.3f} is at chance and the mean "
+                f"cross-entropy did not decrease ({epoch.previous_ce:.4g} -> "
+                f"{epoch.mean_ce:.4g}, chance {chance:.4g})")
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,6 +109,8 @@ class _Trainer:
         self.numpy_rng = np.random.default_rng(config.seed)
         self.steps_per_epoch = math.ceil(len(data.train) / train.batch_size)
         self.w_optimizer, self.a_optimizer, self.w_scheduler = self._optimizers()
+        self.start_ce: float | None = None  # cross-entropy of the first minibatch
+        self.previous_ce: float | None = None  # mean training cross-entropy, last epoch
 
     def _optimizers(
         self,
@@ -155,6 +190,8 @@ class _Trainer:
                     f"non-finite loss {loss.item()} at epoch {epoch}, step {step}; "
                     "lower the learning rates or kappa"
                 )
+            if self.start_ce is None:
+                self.start_ce = ce.item()
             self.step(loss)
             n = x.shape[0]
             sums["loss"] += loss.item() * n
@@ -163,7 +200,21 @@ class _Trainer:
             sums["correct"] += correct.item()
         self.w_scheduler.step()
         n_train = len(self.data.train)
-        return {key: value / n_train for key, value in sums.items()} | {"temperature": t}
+        stats = {key: value / n_train for key, value in sums.items()} | {"temperature": t}
+        self.check_divergence(epoch, stats)
+        return stats
+
+    def check_divergence(self, epoch: int, stats: Mapping[str, float]) -> None:
+        """Raise ``DivergenceError`` when the study's policy says this epoch diverged."""
+        factor = self.config.train.divergence_factor
+        reason = None if factor is None else divergence(
+            EpochLosses(stats["ce"], stats["correct"], self.previous_ce),
+            self.start_ce or 0.0, self.data.num_classes, factor,
+        )
+        self.previous_ce = stats["ce"]
+        if reason is not None:
+            raise DivergenceError(f"training diverged at epoch {epoch}: {reason}; lower the "
+                                  "learning rates (or set train.divergence_factor: null)")
 
     def step(self, loss: torch.Tensor) -> None:
         self.w_optimizer.zero_grad(set_to_none=True)
@@ -194,7 +245,13 @@ def search(
     on_epoch: EpochCallback | None = None,
 ) -> SearchResult:
     """Run one search. ``on_epoch`` gets ``EpochMetrics`` after every epoch; an exception it
-    raises (e.g. a pruning signal) stops the search and propagates."""
+    raises (e.g. a pruning signal) stops the search and propagates.
+
+    Divergence raises ``DivergenceError`` (the harness records the trial as failed, with the
+    message as its reason): a non-finite loss at any step, and, unless
+    ``train.divergence_factor`` is null, an epoch that ``divergence`` judges diverged (e.g. a
+    network trained to chance with an exploding but finite loss, ``w_lr: 1e6``). The rules
+    read only losses and accuracies, so they are as deterministic as the search."""
     started = time.perf_counter()
     data = data if data is not None else load_data(config.data)
     history: list[EpochMetrics] = []

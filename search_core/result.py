@@ -1,10 +1,15 @@
 """The outcome of one search: a trained supernet + hypernetwork, i.e. a family of models.
 
-Checkpoints store the config, so ``SearchResult.load(path)`` rebuilds everything.
+Checkpoints store the config, so ``SearchResult.load(path)`` rebuilds everything. They hold
+plain data only (tensors, numbers, strings, lists, dicts) and are read with
+``torch.load(weights_only=True)``: a file that would run code when unpickled is refused.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +19,7 @@ import torch
 
 from search_core.config import SearchConfig
 from search_core.discrete import DiscreteNetwork
-from search_core.errors import ConfigError
+from search_core.errors import ConfigError, DataError
 from search_core.genotype import Genotype, derive
 from search_core.hypernet import HyperNet, build_hypernet
 from search_core.supernet import SuperNet
@@ -94,14 +99,11 @@ class SearchResult:
             "data_info": self.data_info,
             "seconds": self.seconds,
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return write_atomically(path, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> SearchResult:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+        payload = load_payload(path, ("config", "supernet", "hypernet", "data_info"))
         config = SearchConfig.from_dict(payload["config"])
         info = payload["data_info"]
         supernet = SuperNet(config.space, info["in_channels"], info["num_classes"])
@@ -112,8 +114,28 @@ class SearchResult:
                    payload["seconds"])
 
 
+def load_payload(path: str | Path, keys: Sequence[str]) -> dict[str, Any]:
+    """What ``save`` or ``save_model`` wrote, read as data only: never code (no pickle of
+    arbitrary objects); anything else is a ``DataError`` naming the file."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a checkpoint written by nas-hpo; refused to load it "
+                        f"({first})") from None
+    missing = [k for k in keys if not isinstance(payload, dict) or k not in payload]
+    if missing or payload.get("version") != CHECKPOINT_VERSION:
+        raise DataError(f"{path}: not a nas-hpo checkpoint of version {CHECKPOINT_VERSION} "
+                        f"(missing {missing or 'the version'})")
+    return payload
+
+
 def save_model(model: DiscreteNetwork, path: str | Path, **meta: Any) -> Path:
-    """Save a derived network with everything needed to rebuild it (genotype, space)."""
+    """Save a derived network with everything needed to rebuild it (genotype, space);
+    ``meta``: plain data (numbers, strings, lists, dicts) about where it came from."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -125,12 +147,32 @@ def save_model(model: DiscreteNetwork, path: str | Path, **meta: Any) -> Path:
         "state_dict": model.state_dict(),
         "meta": meta,
     }
-    torch.save(payload, path)
+    return write_atomically(path, payload)
+
+
+def write_atomically(path: Path, payload: dict[str, Any]) -> Path:
+    """Serialise in memory, write a temporary file, then rename it over ``path``: a reader
+    sees the old file or the new one, and a full disk is an ``OSError`` (ENOSPC), never a
+    half-written checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
     return path
 
 
 def load_model(path: str | Path) -> DiscreteNetwork:
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    """A network written by ``save_model`` (read as data only, see ``load_payload``)."""
+    payload = load_payload(path, ("genotype", "space", "in_channels", "num_classes",
+                                  "state_dict"))
     space = SearchConfig.from_dict({"space": payload["space"]}).space
     net = DiscreteNetwork(
         Genotype.from_dict(payload["genotype"]), space, payload["in_channels"],

@@ -3,12 +3,14 @@ folder under ``tmp_path``, tiny study files, and small predicates over trials.""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,19 @@ def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[by
             pytest.fail(f"hpo exited ({proc.returncode}) before {what}")
         time.sleep(0.2)
     pytest.fail(f"timed out after {WAIT_S} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail with ``TimeoutError`` (instead of hanging) when the block runs past ``seconds``."""
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"took longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

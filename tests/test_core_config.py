@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import Literal
 
 import pytest
 import torch
 
 from search_core.config import (
+    MAX_BATCH_SIZE,
+    MAX_CELLS,
+    MAX_CHANNELS,
+    MAX_EPOCHS,
+    MAX_NODES,
+    MAX_NUM_REFS,
+    MAX_S_DRAWS,
+    MAX_THREADS,
     HyperNetConfig,
     SearchConfig,
     SearchSpace,
     TemperatureConfig,
     TrainConfig,
 )
+from search_core.configtools import SHOWN_CHARS, from_mapping, one_line, shown
 from search_core.costs import op_cost_weights, op_param_table
 from search_core.data import DataConfig
 from search_core.errors import ConfigError
@@ -254,3 +265,88 @@ def test_params_op_costs_have_shape_zeros_and_mean_one():
 
 def test_no_op_costs_is_none():
     assert op_cost_weights(SearchConfig()) is None
+
+
+# ---------------------------------------------------------------- bounds and short messages
+
+
+@pytest.mark.parametrize(
+    ("build", "key"),
+    [
+        (lambda: SearchSpace(cells=MAX_CELLS + 1), "space.cells"),
+        (lambda: SearchSpace(nodes=MAX_NODES + 1), "space.nodes"),
+        (lambda: SearchSpace(channels=MAX_CHANNELS + 1), "space.channels"),
+        (lambda: SearchSpace(channels=10**23), "space.channels"),
+        (lambda: SearchSpace(stem_multiplier=17), "space.stem_multiplier"),
+        (lambda: TrainConfig(epochs=MAX_EPOCHS + 1), "train.epochs"),
+        (lambda: TrainConfig(batch_size=MAX_BATCH_SIZE + 1), "train.batch_size"),
+        (lambda: TrainConfig(s_draws=MAX_S_DRAWS + 1), "train.s_draws"),
+        (lambda: TrainConfig(w_lr=float("inf")), "train.w_lr"),
+        (lambda: TrainConfig(a_lr=float("nan")), "train.a_lr"),
+        (lambda: TrainConfig(divergence_factor=1.0), "train.divergence_factor"),
+        (lambda: TrainConfig(divergence_factor=float("inf")), "train.divergence_factor"),
+        (lambda: HyperNetConfig(num_refs=MAX_NUM_REFS + 1), "hypernet.num_refs"),
+        (lambda: HyperNetConfig(init_scale=float("inf")), "hypernet.init_scale"),
+        (lambda: SearchConfig(seed=-1), "seed"),
+        (lambda: SearchConfig(seed=2**32), "seed"),
+        (lambda: SearchConfig(threads=MAX_THREADS + 1), "threads"),
+        (lambda: DataConfig(seed=-1), "data.seed"),
+        (lambda: DataConfig(seed=2**32), "data.seed"),
+        (lambda: DataConfig(name="x" * 10_000), "data.name"),
+        (lambda: SearchSpace(cells=10**5000), "space.cells"),  # str() of it would raise
+    ],
+)
+def test_absurd_values_are_config_errors_with_short_messages(build, key):
+    with pytest.raises(ConfigError) as info:
+        build()
+    message = str(info.value)
+    assert message.startswith(key) and len(message) <= 200, message
+
+
+def test_bounds_themselves_are_accepted():
+    space = SearchSpace(cells=MAX_CELLS, nodes=MAX_NODES, channels=MAX_CHANNELS)
+    train = TrainConfig(epochs=MAX_EPOCHS, batch_size=MAX_BATCH_SIZE, s_draws=MAX_S_DRAWS)
+    config = SearchConfig(space=space, train=train, seed=2**32 - 1, threads=MAX_THREADS,
+                          hypernet=HyperNetConfig(placement="lattice", num_refs=MAX_NUM_REFS),
+                          data=DataConfig(seed=2**32 - 1))
+    assert SearchConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"space": {"ops": ["x" * 100_000, "skip_connect"]}},
+        {"train": {"kappa": "x" * 100_000}},
+        {"train": {"op_costs": dict.fromkeys(("a" * 10_000, "b"), [1] * 10_000)}},
+        {"train": {"kappa": 10**400}},  # an int beyond the largest float
+        {"train": {"k" * 10_000: 1}},
+        {"space": {1: 2, "foo": 3}},  # keys of mixed types
+        {"hypernet": list(range(100_000))},
+    ],
+)
+def test_errors_quote_at_most_a_short_piece_of_a_value(data):
+    with pytest.raises(ConfigError) as info:
+        SearchConfig.from_dict(data)
+    assert len(str(info.value)) <= 300, str(info.value)[:400]
+
+
+def test_missing_required_key_is_a_config_error_naming_it():
+    @dataclasses.dataclass(frozen=True)
+    class Needs:
+        kind: Literal["a", "b"]
+        size: int = 1
+
+    with pytest.raises(ConfigError, match=r"thing: missing required key\(s\) kind \(one of 'a'"):
+        from_mapping(Needs, {"size": 2}, "thing")
+    assert from_mapping(Needs, {"kind": "a"}) == Needs("a")
+
+
+def test_shown_and_one_line_bound_what_they_print():
+    assert shown("x" * 1000).startswith("'xxx") and len(shown("x" * 1000)) <= SHOWN_CHARS
+    assert "digits" in shown(10**5000) and len(shown(10**5000)) <= SHOWN_CHARS
+    assert shown([[[[[1]]]]]) == "[[[[...]]]]"
+    assert shown(0.25) == "0.25" and shown("linear") == "'linear'"
+    text = "file.yaml: key: " + "x" * 1000 + "; fix it\nnow"
+    short = one_line(text, 100)
+    assert len(short) <= 100 and "\n" not in short
+    assert short.startswith("file.yaml: key:") and short.endswith("fix it now")

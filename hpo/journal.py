@@ -1,0 +1,145 @@
+"""Keeping an Optuna journal file readable after a write was cut short.
+
+Optuna appends one JSON line per operation, under its lock. A write cut short (a full disk,
+a killed process mid-write) leaves a *torn* last line without its newline. Optuna reads
+past it, but the next append is glued onto it, and from then on the merged line fails to
+parse and every study in the file is unreadable.
+
+Before the harness opens a journal it calls :func:`repair_tail`, and if Optuna still cannot
+read it, :func:`repair_after_error`; both work under Optuna's own lock and copy the file to
+a backup before they change it:
+
+- a torn tail is cut off;
+- a line that does not parse but ends in complete operations (a torn line that a later
+  append was glued onto, by an older version of this tool or another program) keeps those
+  operations and loses the torn fragment.
+
+Anything else that does not parse is refused with a clear error: the tool never guesses
+which operations of a study to drop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from optuna.storages.journal import JournalFileOpenLock
+
+from search_core.errors import ConfigError
+
+OP_START = b'{"op_code":'  # how every operation Optuna writes begins
+
+
+class JournalError(ConfigError):
+    """A journal file that cannot be read or repaired safely; the message says what to do."""
+
+
+@contextmanager
+def _locked(lock: JournalFileOpenLock) -> Iterator[None]:
+    """Optuna's own lock of the journal: no operation is being appended meanwhile."""
+    while not lock.acquire():
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def repair_tail(path: Path, lock: JournalFileOpenLock) -> str | None:
+    """Make the end of the file safe to append to: cut off a torn last line, keep the whole
+    operations of a last line glued onto a torn one; returns what was done (None: the file
+    ends with a whole operation, or is empty)."""
+    if not path.exists() or path.stat().st_size == 0 or _last_line_whole(path):
+        return None
+    with _locked(lock):
+        return _repair_locked(path)
+
+
+def repair_after_error(path: Path, lock: JournalFileOpenLock, error: Exception) -> str:
+    """Optuna failed to read ``path`` (``error``): repair the whole file, or raise a
+    ``JournalError`` that names the file and what to do."""
+    with _locked(lock):
+        done = _repair_locked(path)
+    if done is None:
+        raise JournalError(f"{path}: Optuna cannot read this journal ({type(error).__name__}: "
+                           f"{str(error)[:200]}); restore it from a backup") from None
+    return done
+
+
+def _repair_locked(path: Path) -> str | None:
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    kept, salvaged = [], 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fixed = _salvage(line)
+        if fixed is None:
+            raise JournalError(
+                f"{path}: line {number} is not a journal operation and cannot be repaired "
+                "safely; restore the file from a backup (the tool changed nothing)")
+        salvaged += fixed is not line
+        kept.append(fixed)
+    if not tail and not salvaged:
+        return None
+    backup = _backup(path)
+    text = b"\n".join(kept) + (b"\n" if kept else b"")
+    tmp = path.with_name(path.name + ".repair.tmp")
+    tmp.write_bytes(text)
+    tmp.replace(path)
+    what = []
+    if tail:
+        what.append(f"cut off a torn last line of {len(tail)} bytes (a write cut short)")
+    if salvaged:
+        what.append(f"kept the whole operations of {salvaged} line(s) glued onto torn ones")
+    return f"{path}: {' and '.join(what)}; the file before is in {backup}"
+
+
+def _salvage(line: bytes) -> bytes | None:
+    """``line`` if it parses; else its longest suffix of whole operations that parses (a torn
+    fragment with a complete operation glued onto it); else None."""
+    if _parses(line):
+        return line
+    start = line.find(OP_START, 1)
+    while start != -1:
+        if _parses(line[start:]):
+            return line[start:]
+        start = line.find(OP_START, start + 1)
+    return None
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _last_line_whole(path: Path, chunk: int = 1 << 20) -> bool:
+    """Whether the file ends with a newline after an operation that parses (Optuna reads
+    past a last line that does not, but the next append would be glued onto it)."""
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - chunk))
+        end = f.read()
+    if not end.endswith(b"\n"):
+        return False
+    lines = end[:-1].split(b"\n")
+    if len(lines) == 1 and len(end) < size:  # a last line over ``chunk``: Optuna's read
+        return True  # will tell (repair_after_error)
+    return not lines[-1].strip() or _parses(lines[-1])
+
+def _backup(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    backup = path.with_name(f"{path.name}.{stamp}.bak")
+    try:
+        shutil.copy2(path, backup)
+    except OSError as err:
+        raise JournalError(f"{path}: needs a repair but a backup could not be written "
+                           f"({err.strerror or err}); free space and rerun") from None
+    return backup
