@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from hpo import bench as bench_cli
 from hpo import profile as profile_cli
+from hpo.storage import STORAGE_HELP
 from reports import cli as report_cli
 from search_core.errors import NasHpoError
 from search_core.threads import configure_process
@@ -31,8 +32,7 @@ def _bounded(message: str) -> str:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None,
-                        help="Optuna storage: journal file path (default runs/hpo.journal), "
-                             "sqlite:///FILE.db or postgresql://USER@HOST/DB")
+                        help=STORAGE_HELP)
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
 
 

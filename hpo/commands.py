@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from hpo.records import timing_summary, trial_row
+from hpo.records import SAMPLER_ATTR, TrialRecord, timing_summary, trial_row
 from hpo.storage import open_storage, storage_label, study_names
 from search_core.errors import ConfigError
 
@@ -21,8 +21,9 @@ EXIT_WORKERS_DIED = 3  # the study finished, but worker processes died (each was
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from hpo.options import RayOptions, RunOptions
     from hpo.progress import StudyProgress
-    from hpo.runner import RunOptions, run
+    from hpo.runner import run
     from search_core.data import DEFAULT_DATA_ROOT_ENV
 
     if args.data_root:  # read by this process and inherited by its workers
@@ -31,9 +32,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         study_path=args.study, sampler=args.sampler, trials=args.trials, timeout=args.timeout,
         jobs=args.jobs, seed=args.seed, name=args.name, storage=args.storage,
         pruner=args.pruner, max_failures=args.max_failures, artifacts=args.artifacts,
-        threads=args.threads, backend=args.backend, address=args.address,
-        concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial, retries=args.retries,
-        verbose=args.verbose,
+        threads=args.threads, backend=args.backend, verbose=args.verbose,
+        ray=RayOptions(address=args.address, concurrency=args.concurrency,
+                       cpus_per_trial=args.cpus_per_trial, retries=args.retries),
     )
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     summary = run(options, StudyProgress(quiet=args.quiet))
@@ -51,8 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from hpo.compare import CompareOptions, compare
+    from hpo.options import RunOptions
     from hpo.progress import StudyProgress
-    from hpo.runner import RunOptions
 
     base = RunOptions(study_path=args.study, trials=args.trials, jobs=args.jobs, seed=args.seed,
                       storage=args.storage, artifacts=args.artifacts, threads=args.threads,
@@ -84,7 +85,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for summary in optuna.get_all_study_summaries(storage):
         best = summary.best_trial.values if summary.best_trial else None
         print(f"{summary.study_name}\t{summary.n_trials} trials\tbest {best}\t"
-              f"sampler {summary.user_attrs.get('sampler')}")
+              f"sampler {summary.user_attrs.get(SAMPLER_ATTR)}")
     return 0
 
 
@@ -132,7 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study = _load(args)
     trial = _pick_trial(study, args.trial)
-    checkpoint = trial.user_attrs.get("checkpoint")
+    checkpoint = TrialRecord.from_frozen(trial).checkpoint
     if not checkpoint or not Path(checkpoint).exists():
         raise ConfigError(f"trial {trial.number}: checkpoint {checkpoint!r} not found; run "
                           "export on the machine (or shared folder) that holds --artifacts")

@@ -14,7 +14,9 @@ from typing import Any
 
 import optuna
 
-from hpo.runner import RunOptions, run, validate
+from hpo.options import RunOptions
+from hpo.records import SAMPLER_ATTR
+from hpo.runner import run, validate
 from hpo.samplers import build_sampler
 from hpo.storage import open_storage
 from hpo.study import StudySpec, check_study_name
@@ -34,11 +36,8 @@ def study_name(group: str, sampler: str, repeat: int) -> str:
 
 
 def known_optimum(spec: StudySpec) -> float | None:
-    if spec.objective.kind != "synthetic":
-        return None
-    from hpo.synthetic import SYNTHETIC
-
-    return SYNTHETIC.get(spec.objective.name or "").optimum
+    optimum = spec.objective.entry.optimum
+    return None if optimum is None else optimum(spec.objective)
 
 
 def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
@@ -87,7 +86,7 @@ def summarise_group(storage_url: str | None, group: str) -> list[dict[str, Any]]
         attrs = summary.user_attrs
         if attrs.get("compare_group") != group or summary.best_trial is None:
             continue
-        finals.setdefault(attrs["sampler"], []).append(float(summary.best_trial.value))
+        finals.setdefault(attrs[SAMPLER_ATTR], []).append(float(summary.best_trial.value))
         optimum = attrs.get("known_optimum", optimum)
     rows = []
     for sampler, values in finals.items():

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.grid import whole_range
 from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -60,11 +61,8 @@ def _space_values(spec: StudySpec) -> dict[str, list[Any]]:
         param = spec.params.get(name)
         if param is None:
             continue
-        if param.type == "categorical":
-            values[name] = list(param.choices or ())
-        elif param.type == "int":
-            step = int(param.step or 1)
-            values[name] = list(range(int(param.low), int(param.high) + 1, step))  # type: ignore[arg-type]
+        if (whole := whole_range(param)) is not None:
+            values[name] = whole
         else:
             raise ConfigError(f"params.{name}: a float range cannot be profiled; make it an "
                               "int or categorical parameter")
@@ -73,7 +71,7 @@ def _space_values(spec: StudySpec) -> dict[str, list[Any]]:
 
 def study_layouts(spec: StudySpec) -> list[NetworkLayout]:
     """The network layouts a study's trials can build (one per space variant)."""
-    from hpo.objective import build_search_config
+    from hpo.study import build_search_config
     from search_core.data import data_shape
     from search_core.latency import network_layout
 

@@ -1,4 +1,9 @@
-"""What a study and its trials keep besides Optuna's own fields, and how to read it back."""
+"""What a study and its trials keep besides Optuna's own fields, and how to read it back.
+
+``TrialRecord`` owns what a trial stores (its user attributes); the attribute names are the
+constants below, and nothing else in the harness or the reports spells them. Study-level
+attribute names are the ``STUDY_*`` constants.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,8 +24,24 @@ import optuna
 from search_core.machine import cpu_model
 from search_core.threads import openmp_environment, usable_cpus
 
+# trial user attributes: TrialRecord's fields, and those written while a trial runs
 WORKER_ATTR = "worker"  # "host:pid" of the process running a trial
 HEARTBEAT_ATTR = "heartbeat"  # time.time() of the running trial's owner's latest sign of life
+HISTORY_ATTR = "history"  # per-epoch metrics, written after every epoch
+FAIL_REASON_ATTR = "fail_reason"
+GRID_CELL_ATTR = "grid_cell"  # the grid cell an enqueued trial runs (grid_key)
+RETRY_OF_ATTR = "retry_of"  # the trial whose configuration this one runs again
+SAMPLER_SEED_ATTR = "sampler_seed"
+RAY_ATTRS = ("ray_node_id", "ray_node_ip", "ray_nodes", "ray_restarts", "ray_worker_pid")
+
+# study user attributes
+STUDY_FILE_ATTR = "study_file"  # the parsed study file (StudySpec.to_dict)
+STUDY_SOURCE_ATTR = "study_source"
+FINGERPRINT_ATTR = "fingerprint"  # written last: a study without it is incomplete
+REFERENCE_ATTR = "reference_complexity"
+ENVIRONMENT_ATTR = "environment"
+SAMPLER_ATTR = "sampler"
+GRID_ATTR = "grid"  # number of grid cells enqueued (written after the last)
 
 
 def worker_id() -> str:
@@ -79,19 +101,74 @@ def environment(threads: int | None = None) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything a trial stores besides Optuna's own fields, as its user attributes.
+
+    ``to_user_attrs`` gives the attributes a finished trial's record writes (fields that are
+    None or empty are left out); ``from_frozen`` reads any trial back, whatever it holds.
+    ``history`` and ``worker``/``heartbeat`` are also written while the trial runs."""
+
+    seed: int | None = None
+    sampler_seed: int | None = None
+    worker: str | None = None
+    history: tuple[dict[str, float], ...] = ()
+    family: tuple[dict[str, Any], ...] = ()
+    family_summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    threads: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    fail_reason: str | None = None
+    grid_cell: str | None = None
+    retry_of: int | None = None
+    heartbeat: float | None = None
+    ray: dict[str, Any] = field(default_factory=dict)  # RAY_ATTRS of a trial run on Ray
+
+    def to_user_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "ray":
+                attrs |= value
+            elif value is not None and value != () and value != {}:
+                attrs[item.name] = list(value) if isinstance(value, tuple) else value
+        return attrs
+
+    @classmethod
+    def from_user_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
+        known = {item.name for item in fields(cls)} - {"ray"}
+        kwargs = {key: attrs[key] for key in known if key in attrs}
+        for key in ("history", "family"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key] or ())
+        ray = {key: attrs[key] for key in RAY_ATTRS if key in attrs}
+        return cls(**kwargs, ray=ray)
+
+    @classmethod
+    def from_frozen(cls, trial: optuna.trial.FrozenTrial) -> TrialRecord:
+        return cls.from_user_attrs(trial.user_attrs)
+
+    @property
+    def hypervolume(self) -> float | None:
+        return self.family_summary.get("hypervolume")
+
+    @property
+    def controllability(self) -> float | None:
+        return self.family_summary.get("controllability")
+
+
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """One flat row per trial for `hpo show`."""
-    attrs = trial.user_attrs
+    record = TrialRecord.from_frozen(trial)
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     if trial.values is not None:
         for i, value in enumerate(trial.values):
             row["value" if len(trial.values) == 1 else f"value_{i}"] = value
     row |= {f"param_{k}": v for k, v in trial.params.items()}
-    summary = attrs.get("family_summary", {})
-    row["hypervolume"] = summary.get("hypervolume")
-    row["controllability"] = summary.get("controllability")
-    row["seconds"] = attrs.get("seconds")
-    row["fail_reason"] = attrs.get("fail_reason")
+    row["hypervolume"] = record.hypervolume
+    row["controllability"] = record.controllability
+    row["seconds"] = record.seconds
+    row["fail_reason"] = record.fail_reason
     return row
 
 
@@ -102,14 +179,15 @@ def timing_summary(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
     ``overhead_s``: the rest of a trial's cycle — sampling, storage writes, logging, and the
     gap until the next trial starts — per trial (medians over trials)."""
     done = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE
-                   and "seconds" in t.user_attrs), key=lambda t: t.datetime_start)
+                   and TrialRecord.from_frozen(t).seconds is not None),
+                  key=lambda t: t.datetime_start)
     if len(done) < 2:
         return {}
     cycles = [
         (nxt.datetime_start - t.datetime_start).total_seconds()
         for t, nxt in itertools.pairwise(done)
     ]
-    evaluate_s = [float(t.user_attrs["seconds"]) for t in done[:-1]]
+    evaluate_s = [float(TrialRecord.from_frozen(t).seconds or 0.0) for t in done[:-1]]
     overhead = [c - e for c, e in zip(cycles, evaluate_s)]
     median = statistics.median
     span = (done[-1].datetime_complete - done[0].datetime_start).total_seconds()

@@ -20,6 +20,8 @@ from search_core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "runs/hpo.journal"
+STORAGE_HELP = (f"Optuna storage: journal file path (default {DEFAULT_STORAGE}), "
+                "sqlite:///FILE.db or postgresql://USER@HOST/DB")
 RDB_PREFIXES = ("sqlite://", "postgresql://", "postgresql+psycopg2://",
                 "postgresql+psycopg://", "mysql://")
 _CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<secret>[^@\s]*)@")

@@ -12,10 +12,14 @@ before anything could check it), explicit tags, merge keys, duplicate keys and n
 are refused while the file is composed. Sizes are bounded by the config dataclasses
 (``search_core.config``) and here: ``MAX_PARAMS`` parameters, ``MAX_CHOICES`` choices per
 categorical, ``MAX_GRID_CELLS`` explicit grid cells, ``MAX_LATTICE_POINTS`` lattice probes.
+
+Importing this module loads no torch (reports and tools read study files); ``load_study``
+of a study that trains does, to validate its settings against ``search_core.config``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -24,7 +28,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from yaml.composer import Composer
@@ -36,6 +40,7 @@ try:
 except ImportError:  # PyYAML built without libyaml
     CParser = None
 
+from hpo.objectives import ObjectiveSpec
 from search_core.configtools import (
     MESSAGE_CHARS,
     coerce,
@@ -46,6 +51,10 @@ from search_core.configtools import (
     to_plain,
 )
 from search_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from search_core.config import SearchConfig
+    from search_core.family import Probe
 
 # Short names for the settings users tune most; any dotted SearchConfig path works too.
 ALIASES = {
@@ -160,38 +169,6 @@ def _choice_order(value: Any) -> tuple[str, Any]:
 
 
 @dataclass(frozen=True)
-class ObjectiveSpec:
-    """What a trial returns.
-
-    ``hypervolume``: hypervolume of the family's accuracy/complexity front (maximise).
-    ``probe_accuracy``: validation accuracy of probe ``probe`` (maximise).
-    ``multi``: (accuracy, complexity) of probe ``probe`` (maximise, minimise): a Pareto set
-    of trials. ``synthetic``: a built-in objective with a known optimum (no training), named
-    by ``name`` (see hpo/synthetic.py).
-    """
-
-    kind: Literal["hypervolume", "probe_accuracy", "multi", "synthetic"] = "hypervolume"
-    name: str | None = None  # the built-in objective, for kind "synthetic"
-    probe: str = "A"
-    complexity: Literal["params", "cell_params", "latency"] = "params"
-    reference_accuracy: float = 0.0
-    reference_complexity: float | None = None
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.reference_accuracy) and 0 <= self.reference_accuracy <= 1):
-            raise ConfigError(f"objective.reference_accuracy: got {shown(self.reference_accuracy)}"
-                              "; need an accuracy in [0, 1] (the hypervolume's reference point)")
-        ref = self.reference_complexity
-        if ref is not None and not (math.isfinite(ref) and ref > 0):
-            raise ConfigError(f"objective.reference_complexity: got {shown(ref)}; need a finite "
-                              "value > 0 (or leave it out: the heaviest architecture's)")
-
-    @property
-    def directions(self) -> list[str]:
-        return ["maximize", "minimize"] if self.kind == "multi" else ["maximize"]
-
-
-@dataclass(frozen=True)
 class ProbeSpec:
     seed: bool = True  # the seed's A-D probes
     lattice_divisions: int | None = None  # Das-Dennis lattice (None: >= 12 points)
@@ -230,6 +207,45 @@ class StudySpec:
 def param_path(name: str) -> str:
     """The SearchConfig path a parameter name sets (alias or dotted path)."""
     return ALIASES.get(name, name)
+
+
+def build_search_config(
+    spec: StudySpec, params: Mapping[str, Any], seed: int = 0, where: str = "params"
+) -> SearchConfig:
+    """The study's fixed ``search`` settings, ``fidelity.epochs``, ``data`` and ``params``.
+
+    A section of ``search`` (``space``, ``train``, ...) that is not a mapping is a
+    ``ConfigError`` naming it, like every other bad value."""
+    from search_core.config import SearchConfig  # local: importing this module loads no torch
+
+    tree: dict[str, Any] = copy.deepcopy(dict(spec.search))
+    try:
+        tree["train"] = {**_section(tree, "train"), "epochs": spec.epochs}
+        tree["data"] = dict(spec.data)
+        tree["seed"] = seed
+        for name, value in params.items():
+            section, _, key = param_path(name).partition(".")
+            tree[section] = {**_section(tree, section), key: value}
+        return SearchConfig.from_dict(tree)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _section(tree: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """The settings under ``search.<section>`` (none when absent); they must be a mapping."""
+    body = tree.get(section, {})
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"search.{section}: got {shown(body)}; expected a mapping of "
+                          f"settings, e.g. {section}: {{key: value}}")
+    return dict(body)
+
+
+def study_probes(spec: StudySpec, ops: tuple[str, ...]) -> list[Probe]:
+    """The probes every trial's family is evaluated on: the seed's A-D and a lattice."""
+    from search_core.family import lattice_probes, seed_probes
+
+    probes = seed_probes(ops) if spec.probes.seed else []
+    return probes + lattice_probes(len(ops), spec.probes.lattice_divisions)
 
 
 def load_study(path: str | Path | None = None) -> StudySpec:
@@ -473,10 +489,10 @@ def _validate_against_search(spec: StudySpec) -> None:
     """Build the search config with each parameter at each end of its range (and at each
     choice of a categorical), so that a bad path or an impossible value fails now, not in
     the middle of a study."""
-    from hpo.objective import build_search_config  # local: keeps torch out of parsing
-
-    if spec.objective.kind == "synthetic":
-        _check_synthetic(spec)
+    objective = spec.objective.entry
+    if objective.validate is not None:
+        objective.validate(spec.objective, tuple(spec.params))
+    if not objective.trains:
         return
     config = build_search_config(spec, {}, where="search")
     _check_files(config, "search")
@@ -541,25 +557,10 @@ def _check_lattice(spec: StudySpec, num_ops: int) -> None:
         )
 
 
-def _check_synthetic(spec: StudySpec) -> None:
-    from hpo.synthetic import SYNTHETIC
-
-    name = spec.objective.name
-    if name is None or name not in SYNTHETIC:
-        raise ConfigError(f"objective.name: got {shown(name)}; a synthetic objective needs "
-                          f"one of {', '.join(SYNTHETIC.names())}")
-    missing = [p for p in SYNTHETIC.get(name).params if p not in spec.params]
-    if missing:
-        raise ConfigError(f"params: objective {shown(name)} reads {missing}; declare "
-                          "them under params")
-
-
 def _check_objective_probe(spec: StudySpec, ops: tuple[str, ...]) -> None:
     """A probe objective must name one of the study's probes (else every trial would fail)."""
-    if spec.objective.kind == "hypervolume":
+    if not spec.objective.entry.reads_probe:
         return
-    from hpo.objective import study_probes
-
     names = [probe.name for probe in study_probes(spec, ops)]
     if spec.objective.probe not in names:
         listed = ", ".join(names[:8]) + (f", ... ({len(names)} probes)" if names[8:] else "")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from hpo.storage import STORAGE_HELP
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     report = subparsers.add_parser(
@@ -16,8 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "--latency)")
     report.add_argument("--out", required=True, help="folder for index.html, figures, CSV")
     report.add_argument("--storage", default=None,
-                        help="Optuna storage: journal file path (default runs/hpo.journal), "
-                             "sqlite:///FILE.db or postgresql://USER@HOST/DB")
+                        help=STORAGE_HELP)
     report.add_argument("--latency", default=None, metavar="TABLE.json",
                         help="also report this latency table (hpo profile --out FILE): "
                              "predicted vs measured, correction, machine, parts")

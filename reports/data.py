@@ -16,6 +16,8 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from hpo.objectives import OBJECTIVES
+from hpo.records import SAMPLER_ATTR, STUDY_FILE_ATTR, TrialRecord
 from search_core.metrics import pareto_front
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
@@ -49,7 +51,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return study.best_trial
 
     def key(t: optuna.trial.FrozenTrial) -> float:
-        hv = t.user_attrs.get("family_summary", {}).get("hypervolume")
+        hv = TrialRecord.from_frozen(t).hypervolume
         if hv is not None:
             return float(hv)
         return t.values[0] if _maximise(study) else -t.values[0]
@@ -73,11 +75,11 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
             else:
                 row |= {f"value_{i}": v for i, v in enumerate(t.values)}
         row |= {f"param_{k}": v for k, v in t.params.items()}
-        summary = t.user_attrs.get("family_summary", {})
-        row["hypervolume"] = summary.get("hypervolume")
-        row["controllability"] = summary.get("controllability")
-        row["seconds"] = t.user_attrs.get("seconds")
-        row["seed"] = t.user_attrs.get("seed")
+        record = TrialRecord.from_frozen(t)
+        row["hypervolume"] = record.hypervolume
+        row["controllability"] = record.controllability
+        row["seconds"] = record.seconds
+        row["seed"] = record.seed
         end = t.datetime_complete
         row["elapsed_s"] = (end - t0).total_seconds() if end is not None and t0 else None
         rows.append(row)
@@ -99,7 +101,7 @@ def objective_column(frame: pd.DataFrame) -> str | None:
 
 def family_frame(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
     """The trial's family table (probes A-D and the lattice): one row per member."""
-    return pd.DataFrame(trial.user_attrs.get("family", []))
+    return pd.DataFrame(list(TrialRecord.from_frozen(trial).family))
 
 
 def op_names(family: pd.DataFrame) -> list[str]:
@@ -148,7 +150,7 @@ def best_family_front(study: optuna.Study, complexity: str = "params") -> Front 
     None when the study has no family data (synthetic studies) or no member has a value on
     the axis (latency not measured)."""
     trial = best_trial(study)
-    if trial is None or not trial.user_attrs.get("family"):
+    if trial is None or not TrialRecord.from_frozen(trial).family:
         return None
     members = _measured(family_frame(trial), complexity)
     if members.empty:
@@ -175,12 +177,13 @@ def union_front(study: optuna.Study, complexity: str = "params") -> Front | None
 def objective_complexity(study: optuna.Study) -> str | None:
     """The complexity axis of the study's objective (``params``, ``cell_params`` or
     ``latency``): from the saved study file, else the best trial's family summary."""
-    study_file = study.user_attrs.get("study_file")
+    study_file = study.user_attrs.get(STUDY_FILE_ATTR)
     objective = study_file.get("objective") if isinstance(study_file, dict) else None
-    if isinstance(objective, dict) and objective.get("kind") in ("hypervolume", "multi"):
+    kind = objective.get("kind") if isinstance(objective, dict) else None
+    if kind in OBJECTIVES and OBJECTIVES.get(kind).complexity_axis:
         return str(objective.get("complexity", "params"))
     trial = best_trial(study)
-    summary = trial.user_attrs.get("family_summary", {}) if trial is not None else {}
+    summary = TrialRecord.from_frozen(trial).family_summary if trial is not None else {}
     complexity = summary.get("complexity") if isinstance(summary, dict) else None
     return str(complexity) if complexity else None
 
@@ -288,12 +291,12 @@ def group_studies(storage: Any, name: str) -> Group | None:
                  if s.user_attrs.get(GROUP_ATTR) == name]
     if not summaries:
         return None
-    summaries.sort(key=lambda s: (str(s.user_attrs.get("sampler")),
+    summaries.sort(key=lambda s: (str(s.user_attrs.get(SAMPLER_ATTR)),
                                   int(s.user_attrs.get("repeat", 0)), s.study_name))
     studies = [optuna.load_study(study_name=s.study_name, storage=storage) for s in summaries]
     meta = pd.DataFrame([{
         "study": s.study_name,
-        "sampler": str(s.user_attrs.get("sampler", "?")),
+        "sampler": str(s.user_attrs.get(SAMPLER_ATTR, "?")),
         "repeat": int(s.user_attrs.get("repeat", i)),
         "budget": s.user_attrs.get("budget"),
         "seed": s.user_attrs.get("seed"),

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.records import REFERENCE_ATTR, SAMPLER_ATTR, TrialRecord
 from hpo.storage import storage_label
 from reports import data, figures
 from reports import latency as latency_data
@@ -112,12 +113,12 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     seeds = sorted({int(s) for s in frame.get("seed", pd.Series(dtype=float)).dropna()})
     section = Section(f"Study {name}", "study", {
         "study file": _study_source(attrs),
-        "sampler": attrs.get("sampler", "(unknown)"),
+        "sampler": attrs.get(SAMPLER_ATTR, "(unknown)"),
         "trials": f"{int((frame['state'] == 'COMPLETE').sum())} complete of {len(frame)}",
         "seeds": ", ".join(map(str, seeds)) or "(none recorded)",
         "objective directions": ", ".join(d.name.lower() for d in study.directions),
         "objective": _objective(attrs, data.objective_complexity(study)),
-        "reference complexity": attrs.get("reference_complexity", "-"),
+        "reference complexity": attrs.get(REFERENCE_ATTR, "-"),
     })
     _table(section, out_dir, f"{stem}-trials", "Trials", frame)
     best = data.best_trial(study)
@@ -125,7 +126,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
         section.meta["best trial"] = f"{best.number} (values {best.values}, params {best.params})"
     _front_sections(section, study, out_dir, stem, "params")
     _front_sections(section, study, out_dir, stem, data.LATENCY)
-    if best is not None and best.user_attrs.get("family"):
+    if best is not None and TrialRecord.from_frozen(best).family:
         _table(section, out_dir, f"{stem}-probes", f"Probes A-D of trial {best.number}",
                data.probe_table(best))
         counts = data.op_counts_by_probe(best)

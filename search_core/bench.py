@@ -14,20 +14,20 @@ seconds.
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from search_core.config import SearchSpace
+from search_core.config import SearchSpace, TrainConfig
+from search_core.engine import build_optimizers
 from search_core.errors import ConfigError
+from search_core.machine import cpu_model
 from search_core.reference_supernet import ReferenceSuperNet
 from search_core.supernet import SuperNet, gumbel_softmax, straight_through
 from search_core.threads import torch_threads
@@ -87,15 +87,7 @@ def _peak_rss_mib() -> float:
 
 def machine() -> dict[str, Any]:
     """CPU model, cores and torch version: what a throughput number depends on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}
 
 
 class TrainingStep:
@@ -107,9 +99,9 @@ class TrainingStep:
         cls = SuperNet if impl == "fast" else ReferenceSuperNet
         self.net = cls(space, in_channels, NUM_CLASSES).train()
         self.alpha = nn.Parameter(1e-3 * torch.randn(2, space.num_edges, space.num_ops))
-        self.w_opt = torch.optim.SGD(self.net.parameters(), lr=0.025, momentum=0.9,
-                                     weight_decay=3e-4)
-        self.a_opt = torch.optim.Adam([self.alpha], lr=1e-3, betas=(0.5, 0.999))
+        # the search's own optimisers at their default settings
+        self.w_opt, self.a_opt = build_optimizers(TrainConfig(), self.net.parameters(),
+                                                  [self.alpha])
         self.impl, self.mode = impl, mode
         self.generator = torch.Generator().manual_seed(seed)
 

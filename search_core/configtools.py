@@ -138,14 +138,13 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
 def _coerce_union(options: tuple[Any, ...], value: Any, where: str) -> Any:
     if value is None and type(None) in options:
         return None
-    errors = []
     for option in options:
         if option is type(None):
             continue
         try:
             return coerce(option, value, where)
-        except ConfigError as err:
-            errors.append(str(err))
+        except ConfigError:
+            continue
     names = " or ".join(_type_name(o) for o in options)
     raise ConfigError(f"{where}: got {shown(value)}; expected {names}")
 

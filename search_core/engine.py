@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from search_core.config import SearchConfig
+from search_core.config import SearchConfig, TrainConfig
 from search_core.costs import complexity_cost, op_cost_weights
 from search_core.data import DataSplits, Split, load_data
 from search_core.errors import DivergenceError
@@ -94,6 +94,25 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None) ->
         yield split.x[index], split.y[index]
 
 
+def build_optimizers(
+    train: TrainConfig, weights: Iterable[nn.Parameter], arch: Iterable[nn.Parameter]
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The optimisers of supernet weights w and architecture parameters a that ``train``
+    names: "sgd+adam" (SGD with momentum for w, Adam(0.5, 0.999) for a, as the reference
+    code) or "adam" (Adam for both, as the seed text)."""
+    w_opt: torch.optim.Optimizer
+    if train.optimizer == "sgd+adam":
+        w_opt = torch.optim.SGD(weights, lr=train.weight_lr, momentum=train.w_momentum,
+                                weight_decay=train.w_weight_decay)
+        a_betas = (0.5, 0.999)
+    else:
+        w_opt = torch.optim.Adam(weights, lr=train.weight_lr, weight_decay=train.w_weight_decay)
+        a_betas = (0.9, 0.999)
+    a_opt = torch.optim.Adam(arch, lr=train.a_lr, betas=a_betas,
+                             weight_decay=train.a_weight_decay)
+    return w_opt, a_opt
+
+
 class _Trainer:
     """Holds the models, optimisers and generators of one search."""
 
@@ -116,27 +135,8 @@ class _Trainer:
         self,
     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         train = self.config.train
-        w_params = self.supernet.parameters()
-        w_opt: torch.optim.Optimizer
-        if train.optimizer == "sgd+adam":
-            w_opt = torch.optim.SGD(
-                w_params,
-                lr=train.weight_lr,
-                momentum=train.w_momentum,
-                weight_decay=train.w_weight_decay,
-            )
-            a_betas = (0.5, 0.999)
-        else:
-            w_opt = torch.optim.Adam(
-                w_params, lr=train.weight_lr, weight_decay=train.w_weight_decay
-            )
-            a_betas = (0.9, 0.999)
-        a_opt = torch.optim.Adam(
-            self.hypernet.parameters(),
-            lr=train.a_lr,
-            betas=a_betas,
-            weight_decay=train.a_weight_decay,
-        )
+        w_opt, a_opt = build_optimizers(train, self.supernet.parameters(),
+                                        self.hypernet.parameters())
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             w_opt, T_max=train.epochs, eta_min=train.weight_lr * 0.01
         )

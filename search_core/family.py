@@ -9,18 +9,16 @@ hypervolume against a recorded reference point, and the controllability score.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
 from search_core.config import CELL_TYPES, SearchSpace
 from search_core.costs import heaviest_genotype
-from search_core.data import DataSplits, Split
+from search_core.data import DataSplits
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype, derive
@@ -34,12 +32,22 @@ from search_core.latency import (
 from search_core.metrics import hypervolume_2d, pareto_front, spearman
 from search_core.ops import op_role
 from search_core.placements import das_dennis, lattice_size
-from search_core.supernet import SuperNet
+from search_core.supernet import SuperNet, recalibrated_bn
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from search_core.result import SearchResult
+    from search_core.config import SearchConfig
+
+
+class TrainedSearch(Protocol):
+    """What ``evaluate_family`` reads of a search (``search_core.result.SearchResult``)."""
+
+    config: SearchConfig
+    supernet: SuperNet
+    data_info: dict[str, Any]
+
+    def genotype(self, s: Sequence[float] | torch.Tensor) -> Genotype: ...
 
 Complexity = Literal["params", "cell_params", "latency"]
 COMPLEXITIES = ("params", "cell_params", "latency")
@@ -162,35 +170,6 @@ class FamilyTable:
         }
 
 
-@contextmanager
-def recalibrated_bn(
-    net: nn.Module, choice: torch.Tensor, train: Split, batches: int = 8, batch_size: int = 128
-) -> Iterator[None]:
-    """Inside the block, ``net``'s BN statistics are re-estimated for the hard architecture
-    ``choice`` on up to ``batches`` train batches; outside, they are restored."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(),
-              m.momentum) for m in bns]  # type: ignore[union-attr]
-    was_training = net.training
-    try:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the recalibration batches
-        net.train()
-        with torch.no_grad():
-            for start in range(0, min(len(train), batches * batch_size), batch_size):
-                net(train.x[start : start + batch_size], choice=choice)
-        net.eval()
-        yield
-    finally:
-        for m, (mean, var, count, momentum) in zip(bns, saved):
-            m.running_mean.copy_(mean)  # type: ignore[union-attr]
-            m.running_var.copy_(var)  # type: ignore[union-attr]
-            m.num_batches_tracked.copy_(count)  # type: ignore[union-attr]
-            m.momentum = momentum
-        net.train(was_training)
-
-
 @torch.no_grad()
 def hard_accuracy(supernet: SuperNet, choice: torch.Tensor, data: DataSplits) -> float:
     """Validation accuracy of the one-hot architecture with recalibrated BN statistics."""
@@ -257,7 +236,7 @@ def controllability(
 
 
 def evaluate_family(
-    result: SearchResult,
+    result: TrainedSearch,
     data: DataSplits,
     probes: Sequence[Probe] | None = None,
     complexity: Complexity = "params",

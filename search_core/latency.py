@@ -249,11 +249,6 @@ def _timed(fn: Callable[[], Any], calls: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def measure(fn: Callable[[], Any], settings: TimingSettings) -> Timing:
-    """Latency of ``fn``: warm-up, calibrate calls per round, then time the rounds."""
-    return measure_many([fn], settings)[0]
-
-
 def measure_many(fns: Sequence[Callable[[], Any]], settings: TimingSettings) -> list[Timing]:
     """Latencies of several functions, their rounds interleaved over ``settings.passes``
     passes so that a slow spell of the machine spreads over all of them instead of biasing

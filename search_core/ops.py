@@ -15,8 +15,6 @@ from torch import nn
 
 from search_core.registry import Registry
 
-ROLES = ("conv", "pool", "identity")
-
 
 @dataclass(frozen=True)
 class OpSpec:

@@ -22,7 +22,7 @@ from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError, DataError
 from search_core.genotype import Genotype, derive
 from search_core.hypernet import HyperNet, build_hypernet
-from search_core.supernet import SuperNet
+from search_core.supernet import SuperNet, recalibrated_bn
 
 if TYPE_CHECKING:
     from search_core.data import DataSplits
@@ -68,8 +68,6 @@ class SearchResult:
     ) -> DiscreteNetwork:
         """The standalone network for s with the supernet's weights for its chosen ops; with
         ``data``, BN statistics are first recalibrated for that genotype on the train split."""
-        from search_core.family import recalibrated_bn
-
         genotype = self.genotype(s)
         net = DiscreteNetwork(
             genotype, self.config.space, self.data_info["in_channels"],

@@ -18,7 +18,10 @@ before, and every BN module's running statistics move as if it had run on its ow
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -40,20 +43,18 @@ from search_core.fastpath import (
 )
 from search_core.ops import FactorizedReduce, ReLUConvBN, build_op
 
+if TYPE_CHECKING:
+    from search_core.data import Split
+
 
 class MixedOp(nn.Module):
-    """g(x) = sum_m gamma_m o_m(x) over the candidate ops of one edge (the cell computes the
-    same sum without calling this per edge; it holds the edge's ops)."""
+    """The candidate ops of one edge. The cell computes g(x) = sum_m gamma_m o_m(x) over
+    all edges at once, so this only holds the ops (the per-edge sum is the reference's,
+    ``ReferenceMixedOp``); its parameter names match the reference's."""
 
     def __init__(self, op_names: tuple[str, ...], channels: int, stride: int) -> None:
         super().__init__()
         self.ops = nn.ModuleList(build_op(n, channels, stride, affine=False) for n in op_names)
-
-    def forward(self, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-        if gamma.dim() == 1:  # (k,)
-            return sum(w * op(x) for w, op in zip(gamma, self.ops))  # type: ignore[return-value]
-        per_example = gamma.t()[:, :, None, None, None]  # (k, B, 1, 1, 1)
-        return sum(w * op(x) for w, op in zip(per_example, self.ops))  # type: ignore[return-value]
 
 
 def cell_input_preprocess(
@@ -326,3 +327,32 @@ def straight_through(soft: torch.Tensor) -> torch.Tensor:
     index = soft.detach().argmax(-1)
     hard = F.one_hot(index, soft.shape[-1]).to(soft.dtype)
     return hard + (soft - soft.detach())
+
+
+@contextmanager
+def recalibrated_bn(
+    net: nn.Module, choice: torch.Tensor, train: Split, batches: int = 8, batch_size: int = 128
+) -> Iterator[None]:
+    """Inside the block, ``net``'s BN statistics are re-estimated for the hard architecture
+    ``choice`` on up to ``batches`` train batches; outside, they are restored."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(),
+              m.momentum) for m in bns]  # type: ignore[union-attr]
+    was_training = net.training
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the recalibration batches
+        net.train()
+        with torch.no_grad():
+            for start in range(0, min(len(train), batches * batch_size), batch_size):
+                net(train.x[start : start + batch_size], choice=choice)
+        net.eval()
+        yield
+    finally:
+        for m, (mean, var, count, momentum) in zip(bns, saved):
+            m.running_mean.copy_(mean)  # type: ignore[union-attr]
+            m.running_var.copy_(var)  # type: ignore[union-attr]
+            m.num_batches_tracked.copy_(count)  # type: ignore[union-attr]
+            m.momentum = momentum
+        net.train(was_training)

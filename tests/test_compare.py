@@ -8,7 +8,7 @@ import pytest
 from hpo_helpers import Hpo, states
 
 from hpo.compare import study_name
-from hpo.runner import grid_cells
+from hpo.grid import grid_cells
 from hpo.storage import open_storage
 from hpo.study import load_study
 from hpo.synthetic import SYNTHETIC

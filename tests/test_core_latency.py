@@ -32,7 +32,7 @@ from search_core.latency import (
     fingerprint,
     fingerprint_mismatch,
     fit_correction,
-    measure,
+    measure_many,
     network_layout,
     profile_parts,
     random_genotypes,
@@ -167,8 +167,8 @@ def test_random_genotypes_are_distinct_seeded_and_start_with_the_one_op_networks
 
 
 def test_measure_reports_quartiles_and_is_not_shorter_than_the_work():
-    timing = measure(lambda: time.sleep(0.002), TimingSettings(warmup=0, rounds=3,
-                                                                round_ms=1, passes=1))
+    (timing,) = measure_many([lambda: time.sleep(0.002)],
+                             TimingSettings(warmup=0, rounds=3, round_ms=1, passes=1))
     assert timing.p25_ms <= timing.median_ms <= timing.p75_ms
     assert timing.median_ms >= 2.0 and timing.calls_per_round == 1
 

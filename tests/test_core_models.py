@@ -15,12 +15,12 @@ from search_core.costs import heaviest_genotype
 from search_core.discrete import DiscreteNetwork
 from search_core.engine import EpochMetrics, search
 from search_core.errors import ConfigError, DivergenceError
-from search_core.family import default_probes, recalibrated_bn, seed_probes
+from search_core.family import default_probes, seed_probes
 from search_core.genotype import Genotype, derive
 from search_core.metrics import hypervolume_2d
 from search_core.ops import OPS, build_op, count_params
 from search_core.result import SearchResult, load_model, save_model
-from search_core.supernet import SuperNet
+from search_core.supernet import SuperNet, recalibrated_bn
 
 SPACE = SearchSpace(channels=4, nodes=2, cells=3)  # 5 edges; cells: normal, reduce, reduce
 EDGES = ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -104,10 +104,10 @@ def test_per_example_one_hot_gamma_runs_each_example_on_its_own_architecture(sup
 
 def test_supernet_soft_path_is_linear_in_gamma_on_an_edge():
     """Mixed edge: g(x) = sum_m gamma_m o_m(x)."""
-    from search_core.supernet import MixedOp
+    from search_core.reference_supernet import ReferenceMixedOp
 
     torch.manual_seed(0)
-    mixed = MixedOp(SPACE.ops, 4, 1).eval()
+    mixed = ReferenceMixedOp(SPACE.ops, 4, 1).eval()
     x = torch.randn(2, 4, 6, 6)
     gamma = torch.tensor([0.2, 0.3, 0.5])
     expected = sum(g * op(x) for g, op in zip(gamma.tolist(), mixed.ops))

@@ -29,8 +29,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 import hpo.runner
+from hpo.liveness import STALE_AFTER_S, stale_reason
 from hpo.records import HEARTBEAT_ATTR, WORKER_ATTR
-from hpo.runner import STALE_AFTER_S, stale_reason
 from hpo.storage import open_storage, study_names
 from search_core.data import DataConfig, load_data
 from search_core.errors import DataError

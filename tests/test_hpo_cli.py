@@ -41,7 +41,8 @@ from hpo_helpers import (
 from optuna.trial import TrialState
 
 import hpo.cli
-import hpo.runner
+import hpo.liveness
+import hpo.trial
 from hpo.records import WORKER_ATTR, worker_id
 from hpo.samplers import PRUNERS
 from hpo.storage import open_storage, study_names
@@ -153,7 +154,7 @@ def test_resume_leaves_a_trial_being_claimed_by_a_live_worker_alone(cli: Hpo) ->
     results: list[Result] = []
     resumed = threading.Thread(target=lambda: results.append(
         cli.run("--trials", 2, "--name", "claimed")))
-    with hpo.runner.file_lock(cli.artifacts / "claimed.lock"):
+    with hpo.liveness.file_lock(cli.artifacts / "claimed.lock"):
         trial = study.ask()  # RUNNING, no owner yet: the moment inside a worker's lock
         resumed.start()
         time.sleep(1.0)  # the resumed run reaches its recovery of stale trials meanwhile
@@ -195,7 +196,7 @@ def test_two_workers_make_the_same_study_for_the_same_seed(cli: Hpo) -> None:
 
 
 def test_batches_are_asked_whole_and_wait_for_every_trial_of_the_last_one() -> None:
-    from hpo.runner import Batch
+    from hpo.backends.local import Batch
 
     study = optuna.create_study()
     batch = Batch(2)
@@ -246,9 +247,9 @@ def test_grid_single_worker_covers_the_grid_across_runs(cli: Hpo) -> None:
 
 
 def _evaluate_failing(monkeypatch: pytest.MonkeyPatch, fails: Callable[[int], bool]) -> list[int]:
-    """Replace the runner's ``evaluate``: call n (1-based) raises when ``fails(n)``."""
+    """Replace the trial's ``evaluate``: call n (1-based) raises when ``fails(n)``."""
     calls: list[int] = []
-    real = hpo.runner.evaluate
+    real = hpo.trial.evaluate
 
     def evaluate(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(calls) + 1)
@@ -256,7 +257,7 @@ def _evaluate_failing(monkeypatch: pytest.MonkeyPatch, fails: Callable[[int], bo
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(hpo.runner, "evaluate", evaluate)
+    monkeypatch.setattr(hpo.trial, "evaluate", evaluate)
     return calls
 
 

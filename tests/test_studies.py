@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hpo_helpers import Hpo, time_limit
 
-from hpo.runner import grid_cells
+from hpo.grid import grid_cells
 from hpo.study import DEFAULT_STUDY, StudyError, load_study
 from search_core.config import SearchConfig
 from search_core.data import DataSplits

@@ -1,29 +1,33 @@
 """The Ray Tune backend: the same study, samplers and records, trials spread over a cluster.
 
-Ray is imported only here, and only when ``hpo run --backend ray`` runs. Tune schedules the
-trials (``--concurrency``, ``--cpus-per-trial``, retries of trials whose worker died, ASHA
-early stopping); Ray's ``OptunaSearch`` asks our sampler and tells our Optuna study, so local
-and Ray trials land in one storage with the same user attributes, plus the Ray node.
+Ray is imported only inside these functions, when ``hpo run --backend ray`` runs. Tune
+schedules the trials (``--concurrency``, ``--cpus-per-trial``, retries of trials whose worker
+died, ASHA early stopping); Ray's ``OptunaSearch`` asks our sampler. Each trial runs
+``hpo.trial.run_trial`` in a Ray worker and sends its ``TrialOutcome`` back as JSON; the
+driver's searcher records it with ``hpo.trial.record_outcome``, so local and Ray trials land
+in one storage with the same states and attributes, plus the Ray node.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.trial import TrialState
-
-from hpo.objective import evaluate
-from hpo.records import WORKER_ATTR, worker_id
-from hpo.runner import Heartbeat, RunOptions, suggest, trial_threads, trials_to_start
+from hpo.backends.base import RunJob
+from hpo.compat_optuna import trial_id
+from hpo.compat_ray import optuna_study, optuna_trials, told
+from hpo.liveness import Heartbeat
+from hpo.options import RunOptions, trial_threads
+from hpo.records import REFERENCE_ATTR, WORKER_ATTR, TrialRecord, worker_id
 from hpo.samplers import build_sampler
+from hpo.stopping import state_counts
 from hpo.storage import open_storage
 from hpo.study import StudySpec
+from hpo.trial import TrialOutcome, TrialTask, record_outcome, run_trial, suggest_all
 from search_core.data import DEFAULT_DATA_ROOT_ENV
 from search_core.threads import openmp_environment
 
@@ -32,7 +36,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TRIAL_KEY = "_optuna_trial"  # the Optuna trial number, passed to the trainable in its config
-RECORDS_KEY = "hpo_records"  # JSON of the user attributes a trial reports
+OUTCOME_KEY = "hpo_outcome"  # the TrialOutcome as JSON (Tune flattens nested result dicts)
+
+
+class RayBackend:
+    """``hpo.backends.base.Backend`` on Ray Tune: rounds of Tune runs until the stop rule
+    says stop (a round's budget is what the rule allows when it starts)."""
+
+    def run(self, job: RunJob) -> list[str]:
+        import ray
+
+        # Per-epoch reports carry val_acc (for the schedulers), the last one the objective.
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+        # the legacy reporter honours verbose=0: our progress bar is the only output
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        started = init_ray(job.options)
+        try:
+            while (budget := job.stop.plan(state_counts(job.study))[0]) > 0:
+                run_round(job, budget)
+        finally:
+            if started:
+                ray.shutdown()
+        return []  # Tune retries a trial whose worker died itself (--retries)
 
 
 def objective_metrics(spec: StudySpec) -> list[str]:
@@ -42,10 +67,9 @@ def objective_metrics(spec: StudySpec) -> list[str]:
 
 def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
               reference: float, study_name: str) -> None:
-    """One trial inside a Ray worker: per-epoch reports, then the objective and records.
-
-    A trial that raises (bad values, divergence) reports its reason instead of crashing the
-    worker, so only infrastructure failures (a worker that died) are retried by Tune."""
+    """One trial inside a Ray worker: per-epoch reports, then its outcome. A trial that
+    raises is a FAIL outcome (``run_trial``), so only infrastructure failures (a worker
+    that died) are retried by Tune."""
     import ray
     from ray import tune
 
@@ -54,30 +78,23 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
     node = {"ray_node_id": ray.get_runtime_context().get_node_id(),
             "ray_node_ip": ray.util.get_node_ip_address()}
 
-    def on_epoch(metrics: Any) -> None:
+    def on_epoch(metrics: Any, history: list[dict[str, float]]) -> None:
         tune.report({"val_acc": metrics.val_acc, "epoch": metrics.epoch,
                      "train_loss": metrics.train_loss, "ray_node_id": node["ray_node_id"],
                      "worker_pid": os.getpid()})
 
-    checkpoint = Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt"
-    try:
-        outcome = evaluate(spec, params, options.seed, reference, on_epoch=on_epoch,
-                           checkpoint=checkpoint, threads=trial_threads(options))
-    except Exception as err:  # recorded as FAIL with its reason by the searcher
-        reason = f"{type(err).__name__}: {err}"
-        tune.report({"fail_reason": reason, RECORDS_KEY: json.dumps({**node,
-                                                                      "fail_reason": reason})})
-        return
-    values = dict(zip(objective_metrics(spec), outcome.values))
-    last_val_acc = outcome.history[-1]["val_acc"] if outcome.history else 0.0
-    records = {
-        **node, "seed": options.seed, "seconds": outcome.seconds, "threads": outcome.threads,
-        "checkpoint": outcome.checkpoint, "history": outcome.history,
-    }
-    if outcome.family is not None:
-        records |= {"family": outcome.family.rows(), "family_summary": outcome.family.summary()}
-    # nested records travel as one JSON string: Tune flattens nested result dicts
-    tune.report({**values, "val_acc": last_val_acc, RECORDS_KEY: json.dumps(records)})
+    task = TrialTask(
+        number=number, params=params, spec=spec, seed=options.seed, reference=reference,
+        checkpoint=Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt",
+        threads=trial_threads(options),
+    )
+    outcome = run_trial(task, on_epoch)
+    outcome = dataclasses.replace(
+        outcome, record=dataclasses.replace(outcome.record, ray=node))
+    values = dict(zip(objective_metrics(spec), outcome.values or ()))
+    history = outcome.record.history
+    last_val_acc = history[-1]["val_acc"] if history else 0.0
+    tune.report({**values, "val_acc": last_val_acc, OUTCOME_KEY: outcome.to_json()})
 
 
 def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
@@ -93,14 +110,14 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             params = super().suggest(trial_id)
-            ot_trial = self._ot_trials[trial_id]
+            ot_trial = optuna_trials(self)[trial_id]
             ot_trial.set_user_attr(WORKER_ATTR, worker_id())  # the driver owns Ray trials
             return None if params is None else {**params, TRIAL_KEY: ot_trial.number}
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
             if "val_acc" not in result or "epoch" not in result:
                 return
-            ot_trial = self._ot_trials[trial_id]
+            ot_trial = optuna_trials(self)[trial_id]
             if "worker_pid" in result:  # the process running it now (ops can find it)
                 ot_trial.set_user_attr("ray_worker_pid", int(result["worker_pid"]))
             nodes = self.nodes.setdefault(trial_id, [])
@@ -122,26 +139,17 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:
-            """COMPLETE with the objective; FAIL with a reason; else stopped early by the
-            scheduler: PRUNED."""
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            if trial_id in told(self) or trial_id not in optuna_trials(self):
                 return
-            ot_trial = self._ot_trials[trial_id]
-            record_result(ot_trial, result, error, options.retries)
-            values = [result.get(m) for m in metrics] if result else []
-            if values and all(v is not None for v in values):
-                self._ot_study.tell(ot_trial, values)
-            elif error or (result and "fail_reason" in result):
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-            else:
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
+            outcome = ray_outcome(result, error, options.ray.retries)
+            record_outcome(optuna_study(self), optuna_trials(self)[trial_id], outcome)
+            told(self).add(trial_id)
 
     directions = spec.objective.directions
     metrics = objective_metrics(spec)
     modes = ["max" if d == "maximize" else "min" for d in directions]
     return StudySearcher(
-        space=lambda trial: {n: suggest(trial, n, p) for n, p in spec.params.items()},
+        space=lambda trial: suggest_all(trial, spec),
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
         sampler=build_sampler(options.sampler, options.seed, directions),
@@ -150,15 +158,17 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
     )
 
 
-def record_result(trial: optuna.Trial, result: dict[str, Any] | None, error: bool,
-                  retries: int) -> None:
-    """Copy what the trainable reported into the Optuna trial's user attributes."""
-    records = json.loads(result[RECORDS_KEY]) if result and RECORDS_KEY in result else {}
-    for key, value in records.items():
-        trial.set_user_attr(key, value)
+def ray_outcome(result: dict[str, Any] | None, error: bool, retries: int) -> TrialOutcome:
+    """A Tune trial's end as a ``TrialOutcome``: what its trainable sent; FAIL when its
+    worker died more than ``retries`` times; else the scheduler stopped it early: PRUNED."""
     if error:
-        trial.set_user_attr("fail_reason", f"Ray worker failed {retries + 1} times (the trial "
-                                           "was retried up to --retries); see Tune's error.txt")
+        return TrialOutcome.failed(f"Ray worker failed {retries + 1} times (the trial was "
+                                   "retried up to --retries); see Tune's error.txt")
+    if result and OUTCOME_KEY in result:
+        return TrialOutcome.from_json(result[OUTCOME_KEY])
+    from optuna.trial import TrialState
+
+    return TrialOutcome(TrialState.PRUNED, record=TrialRecord())
 
 
 def make_scheduler(options: RunOptions, spec: StudySpec) -> TrialScheduler:
@@ -189,62 +199,45 @@ def init_ray(options: RunOptions) -> bool:
     if data_root:
         env_vars[DEFAULT_DATA_ROOT_ENV] = data_root
     kwargs["runtime_env"] = {"env_vars": env_vars}
-    if options.address:
-        ray.init(address=options.address, **kwargs)
+    if options.ray.address:
+        ray.init(address=options.ray.address, **kwargs)
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", **kwargs)
     return True
 
 
-def execute(options: RunOptions, study: optuna.Study, spec: StudySpec, progress: Any,
-            base_failures: int, deadline: float | None) -> None:
-    """Run Tune rounds until the study has ``--trials`` finished trials (or a stop)."""
-    import ray
-
-    # Per-epoch reports carry val_acc (for the schedulers), the last one the objective.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    # the legacy reporter honours verbose=0: our progress bar is the only output
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started = init_ray(options)
-    try:
-        while (budget := trials_to_start(study, options, base_failures, deadline)[0]) > 0:
-            run_round(options, study, spec, budget, progress, deadline)
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget: int,
-              progress: Any, deadline: float | None) -> None:
+def run_round(job: RunJob, budget: int) -> None:
     from ray import tune
+
+    study, spec, options, progress = job.study, job.spec, job.options, job.progress
 
     class Progress(tune.Callback):
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             if progress is not None:
                 progress.update(study)
 
-    reference = study.user_attrs["reference_complexity"]
-    resources = {"cpu": options.cpus_per_trial}
+    reference = study.user_attrs[REFERENCE_ATTR]
     searcher = make_searcher(spec, options, study.study_name)
+    deadline = job.stop.deadline
     tuner = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(trainable, spec=spec, options=options, reference=reference,
                                  study_name=study.study_name),
-            resources,
+            {"cpu": options.ray.cpus_per_trial},
         ),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=make_scheduler(options, spec),
             num_samples=budget,
-            max_concurrent_trials=options.concurrency,
+            max_concurrent_trials=options.ray.concurrency,
             time_budget_s=max(deadline - time.time(), 1) if deadline else None,
             reuse_actors=True,  # a worker process (torch imported, data loaded) per slot
         ),
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{int(time.time())}",
             storage_path=str(Path(options.artifacts).resolve() / "ray_results"),
-            failure_config=tune.FailureConfig(max_failures=options.retries),
+            failure_config=tune.FailureConfig(max_failures=options.ray.retries),
             callbacks=[Progress()],
             verbose=0,
         ),
@@ -255,5 +248,7 @@ def run_round(options: RunOptions, study: optuna.Study, spec: StudySpec, budget:
 
 def running_trial_ids(searcher: Any) -> list[int]:
     """Storage ids of the Optuna trials the searcher has asked and not yet told."""
-    return [trial._trial_id for key, trial in list(searcher._ot_trials.items())
-            if key not in searcher._completed_trials]
+    done = told(searcher)
+    return [trial_id(trial) for key, trial in list(optuna_trials(searcher).items())
+            if key not in done]
+

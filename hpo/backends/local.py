@@ -1,0 +1,259 @@
+"""The local backend: trials in this process (``--jobs 1``) or in ``--jobs`` worker
+processes on one storage.
+
+Exactness of ``--trials`` across workers comes from the study's file lock around "count,
+then ask". Determinism: a study run with the same seed, ``--jobs`` and ``--threads`` is the
+same study. Each trial's parameters are sampled under the lock by a sampler seeded for that
+trial (``trial_seed``), whichever worker asks; with ``--jobs N`` the workers ask in
+synchronous batches of N (``Batch``): the next batch is asked once every trial of the last
+one has finished, so each batch sees the same history however long its trials took.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from hpo.backends.base import RunJob
+from hpo.compat_optuna import trial_id
+from hpo.liveness import (
+    HEARTBEAT_S,
+    Heartbeat,
+    file_lock,
+    lock_path,
+    recover_stale_trials,
+)
+from hpo.options import RunOptions, trial_threads
+from hpo.records import (
+    HISTORY_ATTR,
+    REFERENCE_ATTR,
+    SAMPLER_SEED_ATTR,
+    WORKER_ATTR,
+    worker_id,
+)
+from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
+from hpo.stopping import StopRule, state_counts
+from hpo.storage import open_storage
+from hpo.study import StudySpec, load_study
+from hpo.trial import TrialTask, disk_full, record_outcome, run_trial, sample_params
+from search_core.threads import child_environment
+
+log = logging.getLogger(__name__)
+EXIT_DISK_FULL = 75  # a worker's exit code when the disk was full (EX_TEMPFAIL)
+BATCH_WAIT_S = 600.0  # the longest a batch's trial waits for the others to be asked
+
+
+class LocalBackend:
+    """``hpo.backends.base.Backend`` on this machine."""
+
+    def run(self, job: RunJob) -> list[str]:
+        if job.options.jobs == 1:
+            run_worker(job.options, job.study.study_name, job.stop, job.progress)
+            return []
+        return run_processes(job)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed for the trial numbered ``number`` of a study run with ``seed``."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class Batch:
+    """The trials the local workers of one run ask together. A batch starts once every
+    trial of the last one has finished; its size is fixed then (``--jobs``, or fewer when
+    fewer trials remain), each worker asks one trial of it, and no trial of it runs before
+    all are asked: every trial of a batch is sampled from the same history, however long
+    the trials before took and however late a worker came. Shared by the worker processes
+    (shared memory), changed under the study's file lock only."""
+
+    def __init__(self, size: int, ctx: Any = multiprocessing) -> None:
+        self.size = size
+        self.members = ctx.Array("i", size, lock=False)  # trial numbers
+        self.count = ctx.Value("i", 0, lock=False)  # asked so far
+        self.target = ctx.Value("i", 0, lock=False)  # to ask in this batch
+
+    def open(self, study: optuna.Study, to_start: int) -> bool:
+        """Whether a trial may be asked now: the batch has room, or the last batch has
+        finished and a new one starts (of at most ``to_start`` trials)."""
+        if self.count.value < self.target.value:
+            return True
+        numbers = set(self.members[: self.count.value])
+        if any(t.number in numbers and not t.state.is_finished()
+               for t in study.get_trials(deepcopy=False)):
+            return False
+        self.count.value, self.target.value = 0, min(self.size, to_start)
+        return self.target.value > 0
+
+    def add(self, number: int) -> None:
+        self.members[self.count.value] = number
+        self.count.value += 1
+
+    def asked(self) -> bool:
+        """Whether every trial of the batch has been asked (read without the lock)."""
+        return self.count.value >= self.target.value
+
+
+def run_worker(options: RunOptions, name: str, stop: StopRule, progress: Any = None,
+               batch: Batch | None = None, driver: int | None = None) -> None:
+    """Ask, run and tell trials until ``stop`` says stop (or the ``driver`` process that
+    started this worker is gone)."""
+    spec = load_study(options.study_path)
+    study = optuna.load_study(
+        study_name=name,
+        storage=open_storage(options.storage),
+        pruner=PRUNERS.get(options.pruner)(spec.epochs),
+    )
+    lock = lock_path(options.artifacts, name)
+    checked = time.monotonic()
+    while True:
+        with file_lock(lock):
+            to_start, running = stop.plan(state_counts(study))
+            if running and time.monotonic() - checked > HEARTBEAT_S:  # a host may be gone
+                recover_stale_trials(study)
+                checked = time.monotonic()
+            action = "ask" if to_start else ("wait" if running else "stop")
+            if action == "ask" and batch is not None and not batch.open(study, to_start):
+                action = "wait"
+            asked = ask(study, spec, options) if action == "ask" else None
+            if asked is not None and batch is not None:
+                batch.add(asked[0].number)
+        if action == "stop" or (driver is not None and os.getppid() != driver):
+            return
+        if asked is None:
+            time.sleep(0.5)
+            continue
+        if batch is not None:
+            _wait_until_asked(batch, stop.deadline)
+        run_local_trial(study, *asked, spec, options)
+        if progress is not None:
+            progress.update(study)
+
+
+def _wait_until_asked(batch: Batch, deadline: float | None) -> None:
+    """Hold a trial back until the other workers have asked theirs of the same batch (a
+    worker still starting up, or replacing one that died); give up at the deadline or
+    after ``BATCH_WAIT_S`` (the run goes on, its batches no longer reproducible)."""
+    until = time.monotonic() + BATCH_WAIT_S
+    while not batch.asked() and (deadline is None or time.time() < deadline):
+        if time.monotonic() > until:
+            log.warning("gave up waiting %.0f s for the other workers' trials of this batch: "
+                        "this run's parameters are no longer reproducible", BATCH_WAIT_S)
+            return
+        time.sleep(0.05)
+
+
+def ask(study: optuna.Study, spec: StudySpec,
+        options: RunOptions) -> tuple[optuna.Trial, dict[str, Any]] | None:
+    """A new trial and its parameters, sampled now (under the lock) by a sampler seeded for
+    this trial; None if sampling failed (the trial is recorded FAIL with the reason)."""
+    entry = SAMPLERS.get(options.sampler)
+    number = len(study.get_trials(deepcopy=False))
+    seed = trial_seed(options.seed, number) if entry.seed_per_trial else options.seed
+    study.sampler = build_sampler(options.sampler, seed, spec.objective.directions)
+    trial = study.ask()
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    trial.set_user_attr(SAMPLER_SEED_ATTR, seed)
+    params = sample_params(study, trial, spec)
+    return None if params is None else (trial, params)
+
+
+def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any],
+                    spec: StudySpec, options: RunOptions) -> None:
+    """One trial in this process: per-epoch history and pruning, a heartbeat while it
+    runs, then its outcome recorded and told."""
+    single = len(spec.objective.directions) == 1
+
+    def on_epoch(metrics: Any, history: list[dict[str, float]]) -> None:
+        log.info("trial %d epoch %d/%d: loss %.3f, val_acc %.3f, %.1f s", trial.number,
+                 metrics.epoch + 1, metrics.epochs, metrics.train_loss, metrics.val_acc,
+                 metrics.seconds)
+        trial.set_user_attr(HISTORY_ATTR, history)
+        if single:
+            trial.report(metrics.val_acc, metrics.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {metrics.epoch}")
+
+    task = TrialTask(
+        number=trial.number, params=params, spec=spec, seed=options.seed,
+        reference=study.user_attrs[REFERENCE_ATTR],
+        checkpoint=Path(options.artifacts) / study.study_name / f"trial-{trial.number}.pt",
+        threads=trial_threads(options),
+    )
+    with Heartbeat(study, lambda: [trial_id(trial)]):
+        outcome = run_trial(task, on_epoch)
+    record_outcome(study, trial, outcome, params)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+
+
+def _worker_entry(options: RunOptions, name: str, stop: StopRule, batch: Batch,
+                  driver: int) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run_worker(options, name, stop, batch=batch, driver=driver)
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        sys.exit(EXIT_DISK_FULL)  # the driver says it, in one line
+
+
+def run_processes(job: RunJob) -> list[str]:
+    """--jobs worker processes; one that dies (OOM killer, segfault, kill -9) is noticed
+    within a second: its trial is failed and re-enqueued, and a new worker takes its place
+    (at most --max-failures times). Returns what happened to the workers that died."""
+    options, study = job.options, job.study
+    ctx = multiprocessing.get_context("spawn")
+    batch = Batch(options.jobs or 1, ctx)
+
+    def start(index: int) -> Any:
+        worker = ctx.Process(target=_worker_entry, name=f"hpo-worker-{index}",
+                             args=(options, study.study_name, job.stop, batch, os.getpid()))
+        with child_environment(trial_threads(options)):  # read before it imports torch
+            worker.start()
+        return worker
+
+    workers = {index: start(index) for index in range(options.jobs or 1)}
+    deaths: list[str] = []
+    try:
+        while workers:
+            for index, worker in list(workers.items()):
+                if worker.exitcode is None:
+                    continue
+                del workers[index]
+                if worker.exitcode == EXIT_DISK_FULL:
+                    raise OSError(errno.ENOSPC, "no space left on the device", options.artifacts)
+                if worker.exitcode != 0:
+                    deaths.append(_worker_died(study, options, worker))
+                    if len(deaths) <= options.max_failures:
+                        workers[index] = start(index)
+            if job.progress is not None:
+                job.progress.update(study)
+            time.sleep(0.5)
+    finally:
+        for worker in workers.values():
+            worker.join(timeout=5)
+    return deaths
+
+
+def _worker_died(study: optuna.Study, options: RunOptions, worker: Any) -> str:
+    """Fail and re-enqueue the trial of a worker that died; say what happened."""
+    with file_lock(lock_path(options.artifacts, study.study_name)):
+        trials = recover_stale_trials(study)
+    code = worker.exitcode
+    how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+           else f"exited with code {code}")
+    retried = f"trial {trials[0]} re-enqueued" if len(trials) == 1 else (
+        f"trials {trials} re-enqueued" if trials else "it held no trial")
+    message = f"worker process {worker.pid} {how}; {retried}"
+    log.warning(message)
+    return message

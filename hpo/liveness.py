@@ -1,0 +1,113 @@
+"""Who owns a running trial, and how a dead owner is noticed: the study's file lock,
+heartbeats, and the recovery of stale trials (failed with the reason, re-enqueued)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.compat_optuna import fail_trial, set_trial_attr, trial_id
+from hpo.records import (
+    FAIL_REASON_ATTR,
+    GRID_CELL_ATTR,
+    HEARTBEAT_ATTR,
+    RETRY_OF_ATTR,
+    WORKER_ATTR,
+    owner_alive,
+    owner_on_this_host,
+)
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 30.0  # a running trial's owner writes a heartbeat this often
+STALE_AFTER_S = 600.0  # a RUNNING trial without a heartbeat for this long is stale
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_path(artifacts: str, name: str) -> Path:
+    """The file lock of study ``name``: creation, "count, then ask" and recovery hold it."""
+    return Path(artifacts) / f"{name}.lock"
+
+
+def recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a dead process (this host: its pid is gone; any host: no
+    heartbeat for ``STALE_AFTER_S``): mark FAIL and enqueue their parameters again. Call it
+    under the study's lock."""
+    stale = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = stale_reason(trial)
+        if reason is None:
+            continue
+        set_trial_attr(study, trial_id(trial), FAIL_REASON_ATTR,
+                       f"{reason}; configuration re-enqueued")
+        fail_trial(study, trial)
+        attrs = {RETRY_OF_ATTR: trial.number}
+        if trial.user_attrs.get(GRID_CELL_ATTR):
+            attrs[GRID_CELL_ATTR] = trial.user_attrs[GRID_CELL_ATTR]
+        study.enqueue_trial(trial.params, user_attrs=attrs)
+        stale.append(trial.number)
+    if stale:
+        log.warning("marked trials %s failed (their process died) and re-enqueued them", stale)
+    return stale
+
+
+def stale_reason(trial: optuna.trial.FrozenTrial, now: float | None = None) -> str | None:
+    """Why a RUNNING trial is stale, or None while its owner may be alive."""
+    owner = trial.user_attrs.get(WORKER_ATTR)
+    if owner is not None and owner_on_this_host(owner) and not owner_alive(owner):
+        return "worker died (process gone)"
+    beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    age = (time.time() if now is None else now) - float(beat or 0)
+    if age > STALE_AFTER_S:
+        return f"worker silent for {age:.0f} s (no heartbeat; host gone?)"
+    return None
+
+
+class Heartbeat:
+    """While a trial runs, a thread of its owner writes ``HEARTBEAT_ATTR`` (now) every
+    ``HEARTBEAT_S`` into each trial ``trial_ids()`` names (storage ids), so that a process on
+    another host can tell a silent (dead) owner from a busy one (``stale_reason``)."""
+
+    def __init__(self, study: optuna.Study, trial_ids: Callable[[], list[int]]) -> None:
+        self._study, self._trial_ids = study, trial_ids
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hpo-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.beat()
+
+    def beat(self) -> None:
+        for storage_id in self._trial_ids():
+            try:
+                set_trial_attr(self._study, storage_id, HEARTBEAT_ATTR, time.time())
+            except Exception as err:  # finished meanwhile, storage briefly away: next beat
+                log.debug("heartbeat of trial id %s not written: %s", storage_id, err)

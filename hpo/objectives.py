@@ -1,0 +1,160 @@
+"""What a trial returns: the objective kinds (one registry) and the study's ``objective:``
+section (``ObjectiveSpec``).
+
+An objective declares its directions and how it reads a trial's result: ``from_family``
+reads the family table of a trained search (hypervolume, a probe's accuracy, ...);
+``from_params`` computes the value from the parameters alone (synthetic objectives: no
+training). A study file names one with ``objective: {kind: NAME}``.
+
+Adding one is a module with a function and one ``OBJECTIVES.add`` line here (README,
+"Extending"). torch-free: the study parser and the reports import this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from search_core.configtools import shown
+from search_core.errors import ConfigError
+from search_core.registry import Registry
+
+if TYPE_CHECKING:
+    from search_core.family import FamilyTable
+
+MAXIMIZE, MINIMIZE = "maximize", "minimize"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One kind of objective.
+
+    ``directions``: one per value, "maximize" or "minimize" (two or more: a Pareto study).
+    ``from_family(spec, table)``: the values, from the trained family; or
+    ``from_params(spec, params)``: the values without training (exactly one of the two).
+    ``reads_probe``: ``objective.probe`` must name one of the study's probes.
+    ``complexity_axis``: the value depends on ``objective.complexity`` (reports draw fronts
+    on that axis). ``validate(spec, param_names)``: extra checks of the study (ConfigError).
+    ``optimum(spec)``: the best value when known (strategy comparisons report regret)."""
+
+    directions: tuple[str, ...]
+    description: str
+    from_family: Callable[[ObjectiveSpec, FamilyTable], list[float]] | None = None
+    from_params: Callable[[ObjectiveSpec, Mapping[str, Any]], list[float]] | None = None
+    reads_probe: bool = False
+    complexity_axis: bool = False
+    validate: Callable[[ObjectiveSpec, Collection[str]], None] | None = None
+    optimum: Callable[[ObjectiveSpec], float | None] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.from_family is None) == (self.from_params is None):
+            raise ValueError("an objective reads either the family or the parameters")
+
+    @property
+    def trains(self) -> bool:
+        """Whether a trial runs a search (else the value comes from the parameters)."""
+        return self.from_family is not None
+
+
+OBJECTIVES: Registry[Objective] = Registry("objective kind")
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """What a trial returns: ``kind`` names an objective of ``hpo.objectives.OBJECTIVES``
+    (hypervolume, probe_accuracy, multi, synthetic, ...), which declares its directions.
+
+    ``probe``: the probe a probe objective reads; ``complexity``: the complexity axis;
+    ``name``: the built-in function of a synthetic objective (hpo/synthetic.py)."""
+
+    kind: str = "hypervolume"
+    name: str | None = None  # the built-in objective, for kind "synthetic"
+    probe: str = "A"
+    complexity: Literal["params", "cell_params", "latency"] = "params"
+    reference_accuracy: float = 0.0
+    reference_complexity: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBJECTIVES:
+            raise ConfigError(f"objective.kind: got {shown(self.kind)}; expected one of "
+                              f"{', '.join(OBJECTIVES.names())}")
+        if not (math.isfinite(self.reference_accuracy) and 0 <= self.reference_accuracy <= 1):
+            raise ConfigError(f"objective.reference_accuracy: got {shown(self.reference_accuracy)}"
+                              "; need an accuracy in [0, 1] (the hypervolume's reference point)")
+        ref = self.reference_complexity
+        if ref is not None and not (math.isfinite(ref) and ref > 0):
+            raise ConfigError(f"objective.reference_complexity: got {shown(ref)}; need a finite "
+                              "value > 0 (or leave it out: the heaviest architecture's)")
+
+    @property
+    def entry(self) -> Objective:
+        return OBJECTIVES.get(self.kind, "objective.kind")
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.entry.directions)
+
+
+def probe_member(spec: ObjectiveSpec, table: FamilyTable) -> Any:
+    """The family member of probe ``spec.probe``."""
+    try:
+        return table.member(spec.probe)
+    except KeyError:
+        names = ", ".join(m.probe for m in table.members)
+        raise ConfigError(f"objective.probe: {spec.probe!r} is not a probe; valid: {names}") \
+            from None
+
+
+def hypervolume(spec: ObjectiveSpec, table: FamilyTable) -> list[float]:
+    return [table.hypervolume]
+
+
+def probe_accuracy(spec: ObjectiveSpec, table: FamilyTable) -> list[float]:
+    return [probe_member(spec, table).accuracy]
+
+
+def accuracy_and_complexity(spec: ObjectiveSpec, table: FamilyTable) -> list[float]:
+    member = probe_member(spec, table)
+    return [member.accuracy, member.complexity(spec.complexity)]
+
+
+def synthetic_value(spec: ObjectiveSpec, params: Mapping[str, Any]) -> list[float]:
+    from hpo.synthetic import SYNTHETIC
+
+    return [SYNTHETIC.get(spec.name or "", "objective.name").fn(params)]
+
+
+def check_synthetic(spec: ObjectiveSpec, param_names: Collection[str]) -> None:
+    """The named synthetic objective exists and the study declares the parameters it reads."""
+    from hpo.synthetic import SYNTHETIC
+
+    name = spec.name
+    if name is None or name not in SYNTHETIC:
+        raise ConfigError(f"objective.name: got {shown(name)}; a synthetic objective needs "
+                          f"one of {', '.join(SYNTHETIC.names())}")
+    missing = [p for p in SYNTHETIC.get(name).params if p not in param_names]
+    if missing:
+        raise ConfigError(f"params: objective {shown(name)} reads {missing}; declare "
+                          "them under params")
+
+
+def synthetic_optimum(spec: ObjectiveSpec) -> float | None:
+    from hpo.synthetic import SYNTHETIC
+
+    return SYNTHETIC.get(spec.name or "", "objective.name").optimum
+
+
+OBJECTIVES.add("hypervolume", Objective(
+    (MAXIMIZE,), "hypervolume of the family's accuracy/complexity front",
+    from_family=hypervolume, complexity_axis=True))
+OBJECTIVES.add("probe_accuracy", Objective(
+    (MAXIMIZE,), "validation accuracy of probe `probe`",
+    from_family=probe_accuracy, reads_probe=True))
+OBJECTIVES.add("multi", Objective(
+    (MAXIMIZE, MINIMIZE), "(accuracy, complexity) of probe `probe`: a Pareto set of trials",
+    from_family=accuracy_and_complexity, reads_probe=True, complexity_axis=True))
+OBJECTIVES.add("synthetic", Objective(
+    (MAXIMIZE,), "a built-in function with a known optimum, named by `name` (no training)",
+    from_params=synthetic_value, validate=check_synthetic, optimum=synthetic_optimum))

@@ -1,0 +1,156 @@
+"""One trial's life, owned here for every backend: its parameters are suggested
+(``sample_params``), it runs (``run_trial``), and its end is recorded and told
+(``record_outcome``).
+
+``run_trial`` and ``sample_params`` are the only places that turn what a trial raised into
+its end state: a pruning signal is PRUNED; an interrupt is FAIL with its configuration
+enqueued again; a full disk is not the trial's fault and propagates (the run stops, the
+trial re-runs on resume); anything else is FAIL with the reason, and the study goes on.
+A backend decides where a trial runs and hands the ``TrialOutcome`` to ``record_outcome``,
+in the process that owns the Optuna trial (Ray: the driver, the outcome travels as JSON).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.objective import evaluate
+from hpo.records import RETRY_OF_ATTR, TrialRecord
+from hpo.study import ParamSpec, StudySpec
+
+log = logging.getLogger(__name__)
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+INTERRUPTED = "interrupted; configuration re-enqueued"
+
+History = list[dict[str, float]]
+EpochCallback = Callable[[Any, History], None]  # (EpochMetrics, history so far)
+
+
+def disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_FULL
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """What a trial runs: the study, its parameters and where its checkpoint goes."""
+
+    number: int
+    params: dict[str, Any]
+    spec: StudySpec
+    seed: int
+    reference: float  # the hypervolume's reference complexity (the study's)
+    checkpoint: Path | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended: its state, its values (COMPLETE) and its record. ``requeue``: its
+    configuration is enqueued again; ``interrupted``: the run stops after recording it."""
+
+    state: TrialState
+    values: tuple[float, ...] | None = None
+    record: TrialRecord = field(default_factory=TrialRecord)
+    requeue: bool = False
+    interrupted: bool = False
+
+    @classmethod
+    def failed(cls, reason: str, record: TrialRecord | None = None) -> TrialOutcome:
+        return cls(TrialState.FAIL, record=replace(record or TrialRecord(), fail_reason=reason))
+
+    def to_json(self) -> str:
+        return json.dumps({"state": self.state.name, "values": self.values,
+                           "record": self.record.to_user_attrs()})
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialOutcome:
+        data = json.loads(text)
+        values = data.get("values")
+        return cls(TrialState[data["state"]], tuple(values) if values is not None else None,
+                   TrialRecord.from_user_attrs(data.get("record", {})))
+
+
+def suggest(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
+    if param.type == "categorical":
+        return trial.suggest_categorical(name, list(param.choices or ()))
+    if param.type == "int":
+        return trial.suggest_int(name, int(param.low), int(param.high),  # type: ignore[arg-type]
+                                 step=int(param.step or 1), log=param.log)
+    return trial.suggest_float(name, float(param.low), float(param.high),  # type: ignore[arg-type]
+                               step=param.step, log=param.log)
+
+
+def suggest_all(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+    return {name: suggest(trial, name, param) for name, param in spec.params.items()}
+
+
+def sample_params(study: optuna.Study, trial: optuna.Trial,
+                  spec: StudySpec) -> dict[str, Any] | None:
+    """The trial's parameters; None if the sampler failed on this study (the trial is then
+    recorded FAIL with the reason, and the study goes on)."""
+    try:
+        return suggest_all(trial, spec)
+    except Exception as err:
+        if disk_full(err):
+            raise
+        outcome = TrialOutcome.failed(f"sampling failed: {type(err).__name__}: {err}")
+        record_outcome(study, trial, outcome)
+        return None
+
+
+def run_trial(task: TrialTask, on_epoch: EpochCallback | None = None) -> TrialOutcome:
+    """Run one trial and say how it ended; ``on_epoch(metrics, history)`` after each epoch
+    may raise ``optuna.TrialPruned``."""
+    history: History = []
+    started = TrialRecord(seed=task.seed)
+
+    def each_epoch(metrics: Any) -> None:
+        history.append(metrics.to_dict())
+        if on_epoch is not None:
+            on_epoch(metrics, history)
+
+    try:
+        result = evaluate(task.spec, task.params, task.seed, task.reference,
+                          on_epoch=each_epoch, checkpoint=task.checkpoint, threads=task.threads)
+    except optuna.TrialPruned:
+        return TrialOutcome(TrialState.PRUNED, record=replace(started, history=tuple(history)))
+    except KeyboardInterrupt:
+        return replace(TrialOutcome.failed(INTERRUPTED, started), requeue=True,
+                       interrupted=True)
+    except Exception as err:  # a failing trial is recorded, the study goes on
+        if disk_full(err):
+            raise  # not the trial's fault: stop; the trial is re-run on resume
+        return TrialOutcome.failed(f"{type(err).__name__}: {err}", started)
+    table = result.family
+    record = replace(
+        started, history=tuple(result.history), seconds=result.seconds, threads=result.threads,
+        checkpoint=result.checkpoint,
+        family=tuple(table.rows()) if table is not None else (),
+        family_summary=table.summary() if table is not None else {},
+    )
+    return TrialOutcome(TrialState.COMPLETE, tuple(result.values), record)
+
+
+def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
+                   params: dict[str, Any] | None = None) -> None:
+    """Write the outcome's record into the trial, tell the study, and enqueue ``params``
+    again when the outcome asks for it."""
+    for key, value in outcome.record.to_user_attrs().items():
+        trial.set_user_attr(key, value)
+    if outcome.state == TrialState.COMPLETE:
+        study.tell(trial, list(outcome.values or ()))
+    else:
+        study.tell(trial, state=outcome.state)
+    if outcome.state == TrialState.FAIL:
+        log.warning("trial %d failed: %s", trial.number, outcome.record.fail_reason)
+    if outcome.requeue and params is not None:
+        study.enqueue_trial(params, user_attrs={RETRY_OF_ATTR: trial.number})
