@@ -27,6 +27,9 @@ from search_core.errors import ConfigError, DataError
 from search_core.registry import Registry
 
 DEFAULT_DATA_ROOT_ENV = "NAS_HPO_DATA"
+# where system packages install data sets, searched after the data root: Debian and Ubuntu's
+# ``dataset-fashion-mnist`` puts the four IDX files in /usr/share/datasets/fashion-mnist
+SYSTEM_DATA_ROOTS = (Path("/usr/share/datasets"),)
 MIN_LIMIT = 10
 SEED_LIMIT = 2**32  # split seeds lie in [0, 2**32), what numpy's generators accept
 
@@ -306,11 +309,17 @@ CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 
 
+SYSTEM_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}  # Debian/Ubuntu packages
+
+
 def _missing(name: str, searched: Sequence[Path], files: Sequence[str], what: str) -> DataError:
     folders = ", ".join(str(p) for p in searched)
+    package = SYSTEM_PACKAGES.get(name)
+    install = f" (Debian/Ubuntu: apt-get install {package})" if package else ""
     return DataError(
         f"data set {name!r}: files not found; searched {folders}; expected {', '.join(files)}; "
         f"put {what} in one of these folders or set --data-root / {DEFAULT_DATA_ROOT_ENV}"
+        f"{install}"
     )
 
 
@@ -344,7 +353,10 @@ def _check_pair(path: Path | None, x: np.ndarray, y: np.ndarray, ndim: int) -> N
 
 
 def _idx_folders(root: Path, name: str, torchvision_name: str) -> list[Path]:
-    return [root, root / name, root / name / "raw", root / torchvision_name / "raw"]
+    """Where the IDX files of ``name`` may be: the data root and its usual sub-folders
+    (ours, torchvision's), then the system packages' folders (``SYSTEM_DATA_ROOTS``)."""
+    own = [root, root / name, root / name / "raw", root / torchvision_name / "raw"]
+    return own + [system / name for system in SYSTEM_DATA_ROOTS if system / name not in own]
 
 
 @DATASETS.register("mnist")

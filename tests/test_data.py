@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import search_core.data
 from search_core.data import (
     DATASET_SHAPES,
     DATASETS,
@@ -115,6 +116,44 @@ def test_read_cifar_batch_corrupt(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- loaders
 
 
+@pytest.fixture(autouse=True)
+def no_system_data(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Path:
+    """System data folders (``SYSTEM_DATA_ROOTS``) replaced by an empty one: these tests see
+    only the files they write, whatever the machine has installed."""
+    system = tmp_path_factory.mktemp("system-datasets")
+    monkeypatch.setattr(search_core.data, "SYSTEM_DATA_ROOTS", (system,))
+    return system
+
+
+def test_the_system_package_folder_is_searched_after_the_data_root(
+        tmp_path: Path, no_system_data: Path) -> None:
+    arrays = write_idx_set(no_system_data / "fashion-mnist")
+    splits = load_data(DataConfig(name="fashion-mnist", root=str(tmp_path / "nowhere")))
+    np.testing.assert_array_equal(splits.test.y.numpy(), arrays["t10k-labels-idx1-ubyte"])
+    write_idx_set(tmp_path / "fashion-mnist", n_train=30)  # the data root comes first
+    first = load_data(DataConfig(name="fashion-mnist", root=str(tmp_path), val_fraction=0.2))
+    assert len(first.train) + len(first.val) == 30
+
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST is not installed (apt-get install "
+                           "dataset-fashion-mnist; .ci/run installs it)")
+def test_real_fashion_mnist_from_the_debian_package(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_core.data, "SYSTEM_DATA_ROOTS", (DEBIAN_FASHION_MNIST.parent,))
+    monkeypatch.delenv("NAS_HPO_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./data here: found in the package's folder
+    splits = load_data(DataConfig(name="fashion-mnist", train_limit=500, val_limit=100))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (500, 100, 10_000)
+    assert splits.train.x.shape[1:] == (1, 28, 28) and splits.num_classes == 10
+    counts = np.bincount(splits.test.y.numpy(), minlength=10)
+    assert counts.tolist() == [1000] * 10  # the real test split: 1,000 images per class
+
+
 @pytest.mark.parametrize(
     ("name", "sub"),
     [
@@ -184,6 +223,7 @@ def test_missing_files(tmp_path: Path, name: str) -> None:
         load_data(DataConfig(name=name, root=str(tmp_path / "nowhere")))
     message = str(info.value)
     assert "\n" not in message and name in message and "NAS_HPO_DATA" in message
+    assert ("apt-get install dataset-fashion-mnist" in message) == (name == "fashion-mnist")
     expected = (
         ["data_batch_1", "test_batch"]
         if name == "cifar10"
