@@ -1,4 +1,4 @@
-"""The ``hpo`` command: run, list, show, export.
+"""The ``hpo`` command: run, compare, list, show, export, train, report, bench, profile.
 
 Every entry point is ``main(argv) -> int``; bad input prints one line on stderr and exits 2.
 """
@@ -6,21 +6,20 @@ Every entry point is ``main(argv) -> int``; bad input prints one line on stderr 
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import sys
 from collections.abc import Callable
 
 from hpo import bench as bench_cli
 from hpo import profile as profile_cli
+from hpo import train_cli
 from hpo.storage import STORAGE_HELP
 from reports import cli as report_cli
-from search_core.errors import NasHpoError
+from search_core.errors import NasHpoError, disk_full
 from search_core.threads import configure_process
 
 EXIT_BAD_INPUT = 2
 EXIT_DISK_FULL = 4  # resumable: rerun the same command once there is space
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 MAX_MESSAGE = 400  # characters of an error line
 
 
@@ -119,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.add_parser(sub)
     bench_cli.add_parser(sub)
     profile_cli.add_parser(sub)
+    train_cli.add_parser(sub)
     return parser
 
 
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "list": commands.cmd_list,
         "show": commands.cmd_show,
         "export": commands.cmd_export,
+        "train": train_cli.cmd_train,
     }
     try:
         return handlers[args.command](args)
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hpo {args.command}: error: {_bounded(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as err:
-        if args.debug or err.errno not in DISK_FULL:
+        if args.debug or not disk_full(err):
             raise
         where = f" ({err.filename})" if err.filename else ""
         print(f"hpo {args.command}: error: {err.strerror or err}{where}; free some space and "

@@ -71,7 +71,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> optuna.Study:
+def load_named_study(args: argparse.Namespace) -> optuna.Study:
     storage = open_storage(args.storage, must_exist=True)
     if args.name not in study_names(storage):
         known = ", ".join(study_names(storage)) or "none"
@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    study = _load(args)
+    study = load_named_study(args)
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
     if args.format == "json":
         print(json.dumps({"study": study.study_name, "user_attrs": study.user_attrs,
@@ -110,7 +110,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pick_trial(study: optuna.Study, which: str) -> optuna.trial.FrozenTrial:
+def pick_trial(study: optuna.Study, which: str) -> optuna.trial.FrozenTrial:
     complete = [t for t in study.get_trials(deepcopy=False)
                 if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -128,19 +128,27 @@ def _pick_trial(study: optuna.Study, which: str) -> optuna.trial.FrozenTrial:
                       f"{study.study_name!r}; complete: {[t.number for t in complete]}")
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from search_core.result import SearchResult, as_simplex_point, save_model
+def load_trial_result(args: argparse.Namespace) -> tuple[optuna.Study, Any, str, Any]:
+    """The study, the ``--trial`` it names, its checkpoint path and the ``SearchResult``."""
+    from search_core.result import SearchResult
 
-    study = _load(args)
-    trial = _pick_trial(study, args.trial)
+    study = load_named_study(args)
+    trial = pick_trial(study, args.trial)
     checkpoint = TrialRecord.from_frozen(trial).checkpoint
     if not checkpoint or not Path(checkpoint).exists():
         raise ConfigError(f"trial {trial.number}: checkpoint {checkpoint!r} not found; run "
-                          "export on the machine (or shared folder) that holds --artifacts")
-    result = SearchResult.load(checkpoint)
+                          f"{args.command} on the machine (or shared folder) that holds "
+                          "--artifacts")
+    return study, trial, checkpoint, SearchResult.load(checkpoint)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from search_core.result import as_simplex_point, save_model
+
+    study, trial, _, result = load_trial_result(args)
     payload: dict[str, Any] = {"study": study.study_name, "trial": trial.number}
     if args.latency_budget is not None:
-        s, extra = _pick_under_budget(args, result)
+        s, extra = pick_under_budget(args, result)
         payload |= extra
     else:
         try:
@@ -167,7 +175,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pick_under_budget(args: argparse.Namespace, result: Any) -> tuple[list[float], dict]:
+def pick_under_budget(args: argparse.Namespace, result: Any) -> tuple[list[float], dict]:
     """Search the family over s for the most accurate member under --latency-budget."""
     from hpo.objective import cached_data
     from search_core.latency import (

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from search_core.errors import ConfigError
 from search_core.threads import threads_per_trial, workers_per_machine
 
 if TYPE_CHECKING:
@@ -42,6 +44,13 @@ class RunOptions:
     grid_budget: int | None = None  # grid from the ranges, sized to this many cells
     study_attrs: tuple[tuple[str, Any], ...] = ()  # extra study user attributes
     reference: float | None = None  # hypervolume reference, when known (a compare group's)
+
+
+def check_flags(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise ``ConfigError`` with the message of the first check that fails."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def trial_threads(options: RunOptions) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.grid import whole_range
+from hpo.options import check_flags
 from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -90,14 +91,11 @@ def study_layouts(spec: StudySpec) -> list[NetworkLayout]:
 
 
 def _check(args: argparse.Namespace) -> None:
-    checks = [(args.threads >= 1, f"--threads: got {args.threads}; need >= 1"),
-              (args.batch >= 1, f"--batch: got {args.batch}; need >= 1"),
-              (args.fit >= 3, f"--fit: got {args.fit}; need >= 3 architectures to fit"),
-              (args.validate >= 1, f"--validate: got {args.validate}; need >= 1"),
-              (args.rounds >= 7, f"--rounds: got {args.rounds}; need >= 7")]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    check_flags([(args.threads >= 1, f"--threads: got {args.threads}; need >= 1"),
+                 (args.batch >= 1, f"--batch: got {args.batch}; need >= 1"),
+                 (args.fit >= 3, f"--fit: got {args.fit}; need >= 3 architectures to fit"),
+                 (args.validate >= 1, f"--validate: got {args.validate}; need >= 1"),
+                 (args.rounds >= 7, f"--rounds: got {args.rounds}; need >= 7")])
     if args.compare and not Path(args.compare).is_file():
         raise ConfigError(f"--compare: {args.compare} not found; pass a table written by an "
                           "earlier hpo profile")

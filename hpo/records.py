@@ -42,6 +42,7 @@ REFERENCE_ATTR = "reference_complexity"
 ENVIRONMENT_ATTR = "environment"
 SAMPLER_ATTR = "sampler"
 GRID_ATTR = "grid"  # number of grid cells enqueued (written after the last)
+TRAINED_ATTR = "trained_trial_{number}"  # hpo train's results for trial ``number``
 
 
 def worker_id() -> str:

@@ -12,7 +12,6 @@ in the process that owns the Optuna trial (Ray: the driver, the outcome travels 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 from collections.abc import Callable
@@ -26,17 +25,13 @@ from optuna.trial import TrialState
 from hpo.objective import evaluate
 from hpo.records import RETRY_OF_ATTR, TrialRecord
 from hpo.study import ParamSpec, StudySpec
+from search_core.errors import disk_full
 
 log = logging.getLogger(__name__)
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 INTERRUPTED = "interrupted; configuration re-enqueued"
 
 History = list[dict[str, float]]
 EpochCallback = Callable[[Any, History], None]  # (EpochMetrics, history so far)
-
-
-def disk_full(err: BaseException) -> bool:
-    return isinstance(err, OSError) and err.errno in DISK_FULL
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 
 from hpo.objectives import OBJECTIVES
-from hpo.records import SAMPLER_ATTR, STUDY_FILE_ATTR, TrialRecord
+from hpo.records import SAMPLER_ATTR, STUDY_FILE_ATTR, TRAINED_ATTR, TrialRecord
 from search_core.metrics import pareto_front
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
@@ -491,3 +491,65 @@ def layout_frame(group: Group, axes: tuple[str, str]) -> pd.DataFrame:
             rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"], "x": xy[0],
                          "y": xy[1], "value": t.values[0]})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "x", "y", "value"])
+
+
+# ----------------------------------------------------------------------------- proxy fidelity
+
+BOOTSTRAP = 2000  # resamples of the genotypes for the rank correlations' intervals
+
+
+@dataclass
+class ProxyFidelity:
+    """How well a trial's proxy (family accuracy on shared weights) predicts trained test
+    accuracy (``hpo train``): one row per distinct genotype, rank correlations with 95 %
+    bootstrap intervals (genotypes resampled, seed 0)."""
+
+    trial: int
+    recipe: dict[str, Any]
+    frame: pd.DataFrame  # labels, proxy_accuracy, test_acc_mean, test_acc_sd, params, ...
+    kendall: float
+    kendall_ci: tuple[float, float]
+    spearman: float
+    spearman_ci: tuple[float, float]
+
+
+def proxy_fidelity(study: optuna.Study) -> list[ProxyFidelity]:
+    """Every ``hpo train`` result recorded in the study whose members have a proxy."""
+    found = []
+    for key, value in sorted(study.user_attrs.items()):
+        if not (key.startswith(TRAINED_ATTR.split("{")[0]) and isinstance(value, dict)):
+            continue
+        rows = [{"labels": ",".join(m["labels"]), "proxy_accuracy": m["proxy_accuracy"],
+                 "test_acc_mean": m["test_acc_mean"], "test_acc_sd": m["test_acc_sd"],
+                 "seeds": len(m["seeds"]), "params": m["params"],
+                 "cell_params": m["cell_params"], "latency_ms": m.get("latency_ms")}
+                for m in value.get("members", []) if m.get("proxy_accuracy") is not None]
+        frame = pd.DataFrame(rows)
+        kendall, kendall_ci = rank_agreement(frame, "kendall")
+        spearman, spearman_ci = rank_agreement(frame, "spearman")
+        found.append(ProxyFidelity(int(value.get("trial", -1)), value.get("recipe", {}), frame,
+                                   kendall, kendall_ci, spearman, spearman_ci))
+    return found
+
+
+def rank_agreement(frame: pd.DataFrame, method: str) -> tuple[float, tuple[float, float]]:
+    """Kendall's tau-b or Spearman's rho between proxy and trained accuracy, and its 95 %
+    percentile bootstrap interval; NaN where fewer than 3 genotypes or no variation."""
+    from scipy import stats
+
+    nan = float("nan")
+    if len(frame) < 3:
+        return nan, (nan, nan)
+    x, y = frame["proxy_accuracy"].to_numpy(float), frame["test_acc_mean"].to_numpy(float)
+    correlate = stats.kendalltau if method == "kendall" else stats.spearmanr
+
+    def value(a: np.ndarray, b: np.ndarray) -> float:
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return nan
+        return float(correlate(a, b)[0])
+
+    rng = np.random.default_rng(0)
+    draws = [value(x[i], y[i]) for i in rng.integers(0, len(x), (BOOTSTRAP, len(x)))]
+    draws = [d for d in draws if not math.isnan(d)]
+    low, high = (np.percentile(draws, [2.5, 97.5]) if draws else (nan, nan))
+    return value(x, y), (float(low), float(high))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.data import LATENCY, Front
+from reports.data import LATENCY, Front, ProxyFidelity
 from reports.latency import LatencyValidation
 
 ACC_LABEL = "validation accuracy (fraction)"
@@ -294,3 +294,36 @@ def layout(points: pd.DataFrame, axes: tuple[str, str], distinct: pd.DataFrame,
         fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def proxy_fidelity(fidelity: ProxyFidelity, out_dir: Path, stem: str, title: str) -> list[Path]:
+    """Left: proxy vs trained test accuracy per genotype (sd over seeds as bars), with
+    Kendall's tau and Spearman's rho. Right: both accuracies against parameters, each with
+    its Pareto front (fewer parameters, higher accuracy)."""
+    frame = fidelity.frame
+    if frame.empty:
+        return []
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.errorbar(frame["proxy_accuracy"], frame["test_acc_mean"], yerr=frame["test_acc_sd"],
+                  fmt="o", capsize=3)
+    for _, row in frame.iterrows():
+        left.annotate(str(row["labels"])[:12], (row["proxy_accuracy"], row["test_acc_mean"]),
+                      fontsize=7, xytext=(3, 3), textcoords="offset points")
+    low, high = fidelity.kendall_ci
+    left.set_title(f"Kendall tau {fidelity.kendall:.2f} [{low:.2f}, {high:.2f}], Spearman "
+                   f"rho {fidelity.spearman:.2f} (n={len(frame)})", fontsize=9)
+    left.set_xlabel("proxy accuracy (family member on shared weights, validation)")
+    left.set_ylabel("trained test accuracy (mean over seeds)")
+    for column, label, colour in (("proxy_accuracy", "proxy", "tab:gray"),
+                                  ("test_acc_mean", "trained", "tab:blue")):
+        points = frame.sort_values("params")
+        right.scatter(points["params"], points[column], c=colour, s=18, label=label)
+        best = points[column].cummax()
+        front = points[points[column] >= best]
+        right.step(front["params"], front[column], where="post", color=colour)
+    right.set_xlabel(COMPLEXITY_LABELS["params"])
+    right.set_ylabel("accuracy (fraction)")
+    right.legend(fontsize="small")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, out_dir, stem)

@@ -105,6 +105,20 @@ def _front_sections(section: Section, study: optuna.Study, out_dir: Path, stem: 
                union.front[[c for c in ["trial", *cols[:-1]] if c in union.front]])
 
 
+def _fidelity_sections(section: Section, study: optuna.Study, out_dir: Path,
+                       stem: str) -> None:
+    """Proxy vs trained accuracy for each trial ``hpo train`` trained."""
+    for fidelity in data.proxy_fidelity(study):
+        name = f"{stem}-trained-{fidelity.trial}"
+        recipe = fidelity.recipe
+        what = (f"trial {fidelity.trial}: {recipe.get('epochs')} epochs from "
+                f"{recipe.get('init')}; test accuracy mean ± sd over seeds")
+        _table(section, out_dir, name, f"Trained vs proxy accuracy ({what})", fidelity.frame)
+        _figure(section, f"Proxy fidelity, trial {fidelity.trial}",
+                figures.proxy_fidelity(fidelity, out_dir, name,
+                                       f"{study.study_name}: proxy vs trained ({what})"))
+
+
 def study_section(study: optuna.Study, out_dir: Path) -> Section:
     name = study.study_name
     stem = _slug(name)
@@ -133,6 +147,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
         _figure(section, "Operation counts per probe",
                 figures.op_counts(counts, out_dir, f"{stem}-ops",
                                   f"{name}: ops per probe (trial {best.number})"))
+    _fidelity_sections(section, study, out_dir, stem)
     _figure(section, "Optimisation history",
             figures.history(frame, out_dir, f"{stem}-history", f"{name}: optimisation history"))
     importances = data.importance(study)

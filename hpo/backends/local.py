@@ -45,7 +45,8 @@ from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
 from hpo.stopping import StopRule, state_counts
 from hpo.storage import open_storage
 from hpo.study import StudySpec, load_study
-from hpo.trial import TrialTask, disk_full, record_outcome, run_trial, sample_params
+from hpo.trial import TrialTask, record_outcome, run_trial, sample_params
+from search_core.errors import disk_full
 from search_core.threads import child_environment
 
 log = logging.getLogger(__name__)
