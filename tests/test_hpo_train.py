@@ -130,3 +130,14 @@ def test_rank_agreement_and_its_bootstrap_interval() -> None:
     tau, (low, high) = rank_agreement(noise, "kendall")
     assert low < tau < high and high - low > 0.3  # 12 unrelated genotypes: a wide interval
     assert math.isnan(rank_agreement(same.head(2), "kendall")[0])  # too few to rank
+
+
+def test_the_member_under_a_latency_budget(searched: Hpo) -> None:
+    result = train(searched, "--latency-budget", "1000ms", "--epochs", 1, "--seeds", 1,
+                   "--batch-size", 32, "--quiet")
+    assert result.code == 0, result.err
+    (member,) = outcome(searched)["members"]
+    assert member["labels"][0].startswith("s=") and 0 < member["latency_ms"] < 1000
+    assert "under 1000 ms" in result.out
+    impossible = train(searched, "--latency-budget", "0.0001ms", "--quiet")
+    assert impossible.code == 2 and "no family member runs under" in impossible.err
