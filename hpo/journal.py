@@ -134,6 +134,7 @@ def _last_line_whole(path: Path, chunk: int = 1 << 20) -> bool:
         return True  # will tell (repair_after_error)
     return not lines[-1].strip() or _parses(lines[-1])
 
+
 def _backup(path: Path) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     backup = path.with_name(f"{path.name}.{stamp}.bak")

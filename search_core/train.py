@@ -26,12 +26,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from search_core.config import SEED_LIMIT, SearchSpace
+from search_core.config import MAX_BATCH_SIZE, MAX_EPOCHS, SEED_LIMIT, SearchSpace
 from search_core.configtools import from_mapping, shown, to_plain
 from search_core.data import DataSplits, Split
 from search_core.discrete import DiscreteNetwork
 from search_core.engine import batches
-from search_core.errors import ConfigError, DataError
+from search_core.errors import ConfigError, DataError, DivergenceError
 from search_core.genotype import Genotype
 from search_core.result import write_atomically
 from search_core.supernet import SuperNet
@@ -64,8 +64,9 @@ class TrainRecipe:
 
     def __post_init__(self) -> None:
         checks = [
-            (1 <= self.epochs <= 100_000, "epochs", "an integer in [1, 100000]"),
-            (1 <= self.batch_size <= 65_536, "batch_size", "an integer in [1, 65536]"),
+            (1 <= self.epochs <= MAX_EPOCHS, "epochs", f"an integer in [1, {MAX_EPOCHS}]"),
+            (1 <= self.batch_size <= MAX_BATCH_SIZE, "batch_size",
+             f"an integer in [1, {MAX_BATCH_SIZE}]"),
             (math.isfinite(self.lr) and self.lr > 0, "lr", "a finite value > 0"),
             (0 <= self.lr_min_ratio <= 1, "lr_min_ratio", "a value in [0, 1]"),
             (0 <= self.momentum < 1, "momentum", "a value in [0, 1)"),
@@ -208,7 +209,7 @@ class _Loop:
             logits = self.net(x)
             loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss):
-                raise DataError(f"training diverged at epoch {epoch}: loss {loss.item()}; "
+                raise DivergenceError(f"training diverged at epoch {epoch}: loss {loss.item()}; "
                                 "lower the recipe's lr")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
