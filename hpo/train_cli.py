@@ -11,6 +11,7 @@ command continues where it stopped. The results are recorded in the study (user 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import statistics
@@ -183,19 +184,26 @@ def _train(job: Job, on_epoch: Any) -> dict[str, Any]:
     from search_core.configtools import from_mapping
     from search_core.data import DataConfig
     from search_core.genotype import Genotype
-    from search_core.result import SearchResult
     from search_core.train import TrainRecipe, train_network
 
     data = cached_data(DataConfig.from_dict(job.data))
     space = from_mapping(SearchSpace, job.space, "space")
-    supernet = SearchResult.load(job.search_checkpoint).supernet if job.search_checkpoint \
-        else None
+    supernet = _search_supernet(job.search_checkpoint) if job.search_checkpoint else None
     trained = train_network(Genotype.from_json(job.member.genotype_json), space, data,
                             TrainRecipe.from_dict(job.recipe), supernet=supernet,
                             checkpoint=Path(job.checkpoint), on_epoch=on_epoch)
     record = trained.to_dict()
     record.pop("recipe")
     return record | {"seed": job.seed}
+
+
+@functools.lru_cache(maxsize=1)
+def _search_supernet(checkpoint: str) -> Any:
+    """The trial's supernet, loaded once per process (every genotype and seed inherits from
+    the same one; training copies its weights and never changes it)."""
+    from search_core.result import SearchResult
+
+    return SearchResult.load(checkpoint).supernet
 
 
 def run_jobs(jobs: list[Job], workers: int, epochs: int, quiet: bool) -> list[dict[str, Any]]:
