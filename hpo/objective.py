@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from search_core.data import DataSplits
     from search_core.engine import EpochMetrics
     from search_core.family import FamilyTable
+    from search_core.train import TrainRecipe
 
 
 @functools.lru_cache(maxsize=4)
@@ -74,6 +75,18 @@ class Evaluation:
     threads: dict[str, Any] = field(default_factory=dict)  # what the trial ran with
 
 
+def finetune_recipe(spec: StudySpec, seed: int, threads: int | None) -> TrainRecipe | None:
+    """How family members are fine-tuned under ``probes.accuracy: finetune`` (None: the
+    proxy): the default training recipe for ``probes.finetune_epochs`` from the shared
+    weights, seeded like the search."""
+    if spec.probes.accuracy != "finetune":
+        return None
+    from search_core.train import TrainRecipe
+
+    return TrainRecipe(epochs=spec.probes.finetune_epochs, init="inherit", seed=seed,
+                       threads=threads)
+
+
 def evaluate(
     spec: StudySpec,
     params: Mapping[str, Any],
@@ -105,6 +118,7 @@ def evaluate(
             study_probes(spec, config.space.ops),
             complexity=spec.objective.complexity,
             reference=(spec.objective.reference_accuracy, reference),
+            finetune=finetune_recipe(spec, seed, threads),
         )
     saved = str(result.save(checkpoint)) if checkpoint is not None else None
     assert objective.from_family is not None

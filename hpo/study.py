@@ -43,7 +43,6 @@ except ImportError:  # PyYAML built without libyaml
 from hpo.objectives import ObjectiveSpec
 from search_core.configtools import (
     MESSAGE_CHARS,
-    coerce,
     from_mapping,
     one_line,
     short_key,
@@ -169,9 +168,49 @@ def _choice_order(value: Any) -> tuple[str, Any]:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """What one evaluation costs: search epochs and, optionally, a training subset, a
+    validation subset and the supernet's width. They override ``data.train_limit``,
+    ``data.val_limit`` and ``search.space.channels``, so that one study file states its cost
+    in one place and a cheap variant of a study differs from the faithful one only here.
+    ``name`` labels the fidelity in records and reports (e.g. ``cpu``)."""
+
+    epochs: int = 10
+    train_limit: int | None = None
+    val_limit: int | None = None
+    channels: int | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.name) > 40:
+            raise ConfigError(f"fidelity.name: got {shown(self.name)}; at most 40 characters")
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """The settings this fidelity sets, by section of the search tree."""
+        data = {key: getattr(self, key) for key in ("train_limit", "val_limit")
+                if getattr(self, key) is not None}
+        space = {"channels": self.channels} if self.channels is not None else {}
+        return {section: body for section, body in (("data", data), ("space", space)) if body}
+
+
+FIDELITY_PATHS = {"train_limit": "data.train_limit", "val_limit": "data.val_limit",
+                  "channels": "space.channels"}
+
+PROBE_ACCURACIES = ("proxy", "finetune")
+MAX_FINETUNE_EPOCHS = 100
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
+    """Which architectures of a trial's family are evaluated, and how their accuracy is
+    measured: ``proxy`` (the one-hot architecture on the supernet's shared weights, BN
+    recalibrated) or ``finetune`` (each distinct genotype trained ``finetune_epochs`` from
+    the supernet's weights; slower, closer to training it on its own)."""
+
     seed: bool = True  # the seed's A-D probes
     lattice_divisions: int | None = None  # Das-Dennis lattice (None: >= 12 points)
+    accuracy: Literal["proxy", "finetune"] = "proxy"
+    finetune_epochs: int = 1
 
     def __post_init__(self) -> None:
         divisions = self.lattice_divisions
@@ -179,6 +218,9 @@ class ProbeSpec:
             raise ConfigError(f"probes.lattice_divisions: got {shown(divisions)}; need 1 <= "
                               f"lattice_divisions < {MAX_LATTICE_POINTS} (or leave it out for "
                               "the default lattice)")
+        if not 1 <= self.finetune_epochs <= MAX_FINETUNE_EPOCHS:
+            raise ConfigError(f"probes.finetune_epochs: got {shown(self.finetune_epochs)}; "
+                              f"need an integer in [1, {MAX_FINETUNE_EPOCHS}]")
 
 
 @dataclass(frozen=True)
@@ -186,16 +228,30 @@ class StudySpec:
     name: str
     data: Mapping[str, Any] = field(default_factory=dict)
     search: Mapping[str, Any] = field(default_factory=dict)
-    epochs: int = 10
+    fidelity: Fidelity = field(default_factory=Fidelity)
     probes: ProbeSpec = field(default_factory=ProbeSpec)
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     source: str = ""  # path of the study file
 
+    @property
+    def epochs(self) -> int:
+        return self.fidelity.epochs
+
     def to_dict(self) -> dict[str, Any]:
+        """The resolved study. Settings added after the first release appear only when they
+        differ from their defaults, so an older study's fingerprint does not change."""
         plain = to_plain(self)
         plain.pop("source")
+        fidelity = plain.pop("fidelity")
+        plain["epochs"] = fidelity.pop("epochs")
+        extra = {key: value for key, value in fidelity.items() if value not in (None, "")}
+        if extra:
+            plain["fidelity"] = extra
+        for key, default in (("accuracy", "proxy"), ("finetune_epochs", 1)):
+            if plain["probes"].get(key) == default:
+                plain["probes"].pop(key)
         return plain
 
     def fingerprint(self) -> str:
@@ -212,7 +268,7 @@ def param_path(name: str) -> str:
 def build_search_config(
     spec: StudySpec, params: Mapping[str, Any], seed: int = 0, where: str = "params"
 ) -> SearchConfig:
-    """The study's fixed ``search`` settings, ``fidelity.epochs``, ``data`` and ``params``.
+    """The study's fixed ``search`` settings, ``data``, its ``fidelity`` and ``params``.
 
     A section of ``search`` (``space``, ``train``, ...) that is not a mapping is a
     ``ConfigError`` naming it, like every other bad value."""
@@ -222,6 +278,8 @@ def build_search_config(
     try:
         tree["train"] = {**_section(tree, "train"), "epochs": spec.epochs}
         tree["data"] = dict(spec.data)
+        for section, body in spec.fidelity.overrides().items():
+            tree[section] = {**_section(tree, section), **body}
         tree["seed"] = seed
         for name, value in params.items():
             section, _, key = param_path(name).partition(".")
@@ -412,24 +470,21 @@ def parse_study(raw: Any, source: str = "") -> StudySpec:
                           f"{', '.join(STUDY_KEYS)}")
     params = _parse_params(top.pop("params", {}) or {})
     grid = _parse_grid(top.pop("grid", {}) or {}, params)
-    top["epochs"] = _parse_fidelity(top.pop("fidelity", {}) or {})
+    fidelity = _parse_fidelity(top.pop("fidelity", {}) or {})
     top.setdefault("name", Path(source).stem or "study")
     spec = from_mapping(StudySpec, top)
     check_study_name(spec.name)
-    spec = StudySpec(**{**spec.__dict__, "params": params, "grid": grid, "source": source})
+    spec = StudySpec(**{**spec.__dict__, "fidelity": fidelity, "params": params, "grid": grid,
+                        "source": source})
     _validate_against_search(spec)
     return spec
 
 
-def _parse_fidelity(fidelity: Any) -> int:
+def _parse_fidelity(fidelity: Any) -> Fidelity:
     if not isinstance(fidelity, Mapping):
         raise ConfigError(f"fidelity: expected a mapping like {{epochs: 10}}, got "
                           f"{shown(fidelity)}")
-    unknown_fidelity = sorted(map(short_key, set(fidelity) - {"epochs"}))
-    if unknown_fidelity:
-        raise ConfigError(f"fidelity: unknown key(s) {', '.join(unknown_fidelity[:3])}; "
-                          "valid: epochs")
-    return coerce(int, fidelity.get("epochs", 10), "fidelity.epochs")
+    return from_mapping(Fidelity, fidelity, "fidelity")
 
 
 def _parse_params(raw: Any) -> dict[str, ParamSpec]:
@@ -498,7 +553,8 @@ def _validate_against_search(spec: StudySpec) -> None:
     _check_files(config, "search")
     _check_lattice(spec, len(config.space.ops))
     _check_objective_probe(spec, config.space.ops)
-    settings: dict[str, str] = {}
+    settings = {FIDELITY_PATHS[key]: f"fidelity.{key}" for key in FIDELITY_PATHS
+                if getattr(spec.fidelity, key) is not None}
     for name, param in spec.params.items():
         _check_setting(name, settings)
         for value in _values_to_check(param):
@@ -508,8 +564,8 @@ def _validate_against_search(spec: StudySpec) -> None:
 
 
 def _check_setting(name: str, settings: dict[str, str]) -> None:
-    """``name`` is a tunable setting that no other parameter sets (``settings``: path ->
-    parameter name, of the parameters checked so far)."""
+    """``name`` is a tunable setting that nothing else sets (``settings``: path -> the key
+    that sets it: the fidelity's, and the parameters checked so far)."""
     path = param_path(name)
     section, _, key = path.partition(".")
     if section not in SECTIONS or not key:
@@ -518,9 +574,9 @@ def _check_setting(name: str, settings: dict[str, str]) -> None:
             f"{', '.join(sorted(ALIASES))} or a dotted path like train.a_lr"
         )
     if path in settings:
-        raise ConfigError(f"params.{short_key(name)}: sets {path}, as params."
-                          f"{settings[path]} does; keep one of them")
-    settings[path] = name
+        raise ConfigError(f"params.{short_key(name)}: sets {path}, as {settings[path]} does; "
+                          "keep one of them")
+    settings[path] = f"params.{short_key(name)}"
 
 
 def _values_to_check(param: ParamSpec) -> list[Any]:

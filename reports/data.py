@@ -511,6 +511,7 @@ class ProxyFidelity:
     kendall_ci: tuple[float, float]
     spearman: float
     spearman_ci: tuple[float, float]
+    accuracy_kind: str = "proxy"  # the family accuracy the trial recorded: proxy | finetune
 
 
 def proxy_fidelity(study: optuna.Study) -> list[ProxyFidelity]:
@@ -527,20 +528,38 @@ def proxy_fidelity(study: optuna.Study) -> list[ProxyFidelity]:
         frame = pd.DataFrame(rows)
         kendall, kendall_ci = rank_agreement(frame, "kendall")
         spearman, spearman_ci = rank_agreement(frame, "spearman")
-        found.append(ProxyFidelity(int(value.get("trial", -1)), value.get("recipe", {}), frame,
-                                   kendall, kendall_ci, spearman, spearman_ci))
+        number = int(value.get("trial", -1))
+        found.append(ProxyFidelity(number, value.get("recipe", {}), frame, kendall, kendall_ci,
+                                   spearman, spearman_ci, _accuracy_kind(study, number)))
     return found
+
+
+def _accuracy_kind(study: optuna.Study, number: int) -> str:
+    """How trial ``number`` measured its family's accuracy (``probes.accuracy``)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not trials:
+        return "proxy"
+    return str(TrialRecord.from_frozen(trials[0]).family_summary.get("accuracy", "proxy"))
 
 
 def rank_agreement(frame: pd.DataFrame, method: str) -> tuple[float, tuple[float, float]]:
     """Kendall's tau-b or Spearman's rho between proxy and trained accuracy, and its 95 %
     percentile bootstrap interval; NaN where fewer than 3 genotypes or no variation."""
+    return rank_correlation(frame["proxy_accuracy"].to_numpy(float),
+                            frame["test_acc_mean"].to_numpy(float), method)
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray,
+                     method: str) -> tuple[float, tuple[float, float]]:
+    """Kendall's tau-b (``kendall``) or Spearman's rho of paired values, and its 95 %
+    percentile bootstrap interval (``BOOTSTRAP`` resamples of the pairs, seed 0); NaN
+    where fewer than 3 pairs or no variation."""
     from scipy import stats
 
     nan = float("nan")
-    if len(frame) < 3:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3:
         return nan, (nan, nan)
-    x, y = frame["proxy_accuracy"].to_numpy(float), frame["test_acc_mean"].to_numpy(float)
     correlate = stats.kendalltau if method == "kendall" else stats.spearmanr
 
     def value(a: np.ndarray, b: np.ndarray) -> float:

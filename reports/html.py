@@ -111,12 +111,13 @@ def _fidelity_sections(section: Section, study: optuna.Study, out_dir: Path,
     for fidelity in data.proxy_fidelity(study):
         name = f"{stem}-trained-{fidelity.trial}"
         recipe = fidelity.recipe
+        kind = f"{fidelity.accuracy_kind} accuracy"  # proxy or finetune (probes.accuracy)
         what = (f"trial {fidelity.trial}: {recipe.get('epochs')} epochs from "
                 f"{recipe.get('init')}; test accuracy mean ± sd over seeds")
-        _table(section, out_dir, name, f"Trained vs proxy accuracy ({what})", fidelity.frame)
+        _table(section, out_dir, name, f"Trained vs {kind} ({what})", fidelity.frame)
         _figure(section, f"Proxy fidelity, trial {fidelity.trial}",
                 figures.proxy_fidelity(fidelity, out_dir, name,
-                                       f"{study.study_name}: proxy vs trained ({what})"))
+                                       f"{study.study_name}: {kind} vs trained ({what})"))
 
 
 def study_section(study: optuna.Study, out_dir: Path) -> Section:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,18 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None) -> Iterator[
+    tuple[torch.Tensor, torch.Tensor]
+]:
+    """Minibatches of a split, shuffled by ``generator`` (in order when it is None)."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        yield split.x[index], split.y[index]
+
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -18,7 +18,7 @@ from torch import nn
 
 from search_core.config import SearchConfig, TrainConfig
 from search_core.costs import complexity_cost, op_cost_weights
-from search_core.data import DataSplits, Split, load_data
+from search_core.data import DataSplits, batches, load_data
 from search_core.errors import DivergenceError
 from search_core.hypernet import build_hypernet
 from search_core.result import SearchResult
@@ -81,17 +81,6 @@ class EpochMetrics:
 
 
 EpochCallback = Callable[[EpochMetrics], None]
-
-
-def batches(split: Split, batch_size: int, generator: torch.Generator | None) -> Iterator[
-    tuple[torch.Tensor, torch.Tensor]
-]:
-    """Minibatches of a split, shuffled by ``generator`` (in order when it is None)."""
-    n = len(split)
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
-        yield split.x[index], split.y[index]
 
 
 def build_optimizers(

@@ -33,6 +33,7 @@ from search_core.metrics import hypervolume_2d, pareto_front, spearman
 from search_core.ops import op_role
 from search_core.placements import das_dennis, lattice_size
 from search_core.supernet import SuperNet, recalibrated_bn
+from search_core.train import TrainRecipe, fine_tuned_accuracy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,6 +132,7 @@ class FamilyTable:
     hypervolume: float
     controllability: float
     controllability_per_op: dict[str, float] = field(default_factory=dict)
+    accuracy_kind: str = "proxy"  # how members' accuracy was measured: proxy or finetune
 
     def member(self, probe: str) -> FamilyMember:
         for m in self.members:
@@ -167,18 +169,22 @@ class FamilyTable:
             "controllability": self.controllability,
             "controllability_per_op": self.controllability_per_op,
             "front": [self.members[i].probe for i in self.front],
+            "accuracy": self.accuracy_kind,
         }
 
 
 @torch.no_grad()
-def hard_accuracy(supernet: SuperNet, choice: torch.Tensor, data: DataSplits) -> float:
-    """Validation accuracy of the one-hot architecture with recalibrated BN statistics."""
+def hard_accuracy(supernet: SuperNet, choice: torch.Tensor, data: DataSplits,
+                  split: Literal["val", "test"] = "val") -> float:
+    """Accuracy of the one-hot architecture with recalibrated BN statistics on the
+    validation split (the proxy; ``test``: for reporting only, never to choose)."""
+    held_out = data.val if split == "val" else data.test
     with recalibrated_bn(supernet, choice, data.train):
         correct = 0
-        for start in range(0, len(data.val), 256):
-            x, y = data.val.x[start : start + 256], data.val.y[start : start + 256]
+        for start in range(0, len(held_out), 256):
+            x, y = held_out.x[start : start + 256], held_out.y[start : start + 256]
             correct += int((supernet(x, choice=choice).argmax(1) == y).sum())
-    return correct / max(len(data.val), 1)
+    return correct / max(len(held_out), 1)
 
 
 def parameter_counts(genotype: Genotype, space: SearchSpace, info: dict[str, Any]) -> tuple[
@@ -242,11 +248,14 @@ def evaluate_family(
     complexity: Complexity = "params",
     reference: tuple[float, float] | None = None,
     latency: TimingSettings | None = None,
+    finetune: TrainRecipe | None = None,
 ) -> FamilyTable:
     """Evaluate every probe; ``reference`` defaults to (accuracy 0, complexity of the
     heaviest architecture in the space) and is recorded in the table. Latency (batch 1,
     end to end, ``latency`` settings) is measured when it is the complexity axis or when
-    ``latency`` is given."""
+    ``latency`` is given. A member's accuracy is the proxy (``hard_accuracy``) or, with
+    ``finetune``, its validation accuracy after that recipe's epochs from the shared
+    weights (each distinct genotype once)."""
     if complexity not in COMPLEXITIES:
         raise ConfigError(f"complexity: got {complexity!r}; expected one of {COMPLEXITIES}")
     space, info = result.config.space, result.data_info
@@ -256,7 +265,9 @@ def evaluate_family(
     for probe in probes:
         genotype = result.genotype(probe.s)
         if genotype not in cache:
-            acc = hard_accuracy(result.supernet, genotype.choice(space), data)
+            acc = (hard_accuracy(result.supernet, genotype.choice(space), data)
+                   if finetune is None else
+                   fine_tuned_accuracy(genotype, space, data, result.supernet, finetune))
             cache[genotype] = (acc, *parameter_counts(genotype, space, info))
         acc, params, cell_params = cache[genotype]
         counts = {k: dict(v) for k, v in genotype.op_counts().items()}
@@ -278,4 +289,5 @@ def evaluate_family(
         hypervolume=hypervolume_2d(accs, cxs, reference),
         controllability=score,
         controllability_per_op=per_op,
+        accuracy_kind="proxy" if finetune is None else "finetune",
     )

@@ -7,8 +7,6 @@ plain data only (tensors, numbers, strings, lists, dicts) and are read with
 
 from __future__ import annotations
 
-import io
-import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import torch
 from search_core.config import SearchConfig
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError, DataError
+from search_core.files import write_atomically
 from search_core.genotype import Genotype, derive
 from search_core.hypernet import HyperNet, build_hypernet
 from search_core.supernet import SuperNet, recalibrated_bn
@@ -146,25 +145,6 @@ def save_model(model: DiscreteNetwork, path: str | Path, **meta: Any) -> Path:
         "meta": meta,
     }
     return write_atomically(path, payload)
-
-
-def write_atomically(path: Path, payload: dict[str, Any]) -> Path:
-    """Serialise in memory, write a temporary file, then rename it over ``path``: a reader
-    sees the old file or the new one, and a full disk is an ``OSError`` (ENOSPC), never a
-    half-written checkpoint."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    return path
 
 
 def load_model(path: str | Path) -> DiscreteNetwork:

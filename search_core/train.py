@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,12 +28,11 @@ from torch.nn import functional as F
 
 from search_core.config import MAX_BATCH_SIZE, MAX_EPOCHS, SEED_LIMIT, SearchSpace
 from search_core.configtools import from_mapping, shown, to_plain
-from search_core.data import DataSplits, Split
+from search_core.data import DataSplits, Split, batches
 from search_core.discrete import DiscreteNetwork
-from search_core.engine import batches
 from search_core.errors import ConfigError, DataError, DivergenceError
+from search_core.files import write_atomically
 from search_core.genotype import Genotype
-from search_core.result import write_atomically
 from search_core.supernet import SuperNet
 from search_core.threads import torch_threads
 
@@ -180,6 +179,20 @@ def train_network(
             params=net.num_params(), cell_params=net.cell_op_params(),
             history=list(loop.history), seconds=time.perf_counter() - started, network=net,
         )
+
+
+def fine_tuned_accuracy(genotype: Genotype, space: SearchSpace, data: DataSplits,
+                        supernet: SuperNet, recipe: TrainRecipe) -> float:
+    """Validation accuracy of ``genotype`` after ``recipe.epochs`` of training from the
+    supernet's weights: the higher-fidelity family accuracy (``probes.accuracy: finetune``).
+    The supernet is not changed and the test split is not touched."""
+    recipe = replace(recipe, init="inherit")
+    with torch_threads(recipe.threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        loop = _Loop(genotype, space, data, recipe, supernet)
+        for epoch in range(recipe.epochs):
+            loop.epoch(epoch)
+    return loop.history[-1]["val_acc"]
 
 
 class _Loop:
