@@ -1,8 +1,9 @@
 """What ``probes.accuracy: finetune`` buys: proxy and fine-tuned family accuracy against
 trained accuracy, for a trial whose family ``hpo train`` has trained.
 
-    hpo train NAME --probes all --epochs 8 --seeds 2          # first: the trained accuracies
-    python benchmarks/finetune_fidelity.py NAME --storage runs/hpo.journal --epochs 1,3
+    hpo train NAME --probes A,B,C --epochs 8 --seeds 2       # the trained accuracies
+    python benchmarks/finetune_fidelity.py NAME --storage runs/hpo.journal --probes A,B,C \
+        --epochs 1,3 --out runs/finetune.json
 
 For each distinct genotype of the trial's family: the proxy (recorded with the trial), its
 validation accuracy after E epochs of fine-tuning from the shared weights (for each E of
@@ -15,10 +16,49 @@ distinct genotype. Results: docs/results.md.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 from search_core.threads import configure_process
+
+
+def fine_tuned(study_name: str, storage: str, trial: int, probes: list[str],
+               epochs: list[int], out: Path) -> dict[str, dict[str, float]]:
+    """Fine-tuned validation accuracy per distinct genotype of ``probes`` and per E of
+    ``epochs``, kept in ``out`` (JSON) as each finishes; a rerun skips what is there."""
+    import optuna
+
+    from hpo.records import TrialRecord
+    from hpo.storage import open_storage
+    from search_core.data import load_data
+    from search_core.genotype import Genotype
+    from search_core.result import SearchResult
+    from search_core.train import TrainRecipe, fine_tuned_accuracy
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    record = TrialRecord.from_frozen(study.trials[trial])
+    by_probe = {row["probe"]: row["genotype"] for row in record.family}
+    genotypes = list(dict.fromkeys(by_probe[p] for p in probes))
+    done: dict[str, dict[str, float]] = json.loads(out.read_text()) if out.exists() else {}
+    result = data = None
+    for e in epochs:
+        for genotype in genotypes:
+            key = f"{e}|{genotype}"
+            if key in done:
+                continue
+            if result is None:
+                result = SearchResult.load(record.checkpoint)
+                data = load_data(result.config.data)
+            recipe = TrainRecipe(epochs=e, init="inherit", seed=result.config.seed)
+            started = time.perf_counter()
+            acc = fine_tuned_accuracy(Genotype.from_json(genotype), result.config.space, data,
+                                      result.supernet, recipe)
+            done[key] = {"accuracy": acc, "seconds": time.perf_counter() - started}
+            out.write_text(json.dumps(done))
+            print(f"finetune {e}: {acc:.4f} in {done[key]['seconds']:.0f} s", flush=True)
+    return done
 
 
 def main() -> None:
@@ -26,40 +66,32 @@ def main() -> None:
     parser.add_argument("study")
     parser.add_argument("--storage", required=True)
     parser.add_argument("--trial", type=int, default=0)
+    parser.add_argument("--probes", required=True, help="the probes hpo train trained: A,B,...")
     parser.add_argument("--epochs", default="1", help="fine-tuning epochs, comma-separated")
+    parser.add_argument("--out", type=Path, required=True, help="JSON of fine-tuned results")
     args = parser.parse_args()
     configure_process(threads=1)
     import optuna
 
-    from hpo.records import TRAINED_ATTR, TrialRecord
+    from hpo.records import TRAINED_ATTR
     from hpo.storage import open_storage
     from reports.data import rank_correlation
-    from search_core.data import load_data
-    from search_core.genotype import Genotype
-    from search_core.result import SearchResult
-    from search_core.train import TrainRecipe, fine_tuned_accuracy
 
+    epochs = [int(e) for e in args.epochs.split(",")]
+    done = fine_tuned(args.study, args.storage, args.trial, args.probes.split(","), epochs,
+                      args.out)
     study = optuna.load_study(study_name=args.study, storage=open_storage(args.storage))
-    record = TrialRecord.from_frozen(study.trials[args.trial])
     trained = study.user_attrs.get(TRAINED_ATTR.format(number=args.trial))
     if not trained:
-        raise SystemExit(f"trial {args.trial} of {args.study} has no trained results; run "
-                         "hpo train first")
+        raise SystemExit(f"trial {args.trial} of {args.study} has no trained results yet; "
+                         "run hpo train, then this again")
     members = trained["members"]
-    result = SearchResult.load(record.checkpoint)
-    data = load_data(result.config.data)
     test = [m["test_acc_mean"] for m in members]
     columns = {"proxy": [m["proxy_accuracy"] for m in members]}
-    for epochs in (int(e) for e in args.epochs.split(",")):
-        recipe = TrainRecipe(epochs=epochs, init="inherit", seed=result.config.seed)
-        started = time.perf_counter()
-        columns[f"finetune {epochs}"] = [
-            fine_tuned_accuracy(Genotype.from_json(m["genotype"]), result.config.space, data,
-                                result.supernet, recipe)
-            for m in members
-        ]
-        seconds = (time.perf_counter() - started) / len(members)
-        print(f"finetune {epochs}: {seconds:.0f} s per distinct genotype", flush=True)
+    for e in epochs:
+        columns[f"finetune {e}"] = [done[f"{e}|{m['genotype']}"]["accuracy"] for m in members]
+        seconds = statistics.median(done[f"{e}|{m['genotype']}"]["seconds"] for m in members)
+        print(f"finetune {e}: median {seconds:.0f} s per distinct genotype")
     print(f"{len(members)} distinct genotypes; trained test accuracy "
           f"{min(test):.4f}-{max(test):.4f}, median sd over seeds "
           f"{statistics.median(m['test_acc_sd'] for m in members):.4f}")
