@@ -185,18 +185,15 @@ class Fidelity:
         if len(self.name) > 40:
             raise ConfigError(f"fidelity.name: got {shown(self.name)}; at most 40 characters")
 
-    def overrides(self) -> dict[str, dict[str, Any]]:
-        """The settings this fidelity sets, by section of the search tree."""
-        data = {key: getattr(self, key) for key in ("train_limit", "val_limit")
+    def settings(self) -> dict[str, Any]:
+        """The settings this fidelity sets, by their dotted path in the search tree."""
+        return {path: getattr(self, key) for key, path in FIDELITY_PATHS.items()
                 if getattr(self, key) is not None}
-        space = {"channels": self.channels} if self.channels is not None else {}
-        return {section: body for section, body in (("data", data), ("space", space)) if body}
 
 
+# the fidelity's optional keys and the search setting each one sets
 FIDELITY_PATHS = {"train_limit": "data.train_limit", "val_limit": "data.val_limit",
                   "channels": "space.channels"}
-
-PROBE_ACCURACIES = ("proxy", "finetune")
 MAX_FINETUNE_EPOCHS = 100
 
 
@@ -278,11 +275,11 @@ def build_search_config(
     try:
         tree["train"] = {**_section(tree, "train"), "epochs": spec.epochs}
         tree["data"] = dict(spec.data)
-        for section, body in spec.fidelity.overrides().items():
-            tree[section] = {**_section(tree, section), **body}
         tree["seed"] = seed
-        for name, value in params.items():
-            section, _, key = param_path(name).partition(".")
+        settings = {**spec.fidelity.settings(),
+                    **{param_path(name): value for name, value in params.items()}}
+        for path, value in settings.items():
+            section, _, key = path.partition(".")
             tree[section] = {**_section(tree, section), key: value}
         return SearchConfig.from_dict(tree)
     except ConfigError as err:
@@ -553,8 +550,8 @@ def _validate_against_search(spec: StudySpec) -> None:
     _check_files(config, "search")
     _check_lattice(spec, len(config.space.ops))
     _check_objective_probe(spec, config.space.ops)
-    settings = {FIDELITY_PATHS[key]: f"fidelity.{key}" for key in FIDELITY_PATHS
-                if getattr(spec.fidelity, key) is not None}
+    settings = {path: f"fidelity.{key}" for key, path in FIDELITY_PATHS.items()
+                if path in spec.fidelity.settings()}
     for name, param in spec.params.items():
         _check_setting(name, settings)
         for value in _values_to_check(param):

@@ -134,7 +134,6 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None) ->
         yield split.x[index], split.y[index]
 
 
-
 @dataclass(frozen=True)
 class DataSplits:
     name: str

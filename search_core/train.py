@@ -159,19 +159,8 @@ def train_network(
         raise ConfigError("train recipe init: 'inherit' needs the search's supernet (a "
                           "trial checkpoint); use init: scratch")
     started = time.perf_counter()
-    with torch_threads(recipe.threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        loop = _Loop(genotype, space, data, recipe, supernet)
-        if checkpoint is not None and checkpoint.exists():
-            loop.restore(checkpoint)
-        elif checkpoint is not None:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        for epoch in range(len(loop.history), recipe.epochs):
-            record = loop.epoch(epoch)
-            if checkpoint is not None:
-                write_atomically(checkpoint, loop.state())
-            if on_epoch is not None:
-                on_epoch(record)
+    with torch_threads(recipe.threads):
+        loop = _trained(genotype, space, data, recipe, supernet, checkpoint, on_epoch)
         net = loop.net
         return TrainedNetwork(
             genotype=genotype, recipe=recipe,
@@ -187,12 +176,31 @@ def fine_tuned_accuracy(genotype: Genotype, space: SearchSpace, data: DataSplits
     supernet's weights: the higher-fidelity family accuracy (``probes.accuracy: finetune``).
     The supernet is not changed and the test split is not touched."""
     recipe = replace(recipe, init="inherit")
-    with torch_threads(recipe.threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(recipe.threads):
+        loop = _trained(genotype, space, data, recipe, supernet)
+    return loop.history[-1]["val_acc"]
+
+
+def _trained(genotype: Genotype, space: SearchSpace, data: DataSplits, recipe: TrainRecipe,
+             supernet: SuperNet | None, checkpoint: Path | None = None,
+             on_epoch: EpochCallback | None = None) -> _Loop:
+    """The training loop after ``recipe.epochs`` (continued from ``checkpoint`` when it
+    exists, which is then written after every epoch), under the recipe's seed; the
+    caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         loop = _Loop(genotype, space, data, recipe, supernet)
-        for epoch in range(recipe.epochs):
-            loop.epoch(epoch)
-    return loop.history[-1]["val_acc"]
+        if checkpoint is not None and checkpoint.exists():
+            loop.restore(checkpoint)
+        elif checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        for epoch in range(len(loop.history), recipe.epochs):
+            record = loop.epoch(epoch)
+            if checkpoint is not None:
+                write_atomically(checkpoint, loop.state())
+            if on_epoch is not None:
+                on_epoch(record)
+    return loop
 
 
 class _Loop:
