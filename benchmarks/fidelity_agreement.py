@@ -80,7 +80,8 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> None:
 
     value = {(r["config"], r["level"], r["seed"]): r["value"] for r in rows}
     configs = sorted({r["config"] for r in rows})
-    mean = {(c, level): statistics.fmean(value[c, level, s] for s in seeds)
+    mean = {(c, level): statistics.fmean(value[c, level, s] for s in seeds
+                                         if (c, level, s) in value)
             for c in configs for level in ("low", "high")}
     print("config  low (mean over seeds)  high")
     for c in configs:
@@ -96,6 +97,13 @@ def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> None:
         second = [value[c, "low", seeds[1]] for c in configs]
         corr, (a, b) = rank_correlation(first, second, "kendall")
         print(f"kendall  low, seed {seeds[0]} vs seed {seeds[1]}: {corr:+.2f} [{a:+.2f}, {b:+.2f}]")
+        for seed in seeds:
+            if all((c, "high", seed) in value for c in configs):
+                corr, (a, b) = rank_correlation([value[c, "low", seed] for c in configs],
+                                                [value[c, "high", seed] for c in configs],
+                                                "kendall")
+                print(f"kendall  low vs high, both seed {seed}: {corr:+.2f} "
+                      f"[{a:+.2f}, {b:+.2f}]")
     for level in ("low", "high"):
         seconds = [r["seconds"] for r in rows if r["level"] == level]
         print(f"seconds per evaluation, {level}: median {statistics.median(seconds):.0f} "
@@ -111,14 +119,18 @@ def main() -> None:
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--levels", default="low,high",
+                        help="which fidelities to evaluate now (e.g. low: add a seed of the "
+                             "low fidelity only, for its agreement with itself)")
     args = parser.parse_args()
+    levels = [level for level in args.levels.split(",") if level in ("low", "high")]
     seeds = [int(s) for s in args.seeds.split(",")]
     high = parse_fidelity(args.high)
     params = configurations(args.study, args.configs, args.sample_seed)
     done = done_keys(args.out)
     jobs = [{"study": args.study, "config": c, "level": level, "seed": seed,
              "fidelity": {} if level == "low" else high, "params": params[c]}
-            for seed in seeds for level in ("low", "high") for c in range(args.configs)
+            for seed in seeds for level in levels for c in range(args.configs)
             if (c, level, seed) not in done]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool, args.out.open("a") as out:

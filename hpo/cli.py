@@ -1,4 +1,5 @@
-"""The ``hpo`` command: run, compare, list, show, export, train, report, bench, profile.
+"""The ``hpo`` command: run, compare, list, show, export, train, reevaluate, table, report,
+bench, profile.
 
 Every entry point is ``main(argv) -> int``; bad input prints one line on stderr and exits 2.
 """
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from hpo import bench as bench_cli
 from hpo import profile as profile_cli
-from hpo import train_cli
+from hpo import reevaluate, table, train_cli
 from hpo.storage import STORAGE_HELP
 from reports import cli as report_cli
 from search_core.errors import NasHpoError, disk_full
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cli.add_parser(sub)
     profile_cli.add_parser(sub)
     train_cli.add_parser(sub)
+    reevaluate.add_parser(sub)
+    table.add_parser(sub)
     return parser
 
 
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "show": commands.cmd_show,
         "export": commands.cmd_export,
         "train": train_cli.cmd_train,
+        "reevaluate": reevaluate.cmd_reevaluate,
+        "table": table.cmd_table,
     }
     try:
         return handlers[args.command](args)

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from hpo.records import SAMPLER_ATTR, TrialRecord, timing_summary, trial_row
-from hpo.storage import open_storage, storage_label, study_names
+from hpo.storage import load_existing_study, open_storage
 from search_core.errors import ConfigError
 
 EXIT_STOPPED_EARLY = 1  # failures, timeout, or nothing completed
@@ -62,22 +62,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     options = CompareOptions(run=base, samplers=samplers, repeats=args.repeats,
                              group=args.name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rows = compare(options, progress=lambda: StudyProgress(quiet=args.quiet))
+    group, rows = compare(options, progress=lambda: StudyProgress(quiet=args.quiet))
     import pandas as pd
 
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for line in group_verdict(args.storage, group):
+        print(f"- {line}")
     print(f"budget {args.trials} trials x {args.repeats} repeats per sampler; "
-          f"hpo report GROUP --out DIR draws the comparison")
+          f"hpo report {group} --out DIR draws the comparison")
     return 0
 
 
+def group_verdict(storage_url: str | None, group: str) -> list[str]:
+    """The paired verdict's sentences on a comparison group (reports.stats)."""
+    from reports import data
+
+    found = data.group_studies(open_storage(storage_url), group)
+    return data.paired_verdict(found).sentences() if found is not None else []
+
+
 def load_named_study(args: argparse.Namespace) -> optuna.Study:
-    storage = open_storage(args.storage, must_exist=True)
-    if args.name not in study_names(storage):
-        known = ", ".join(study_names(storage)) or "none"
-        raise ConfigError(f"no study {args.name!r} in {storage_label(args.storage)}; "
-                          f"studies there: {known}")
-    return optuna.load_study(study_name=args.name, storage=storage)
+    return load_existing_study(args.storage, args.name)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

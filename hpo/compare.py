@@ -12,10 +12,8 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import Any
 
-import optuna
-
+from hpo.objectives import MAXIMIZE, MINIMIZE
 from hpo.options import RunOptions
-from hpo.records import SAMPLER_ATTR
 from hpo.runner import run, validate
 from hpo.samplers import build_sampler
 from hpo.storage import open_storage
@@ -48,8 +46,10 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
         raise ConfigError("--samplers: name at least one sampler, e.g. grid,random,tpe")
     spec, reference = validate(options.run)  # one reference for the whole group: a
     # measured one (latency) would otherwise differ by noise between its studies
-    if len(spec.objective.directions) > 1:
-        raise ConfigError("hpo compare needs a single-objective study (best-so-far curves)")
+    directions = spec.objective.directions
+    if len(directions) > 1 and directions != [MAXIMIZE, MINIMIZE]:
+        raise ConfigError(f"hpo compare: objectives {directions}; it compares one value or "
+                          "an (accuracy, complexity) pair (by hypervolume)")
     for sampler in options.samplers:
         build_sampler(sampler, 0, spec.objective.directions)
     group = check_study_name(options.group or f"{spec.name}-compare", "--name")
@@ -70,30 +70,33 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
     return spec, group, runs
 
 
-def compare(options: CompareOptions, progress: Any = None) -> list[dict[str, Any]]:
-    """Run (or resume) every study of the group; return one summary row per sampler."""
+def compare(options: CompareOptions,
+            progress: Any = None) -> tuple[str, list[dict[str, Any]]]:
+    """Run (or resume) every study of the group; return the group's name and one summary row
+    per sampler."""
     _, group, runs = plan(options)
     for run_options in runs:
         run(run_options, progress() if progress else None)
-    return summarise_group(options.run.storage, group)
+    return group, summarise_group(options.run.storage, group)
 
 
 def summarise_group(storage_url: str | None, group: str) -> list[dict[str, Any]]:
-    storage = open_storage(storage_url)
-    finals: dict[str, list[float]] = {}
-    optimum = None
-    for summary in optuna.get_all_study_summaries(storage):
-        attrs = summary.user_attrs
-        if attrs.get("compare_group") != group or summary.best_trial is None:
-            continue
-        finals.setdefault(attrs[SAMPLER_ATTR], []).append(float(summary.best_trial.value))
-        optimum = attrs.get("known_optimum", optimum)
+    """Per sampler: repeats and the median, min and max final best (for an (accuracy,
+    complexity) group: the final hypervolume of the trial-level front), best first."""
+    from reports import data
+
+    found = data.group_studies(open_storage(storage_url), group)
+    if found is None:
+        return []
+    finals = data.final_best(found).dropna(subset=["best"])
+    known = [v for v in found.meta["known_optimum"] if v is not None and v == v]
     rows = []
-    for sampler, values in finals.items():
+    for sampler, values in finals.groupby("sampler", sort=False)["best"]:
         row: dict[str, Any] = {"sampler": sampler, "repeats": len(values),
                                "median_best": statistics.median(values),
                                "min_best": min(values), "max_best": max(values)}
-        if optimum is not None:
-            row["median_gap_to_optimum"] = optimum - row["median_best"]
+        if known:
+            row["median_gap_to_optimum"] = float(known[0]) - row["median_best"]
         rows.append(row)
-    return sorted(rows, key=lambda r: -r["median_best"])
+    sign = -1.0 if data.group_maximises(found) else 1.0
+    return sorted(rows, key=lambda r: sign * r["median_best"])

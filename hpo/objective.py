@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,7 @@ class Evaluation:
     seconds: float = 0.0
     checkpoint: str | None = None
     threads: dict[str, Any] = field(default_factory=dict)  # what the trial ran with
+    test_values: list[float] | None = None  # the objective on the test split (reporting only)
 
 
 def finetune_recipe(spec: StudySpec, seed: int, threads: int | None) -> TrainRecipe | None:
@@ -95,14 +96,19 @@ def evaluate(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     checkpoint: Path | None = None,
     threads: int | None = None,
+    test: bool = False,
 ) -> Evaluation:
     """Run one search with ``params`` and evaluate its family with the study's objective
-    (or compute an objective that does not train: torch is then not even imported)."""
+    (or compute an objective that does not train: torch is then not even imported).
+    ``test``: also the objective with every member's accuracy taken on the test split, for
+    reporting (``test_values``); nothing is chosen by it."""
     started = time.perf_counter()
     objective = spec.objective.entry
     if objective.from_params is not None:
-        values = objective.from_params(spec.objective, params)
-        return Evaluation(values, None, seconds=time.perf_counter() - started)
+        values = objective.from_params(spec.objective, params, seed)
+        seconds = (objective.clock(spec.objective, params) if objective.clock is not None
+                   else time.perf_counter() - started)
+        return Evaluation(values, None, seconds=seconds)
     from search_core.engine import search
     from search_core.family import evaluate_family
     from search_core.threads import in_effect, torch_threads
@@ -112,17 +118,26 @@ def evaluate(
     with torch_threads(threads):  # the family evaluation too, not only the search
         threads_used = in_effect()
         result = search(config, data, on_epoch=on_epoch)
-        table = evaluate_family(
-            result,
-            data,
-            study_probes(spec, config.space.ops),
-            complexity=spec.objective.complexity,
-            reference=(spec.objective.reference_accuracy, reference),
-            finetune=finetune_recipe(spec, seed, threads),
-        )
+
+        def family(held_out: DataSplits) -> FamilyTable:
+            return evaluate_family(
+                result,
+                held_out,
+                study_probes(spec, config.space.ops),
+                complexity=spec.objective.complexity,
+                reference=(spec.objective.reference_accuracy, reference),
+                finetune=finetune_recipe(spec, seed, threads),
+            )
+
+        table = family(data)
+        # members measured on the test split in the validation split's place; a member's
+        # accuracy is its last value (no epoch or member is chosen by it)
+        test_table = family(replace(data, val=data.test)) if test else None
     saved = str(result.save(checkpoint)) if checkpoint is not None else None
     assert objective.from_family is not None
     return Evaluation(
+        test_values=(objective.from_family(spec.objective, test_table)
+                     if test_table is not None else None),
         values=objective.from_family(spec.objective, table),
         family=table,
         history=result.history,

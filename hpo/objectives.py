@@ -33,20 +33,24 @@ class Objective:
 
     ``directions``: one per value, "maximize" or "minimize" (two or more: a Pareto study).
     ``from_family(spec, table)``: the values, from the trained family; or
-    ``from_params(spec, params)``: the values without training (exactly one of the two).
+    ``from_params(spec, params, seed)``: the values without training (exactly one of the
+    two).
     ``reads_probe``: ``objective.probe`` must name one of the study's probes.
     ``complexity_axis``: the value depends on ``objective.complexity`` (reports draw fronts
     on that axis). ``validate(spec, param_names)``: extra checks of the study (ConfigError).
-    ``optimum(spec)``: the best value when known (strategy comparisons report regret)."""
+    ``optimum(spec)``: the best value when known (strategy comparisons report regret).
+    ``clock(spec, params)``: the seconds a ``from_params`` evaluation stands for (a table
+    objective's simulated run time; recorded as the trial's seconds)."""
 
     directions: tuple[str, ...]
     description: str
     from_family: Callable[[ObjectiveSpec, FamilyTable], list[float]] | None = None
-    from_params: Callable[[ObjectiveSpec, Mapping[str, Any]], list[float]] | None = None
+    from_params: Callable[[ObjectiveSpec, Mapping[str, Any], int], list[float]] | None = None
     reads_probe: bool = False
     complexity_axis: bool = False
     validate: Callable[[ObjectiveSpec, Collection[str]], None] | None = None
     optimum: Callable[[ObjectiveSpec], float | None] | None = None
+    clock: Callable[[ObjectiveSpec, Mapping[str, Any]], float] | None = None
 
     def __post_init__(self) -> None:
         if (self.from_family is None) == (self.from_params is None):
@@ -67,7 +71,8 @@ class ObjectiveSpec:
     (hypervolume, probe_accuracy, multi, synthetic, ...), which declares its directions.
 
     ``probe``: the probe a probe objective reads; ``complexity``: the complexity axis;
-    ``name``: the built-in function of a synthetic objective (hpo/synthetic.py)."""
+    ``name``: the built-in function of a synthetic objective (hpo/synthetic.py); ``path``:
+    the table file of a table objective (hpo/surrogate.py)."""
 
     kind: str = "hypervolume"
     name: str | None = None  # the built-in objective, for kind "synthetic"
@@ -75,6 +80,7 @@ class ObjectiveSpec:
     complexity: Literal["params", "cell_params", "latency"] = "params"
     reference_accuracy: float = 0.0
     reference_complexity: float | None = None
+    path: str | None = None  # the table, for kind "table"
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVES:
@@ -120,7 +126,7 @@ def accuracy_and_complexity(spec: ObjectiveSpec, table: FamilyTable) -> list[flo
     return [member.accuracy, member.complexity(spec.complexity)]
 
 
-def synthetic_value(spec: ObjectiveSpec, params: Mapping[str, Any]) -> list[float]:
+def synthetic_value(spec: ObjectiveSpec, params: Mapping[str, Any], seed: int) -> list[float]:
     from hpo.synthetic import SYNTHETIC
 
     return [SYNTHETIC.get(spec.name or "", "objective.name").fn(params)]
@@ -146,6 +152,24 @@ def synthetic_optimum(spec: ObjectiveSpec) -> float | None:
     return SYNTHETIC.get(spec.name or "", "objective.name").optimum
 
 
+def table_value(spec: ObjectiveSpec, params: Mapping[str, Any], seed: int) -> list[float]:
+    from hpo.surrogate import surrogate_for
+
+    return [surrogate_for(spec.path).value(params, seed)]
+
+
+def table_seconds(spec: ObjectiveSpec, params: Mapping[str, Any]) -> float:
+    from hpo.surrogate import surrogate_for
+
+    return surrogate_for(spec.path).seconds(params)
+
+
+def check_table(spec: ObjectiveSpec, param_names: Collection[str]) -> None:
+    from hpo.surrogate import check_table as check
+
+    check(spec.path, param_names)
+
+
 OBJECTIVES.add("hypervolume", Objective(
     (MAXIMIZE,), "hypervolume of the family's accuracy/complexity front",
     from_family=hypervolume, complexity_axis=True))
@@ -158,3 +182,7 @@ OBJECTIVES.add("multi", Objective(
 OBJECTIVES.add("synthetic", Objective(
     (MAXIMIZE,), "a built-in function with a known optimum, named by `name` (no training)",
     from_params=synthetic_value, validate=check_synthetic, optimum=synthetic_optimum))
+OBJECTIVES.add("table", Objective(
+    (MAXIMIZE,), "a surrogate of a tabulated objective (hpo table build) at `path`: the "
+    "predicted mean plus the table's seed noise, with a simulated run time (no training)",
+    from_params=table_value, validate=check_table, clock=table_seconds))

@@ -43,6 +43,7 @@ ENVIRONMENT_ATTR = "environment"
 SAMPLER_ATTR = "sampler"
 GRID_ATTR = "grid"  # number of grid cells enqueued (written after the last)
 TRAINED_ATTR = "trained_trial_{number}"  # hpo train's results for trial ``number``
+REEVALUATED_ATTR = "reevaluated_trial_{number}"  # hpo reevaluate's, by fresh seed
 
 
 def worker_id() -> str:

@@ -88,3 +88,13 @@ def _report(done: str | None) -> None:
 
 def study_names(storage: BaseStorage) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+
+def load_existing_study(url: str | None, name: str) -> optuna.Study:
+    """The study ``name`` in the storage at ``url``; one line naming the studies there if it
+    does not exist."""
+    storage = open_storage(url, must_exist=True)
+    if name not in study_names(storage):
+        known = ", ".join(study_names(storage)) or "none"
+        raise ConfigError(f"no study {name!r} in {storage_label(url)}; studies there: {known}")
+    return optuna.load_study(study_name=name, storage=storage)

@@ -76,7 +76,8 @@ ALIASES = {
     "channels": "space.channels",
 }
 SECTIONS = ("space", "hypernet", "temperature", "train")
-STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid")
+STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid",
+              "training_seed")
 DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "digits.yaml"
 MAX_STUDY_BYTES = 1 << 20  # 1 MiB; the shipped studies are about 1 KB
 MAX_DEPTH = 32  # nesting levels of YAML collections; the shipped studies use 4
@@ -230,6 +231,9 @@ class StudySpec:
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # common: every trial searches with the run's --seed (trials differ only by their
+    # params); per_trial: a seed derived from --seed and the trial number (hpo.trial)
+    training_seed: Literal["common", "per_trial"] = "common"
     source: str = ""  # path of the study file
 
     @property
@@ -249,7 +253,20 @@ class StudySpec:
         for key, default in (("accuracy", "proxy"), ("finetune_epochs", 1)):
             if plain["probes"].get(key) == default:
                 plain["probes"].pop(key)
+        if plain["objective"].get("path") is None:
+            plain["objective"].pop("path", None)
+        if plain["training_seed"] == "common":
+            plain.pop("training_seed")
         return plain
+
+    @classmethod
+    def from_dict(cls, plain: Mapping[str, Any], source: str = "") -> StudySpec:
+        """The study ``to_dict`` wrote (a study's stored settings), parsed again."""
+        tree = dict(plain)
+        fidelity = dict(tree.pop("fidelity", None) or {})
+        if "epochs" in tree:
+            fidelity["epochs"] = tree.pop("epochs")
+        return parse_study({**tree, "fidelity": fidelity}, source)
 
     def fingerprint(self) -> str:
         """Hash of the resolved study (what it computes), to refuse a changed file on resume."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -72,6 +73,15 @@ class TrialOutcome:
         values = data.get("values")
         return cls(TrialState[data["state"]], tuple(values) if values is not None else None,
                    TrialRecord.from_user_attrs(data.get("record", {})))
+
+
+def training_seed(spec: StudySpec, seed: int, number: int) -> int:
+    """The seed trial ``number`` searches with: the run's ``seed`` for every trial
+    (``training_seed: common``: trials differ only by their parameters), or one derived from
+    (seed, number) (``per_trial``: no configuration is chosen for one seed's luck)."""
+    if spec.training_seed == "per_trial":
+        return int(np.random.SeedSequence([seed, number]).generate_state(1)[0] % 2**31)
+    return seed
 
 
 def suggest(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:

@@ -17,8 +17,15 @@ import optuna
 import pandas as pd
 
 from hpo.objectives import OBJECTIVES
-from hpo.records import SAMPLER_ATTR, STUDY_FILE_ATTR, TRAINED_ATTR, TrialRecord
-from search_core.metrics import pareto_front
+from hpo.records import (
+    REFERENCE_ATTR,
+    SAMPLER_ATTR,
+    STUDY_FILE_ATTR,
+    TRAINED_ATTR,
+    TrialRecord,
+)
+from reports import stats
+from search_core.metrics import hypervolume_2d, pareto_front
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 SEED_PROBES = ("A", "B", "C", "D")
@@ -174,6 +181,21 @@ def union_front(study: optuna.Study, complexity: str = "params") -> Front | None
     return Front(members, complexity, title="union over trials")
 
 
+def objective_kind(study: optuna.Study) -> str | None:
+    """The objective kind of the saved study file (None if unknown)."""
+    study_file = study.user_attrs.get(STUDY_FILE_ATTR)
+    objective = study_file.get("objective") if isinstance(study_file, dict) else None
+    kind = objective.get("kind") if isinstance(objective, dict) else None
+    return str(kind) if kind else None
+
+
+def simulated_clock(study: optuna.Study) -> bool:
+    """Whether the study's trial seconds are a simulated run time (an objective with a
+    clock, e.g. a table): its time axis is then their running sum, not the wall clock."""
+    kind = objective_kind(study)
+    return kind in OBJECTIVES and OBJECTIVES.get(kind).clock is not None
+
+
 def objective_complexity(study: optuna.Study) -> str | None:
     """The complexity axis of the study's objective (``params``, ``cell_params`` or
     ``latency``): from the saved study file, else the best trial's family summary."""
@@ -259,6 +281,40 @@ def parallel_frame(study: optuna.Study) -> pd.DataFrame:
     return frame
 
 
+# ----------------------------------------------------------------------------- re-evaluation
+
+
+def reevaluation_frame(study: optuna.Study) -> pd.DataFrame:
+    """hpo reevaluate's rows (best fresh-seed mean first) without the params column."""
+    from hpo.reevaluate import summarise
+
+    rows = summarise(study)
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "params"} for r in rows])
+
+
+def reevaluation_findings(study: optuna.Study, frame: pd.DataFrame) -> list[str]:
+    """The seed-robust best against the search's best, and the seed share of the spread."""
+    from hpo.reevaluate import seed_share
+
+    top = frame.iloc[0]
+    lines = [f"Seed-robust best: trial {int(top['trial'])}, {top['fresh_mean']:.4g} ± "
+             f"{top['fresh_sd']:.2g} over {int(top['seeds'])} fresh seeds (its search value: "
+             f"{top['search_value']:.4g})."]
+    searched = study.best_trial.number if not is_multi_objective(study) else None
+    row = frame[frame["trial"] == searched]
+    if searched is not None and len(row) and searched != int(top["trial"]):
+        r = row.iloc[0]
+        lines.append(f"The search's best, trial {searched} ({r['search_value']:.4g}), gives "
+                     f"{r['fresh_mean']:.4g} ± {r['fresh_sd']:.2g} on fresh seeds.")
+    share = seed_share(study)
+    if share is not None:
+        lines.append(f"Seeds: {share['seed_share']:.0%} of the variance among the "
+                     f"{share['configurations']} re-evaluated configurations (sd within a "
+                     f"configuration {share['within_sd']:.2g}, sd of their means "
+                     f"{share['between_sd']:.2g}).")
+    return lines
+
+
 # ----------------------------------------------------------------------------- groups
 
 GROUP_ATTR = "compare_group"
@@ -312,37 +368,85 @@ def _group_rows(group: Group):
 
 def best_so_far(group: Group) -> pd.DataFrame:
     """Long frame: sampler, repeat, study, trial (1-based index among complete trials),
-    value, best (running maximum), elapsed_s (wall seconds since the study's first start)."""
+    value, best (running best), elapsed_s (wall seconds since the study's first start; for
+    an objective with a simulated clock, the running sum of the trials' simulated
+    seconds: one trial after another)."""
     rows = []
     for study, meta in _group_rows(group):
         trials = complete_trials(study)
-        starts = [t.datetime_start for t in study.get_trials(deepcopy=False)
-                  if t.datetime_start is not None]
-        t0 = min(starts) if starts else None
-        best = -math.inf
-        for i, t in enumerate(trials, start=1):
-            best = max(best, t.values[0])
-            end = t.datetime_complete
+        elapsed = (itertools.accumulate(TrialRecord.from_frozen(t).seconds or 0.0
+                                        for t in trials)
+                   if simulated_clock(study) else _wall_elapsed(study, trials))
+        values, running = trial_scores(study, trials)
+        for i, (t, value, best, seconds) in enumerate(zip(trials, values, running, elapsed),
+                                                      start=1):
             rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
                          "study": meta["study"], "trial": i, "number": t.number,
-                         "value": t.values[0], "best": best,
-                         "elapsed_s": (end - t0).total_seconds() if end and t0 else np.nan})
+                         "value": value, "best": best, "elapsed_s": seconds})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "trial", "number",
                                        "value", "best", "elapsed_s"])
 
 
+def trial_scores(study: optuna.Study,
+                 trials: list[optuna.trial.FrozenTrial]) -> tuple[list[float], list[float]]:
+    """(each trial's score, the best score so far) in trial order. One objective: its value
+    and the running best. An (accuracy, complexity) study: the hypervolume of the trial's
+    point and of the front of all trials so far (the study's reference box)."""
+    if not is_multi_objective(study):
+        better = max if _maximise(study) else min
+        values = [t.values[0] for t in trials]
+        return values, list(itertools.accumulate(values, better))
+    reference = hypervolume_reference(study, trials)
+    acc = [t.values[0] for t in trials]
+    cx = [t.values[1] for t in trials]
+    points = [hypervolume_2d([a], [c], reference) for a, c in zip(acc, cx)]
+    running = [hypervolume_2d(acc[: i + 1], cx[: i + 1], reference) for i in range(len(acc))]
+    return points, running
+
+
+def hypervolume_reference(study: optuna.Study,
+                          trials: list[optuna.trial.FrozenTrial]) -> tuple[float, float]:
+    """(worst accuracy, largest complexity) of an (accuracy, complexity) study's box: the
+    study's reference complexity and objective.reference_accuracy; without a recorded
+    reference, the largest complexity of its trials."""
+    study_file = study.user_attrs.get(STUDY_FILE_ATTR)
+    objective = study_file.get("objective", {}) if isinstance(study_file, dict) else {}
+    acc_ref = float(objective.get("reference_accuracy", 0.0) or 0.0)
+    cx_ref = study.user_attrs.get(REFERENCE_ATTR)
+    if not cx_ref:
+        cx_ref = max((t.values[1] for t in trials), default=1.0) or 1.0
+    return acc_ref, float(cx_ref)
+
+
+def _wall_elapsed(study: optuna.Study,
+                  trials: list[optuna.trial.FrozenTrial]) -> list[float]:
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False)
+              if t.datetime_start is not None]
+    t0 = min(starts) if starts else None
+    return [(t.datetime_complete - t0).total_seconds() if t.datetime_complete and t0
+            else np.nan for t in trials]
+
+
+SUMMARY_COLUMNS = ["sampler", "trial", "mean", "mean_lo", "mean_hi", "median", "q25", "q75",
+                   "n"]
+
+
 def best_so_far_summary(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per sampler and trial index: median, q25, q75 of best-so-far over repeats (n counts
-    the repeats that reached that trial)."""
+    """Per sampler and trial index over repeats: the mean best-so-far with a 95 % percentile
+    bootstrap band (mean_lo, mean_hi; resampling repeats, seed 0), median, q25, q75; n counts
+    the repeats that reached that trial."""
     if curves.empty:
-        return pd.DataFrame(columns=["sampler", "trial", "median", "q25", "q75", "n"])
-    grouped = curves.groupby(["sampler", "trial"])["best"]
-    return pd.DataFrame({
-        "median": grouped.median(),
-        "q25": grouped.quantile(0.25),
-        "q75": grouped.quantile(0.75),
-        "n": grouped.size(),
-    }).reset_index()
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    rows = []
+    for (sampler, trial), best in curves.groupby(["sampler", "trial"], sort=False)["best"]:
+        values = best.to_numpy(float)
+        lo, hi = stats.bootstrap_mean_band(values)
+        rows.append({"sampler": sampler, "trial": trial, "mean": float(values.mean()),
+                     "mean_lo": lo, "mean_hi": hi, "median": float(np.median(values)),
+                     "q25": float(np.quantile(values, 0.25)),
+                     "q75": float(np.quantile(values, 0.75)), "n": len(values)})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(
+        ["sampler", "trial"], kind="stable").reset_index(drop=True)
 
 
 def final_best(group: Group) -> pd.DataFrame:
@@ -350,9 +454,9 @@ def final_best(group: Group) -> pd.DataFrame:
     rows = []
     for study, meta in _group_rows(group):
         trials = complete_trials(study)
+        running = trial_scores(study, trials)[1]
         rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
-                     "study": meta["study"],
-                     "best": max((t.values[0] for t in trials), default=np.nan),
+                     "study": meta["study"], "best": running[-1] if running else np.nan,
                      "trials": len(trials)})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "trials"])
 
@@ -364,7 +468,8 @@ def default_target(group: Group) -> float:
     if known:
         return float(known[0])
     finals = final_best(group)["best"].dropna()
-    return float(np.percentile(finals, 90)) if len(finals) else np.nan
+    top = 90 if group_maximises(group) else 10
+    return float(np.percentile(finals, top)) if len(finals) else np.nan
 
 
 def trials_to_target(group: Group, target: float | None = None) -> pd.DataFrame:
@@ -376,7 +481,8 @@ def trials_to_target(group: Group, target: float | None = None) -> pd.DataFrame:
     rows = []
     for (_, meta) in group.meta.iterrows():
         curve = curves[curves["study"] == meta["study"]]
-        hit = curve[curve["best"] >= target]
+        reached = curve["best"] >= target if group_maximises(group) else curve["best"] <= target
+        hit = curve[reached]
         rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
                      "study": meta["study"], "target": target,
                      "trials": float(hit["trial"].iloc[0]) if len(hit) else np.nan,
@@ -385,40 +491,40 @@ def trials_to_target(group: Group, target: float | None = None) -> pd.DataFrame:
                                        "elapsed_s"])
 
 
-def rank_test(group: Group) -> pd.DataFrame:
-    """Friedman test over repeats (when >= 3 samplers share the same >= 2 repeats) and
-    pairwise two-sided Mann-Whitney U tests of the final bests.
+def group_maximises(group: Group) -> bool:
+    """Whether the group's score is maximised (a hypervolume always is); a group shares one
+    objective."""
+    return not group.studies or is_multi_objective(group.studies[0]) or \
+        _maximise(group.studies[0])
 
-    Columns: test, a, b, statistic, p_value, n_a, n_b."""
-    from scipy import stats
 
-    finals = final_best(group).dropna(subset=["best"])
-    samplers = list(dict.fromkeys(finals["sampler"]))
+def attainment(group: Group) -> pd.DataFrame:
+    """Empirical attainment surfaces of an (accuracy, complexity) group: per sampler and
+    complexity c (every complexity any of its trials reached), the accuracy attained at
+    complexity <= c by at least one repeat (best), half of them (median) and all (worst).
+    Empty for single-objective groups."""
+    if not group.studies or not is_multi_objective(group.studies[0]):
+        return pd.DataFrame(columns=["sampler", "complexity", "best", "median", "worst"])
     rows = []
-    table = finals.pivot_table(index="repeat", columns="sampler", values="best")
-    repeats = {s: set(finals.loc[finals["sampler"] == s, "repeat"]) for s in samplers}
-    same = len({frozenset(r) for r in repeats.values()}) == 1
-    if len(samplers) >= 3 and same and len(table) >= 2:
-        try:
-            res = stats.friedmanchisquare(*(table[s].to_numpy() for s in samplers))
-            if np.isfinite(res.pvalue):
-                rows.append({"test": "friedman", "a": "all", "b": "",
-                             "statistic": float(res.statistic), "p_value": float(res.pvalue),
-                             "n_a": len(table), "n_b": len(samplers)})
-        except ValueError:
-            pass
-    for a, b in itertools.combinations(samplers, 2):
-        xa = finals.loc[finals["sampler"] == a, "best"].to_numpy()
-        xb = finals.loc[finals["sampler"] == b, "best"].to_numpy()
-        try:
-            res = stats.mannwhitneyu(xa, xb, alternative="two-sided")
-            stat, p = float(res.statistic), float(res.pvalue)
-        except ValueError:
-            stat, p = np.nan, np.nan
-        rows.append({"test": "mannwhitneyu", "a": a, "b": b, "statistic": stat,
-                     "p_value": min(max(p, 0.0), 1.0) if np.isfinite(p) else np.nan,
-                     "n_a": len(xa), "n_b": len(xb)})
-    return pd.DataFrame(rows, columns=["test", "a", "b", "statistic", "p_value", "n_a", "n_b"])
+    for sampler in group.samplers:
+        runs = [[(t.values[1], t.values[0]) for t in complete_trials(study)]
+                for study, meta in _group_rows(group) if meta["sampler"] == sampler]
+        runs = [r for r in runs if r]
+        grid = sorted({cx for run in runs for cx, _ in run})
+        for c in grid:
+            attained = sorted((max((a for cx, a in run if cx <= c), default=np.nan)
+                               for run in runs), key=lambda v: np.inf if np.isnan(v) else -v)
+            rows.append({"sampler": sampler, "complexity": c, "best": attained[0],
+                         "median": attained[(len(attained) - 1) // 2],
+                         "worst": attained[-1]})
+    return pd.DataFrame(rows, columns=["sampler", "complexity", "best", "median", "worst"])
+
+
+def paired_verdict(group: Group, alpha: float = stats.ALPHA) -> stats.Verdict:
+    """Friedman, pairwise Wilcoxon-Holm, A12 and mean ranks of the final bests, paired by
+    repeat (reports.stats)."""
+    blocks, dropped = stats.paired_blocks(final_best(group).dropna(subset=["best"]))
+    return stats.compare_paired(blocks, group_maximises(group), alpha, dropped)
 
 
 def group_params(group: Group) -> list[str]:

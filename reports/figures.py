@@ -14,6 +14,7 @@ import pandas as pd
 
 from reports.data import LATENCY, Front, ProxyFidelity
 from reports.latency import LatencyValidation
+from reports.stats import Verdict
 
 ACC_LABEL = "validation accuracy (fraction)"
 LATENCY_LABEL = "latency (ms, batch 1, measured on the target device)"
@@ -199,29 +200,44 @@ def _colours(samplers: list[str]) -> dict[str, Any]:
     return {s: cmap(i % 10) for i, s in enumerate(samplers)}
 
 
-def best_so_far_trials(summary: pd.DataFrame, out_dir: Path, stem: str,
-                       title: str) -> list[Path]:
-    """Median best-so-far per sampler vs trial index, IQR band."""
-    if summary.empty:
+def _sampler_bands(frame: pd.DataFrame, columns: tuple[str, str, str, str], labels: tuple[str, str],
+                   legend: str, out_dir: Path, stem: str, title: str,
+                   step: bool = False) -> list[Path]:
+    """One line per sampler with a band around it; ``columns`` = (x, line, band low, band
+    high), ``labels`` = (x label, y label), legend titled ``legend`` outside the axes."""
+    if frame.empty:
         return []
+    x, line, low, high = columns
     plt = _plt()
-    samplers = list(dict.fromkeys(summary["sampler"]))
+    samplers = list(dict.fromkeys(frame["sampler"]))
     colours = _colours(samplers)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for s in samplers:
-        part = summary[summary["sampler"] == s]
-        ax.plot(part["trial"], part["median"], color=colours[s], label=f"{s} (median)")
-        ax.fill_between(part["trial"], part["q25"], part["q75"], color=colours[s], alpha=0.2,
-                        label=f"{s} (IQR)")
-    ax.set_xlabel("trials")
-    ax.set_ylabel("best objective so far")
+        part = frame[frame["sampler"] == s]
+        if step:
+            ax.step(part[x], part[line], where="post", color=colours[s], label=s)
+        else:
+            ax.plot(part[x], part[line], color=colours[s], label=s)
+        ax.fill_between(part[x], part[low], part[high], color=colours[s], alpha=0.15,
+                        step="post" if step else None)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.set_title(title)
-    ax.legend(fontsize="small", ncol=2)
+    ax.legend(title=legend, fontsize="small", title_fontsize="small", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
     return _save(fig, out_dir, stem)
 
 
+def best_so_far_trials(summary: pd.DataFrame, out_dir: Path, stem: str,
+                       title: str) -> list[Path]:
+    """Mean best-so-far per sampler vs trial index, 95 % bootstrap band over repeats."""
+    return _sampler_bands(summary, ("trial", "mean", "mean_lo", "mean_hi"),
+                          ("trials", "best objective so far"), "mean, 95 % bootstrap band",
+                          out_dir, stem, title)
+
+
 def best_so_far_time(curves: pd.DataFrame, out_dir: Path, stem: str,
-                     title: str) -> list[Path]:
+                     title: str, simulated: bool = False) -> list[Path]:
     """Best-so-far vs wall time, one step line per repeat, coloured by sampler."""
     curves = curves.dropna(subset=["elapsed_s"])
     if curves.empty:
@@ -234,11 +250,59 @@ def best_so_far_time(curves: pd.DataFrame, out_dir: Path, stem: str,
         for i, (_, part) in enumerate(curves[curves["sampler"] == s].groupby("study")):
             ax.step(part["elapsed_s"], part["best"], where="post", color=colours[s],
                     alpha=0.7, label=s if i == 0 else None)
-    ax.set_xlabel("wall time (s)")
+    ax.set_xlabel("simulated time (s; the tabulated run times, one trial after another)"
+                  if simulated else "wall time (s)")
     ax.set_ylabel("best objective so far")
     ax.set_title(title)
     ax.legend(title="sampler", fontsize="small")
     return _save(fig, out_dir, stem)
+
+
+def critical_difference(verdict: Verdict, out_dir: Path, stem: str, title: str) -> list[Path]:
+    """Mean ranks on one axis (1 = best, left), Nemenyi's critical difference as a bar, and
+    bars under the samplers that pairwise Wilcoxon-Holm does not separate."""
+    if len(verdict.samplers) < 2 or not verdict.repeats:
+        return []
+    plt = _plt()
+    k = len(verdict.samplers)
+    cliques = verdict.cliques()
+    fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.32 * (k + len(cliques))))
+    ranks = verdict.ranks
+    colours = _colours(list(verdict.samplers))
+    for i, (sampler, rank) in enumerate(ranks[::-1].items()):  # the best lowest: no crossing
+        y = -(i + 1) * 0.32
+        ax.plot([rank, rank], [0, y], color=colours[sampler], lw=1)
+        ax.plot([rank], [0], "o", color=colours[sampler], ms=5)
+        ax.text(k + 0.15, y, f"{sampler} ({rank:.2f})", va="center", fontsize=9)
+        ax.plot([rank, k + 0.1], [y, y], color=colours[sampler], lw=1)
+    for j, clique in enumerate(cliques):
+        y = 0.18 + 0.14 * j
+        ax.plot([ranks[clique[0]], ranks[clique[-1]]], [y, y], color="black", lw=3)
+    if not np.isnan(verdict.critical_difference):
+        y = 0.3 + 0.14 * len(cliques)
+        ax.plot([1, 1 + verdict.critical_difference], [y, y], color="tab:red", lw=2)
+        ax.text(1, y + 0.08, f"CD (Nemenyi, alpha {verdict.alpha}) = "
+                f"{verdict.critical_difference:.2f}", fontsize=8, color="tab:red")
+    ax.set_xlim(0.8, k + 1.9)
+    ax.set_ylim(-(k + 0.8) * 0.32, 0.55 + 0.14 * len(cliques))
+    ax.set_xticks(range(1, k + 1))
+    ax.set_xlabel(f"mean rank over {verdict.repeats} repeats (1 = best); black bars: no "
+                  "significant Wilcoxon-Holm difference")
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title)
+    return _save(fig, out_dir, stem)
+
+
+def attainment(surfaces: pd.DataFrame, out_dir: Path, stem: str, title: str,
+               complexity: str | None) -> list[Path]:
+    """Per sampler the median attainment surface (line) between the best and the worst
+    (band): accuracy attained at each complexity by half, one and all of the repeats."""
+    return _sampler_bands(surfaces, ("complexity", "median", "worst", "best"),
+                          (COMPLEXITY_LABELS.get(complexity or "", "complexity (objective 2)"),
+                           ACC_LABEL), "median; band: best to worst repeat", out_dir, stem,
+                          title, step=True)
 
 
 def final_best_distribution(finals: pd.DataFrame, out_dir: Path, stem: str,

@@ -27,6 +27,7 @@ td { max-width: 40em; overflow-wrap: anywhere; }
 th { background: #eef; } img { max-width: 100%; border: 1px solid #ddd; margin: .5em 0; }
 .meta { background: #f7f7fb; border: 1px solid #dde; padding: .6em 1em; }
 .files { font-size: .85em; }
+.findings li { margin: .2em 0; }
 """
 
 
@@ -38,6 +39,7 @@ class Section:
     figures: list[tuple[str, list[Path]]] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame, Path]] = field(default_factory=list)
     children: list[Section] = field(default_factory=list)  # drawn after, one level deeper
+    findings: list[str] = field(default_factory=list)  # sentences shown first, as a list
 
     @property
     def files(self) -> list[Path]:
@@ -120,6 +122,17 @@ def _fidelity_sections(section: Section, study: optuna.Study, out_dir: Path,
                                        f"{study.study_name}: {kind} vs trained ({what})"))
 
 
+def _reevaluation_section(section: Section, study: optuna.Study, out_dir: Path,
+                          stem: str) -> None:
+    """hpo reevaluate's results: the seed-robust best and how much of the spread is seeds."""
+    frame = data.reevaluation_frame(study)
+    if frame.empty:
+        return
+    section.findings += data.reevaluation_findings(study, frame)
+    _table(section, out_dir, f"{stem}-reevaluated", "Top configurations re-evaluated with "
+           "fresh seeds (validation value; test: the same objective on the test split)", frame)
+
+
 def study_section(study: optuna.Study, out_dir: Path) -> Section:
     name = study.study_name
     stem = _slug(name)
@@ -149,6 +162,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
                 figures.op_counts(counts, out_dir, f"{stem}-ops",
                                   f"{name}: ops per probe (trial {best.number})"))
     _fidelity_sections(section, study, out_dir, stem)
+    _reevaluation_section(section, study, out_dir, stem)
     _figure(section, "Optimisation history",
             figures.history(frame, out_dir, f"{stem}-history", f"{name}: optimisation history"))
     importances = data.importance(study)
@@ -185,15 +199,29 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
     target = data.default_target(group)
     section.meta["target"] = f"{target:.6g}"
     ttt = data.trials_to_target(group, target)
-    ranks = data.rank_test(group)
+    verdict = data.paired_verdict(group)
+    section.findings += verdict.sentences()
     distinct = data.distinct_values(group)
     axes = data.layout_axes(group)
-    _figure(section, "Best so far vs trials (median, IQR over repeats)",
+    _figure(section, "Mean ranks of the final bests (critical-difference diagram)",
+            figures.critical_difference(verdict, out_dir, f"{stem}-cd",
+                                        f"{name}: mean ranks"))
+    _figure(section, "Best so far vs trials (mean, 95 % bootstrap band over repeats)",
             figures.best_so_far_trials(summary, out_dir, f"{stem}-best-trials",
                                        f"{name}: best so far vs trials"))
-    _figure(section, "Best so far vs wall time",
+    simulated = any(data.simulated_clock(study) for study in group.studies)
+    clock = "simulated time" if simulated else "wall time"
+    _figure(section, f"Best so far vs {clock}",
             figures.best_so_far_time(curves, out_dir, f"{stem}-best-time",
-                                     f"{name}: best so far vs wall time"))
+                                     f"{name}: best so far vs {clock}", simulated))
+    surfaces = data.attainment(group)
+    if not surfaces.empty:
+        section.meta["score"] = ("hypervolume of each study's trial-level front (accuracy vs "
+                                 "complexity) over its trials")
+        _figure(section, "Empirical attainment surfaces of the trial-level fronts",
+                figures.attainment(surfaces, out_dir, f"{stem}-attainment",
+                                   f"{name}: attained accuracy vs complexity",
+                                   data.objective_complexity(group.studies[0])))
     _figure(section, "Final best per sampler",
             figures.final_best_distribution(finals, out_dir, f"{stem}-final",
                                             f"{name}: final best per sampler"))
@@ -204,7 +232,10 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
                                f"{stem}-layout", f"{name}: {axes[0]} vs {axes[1]}"))
     _table(section, out_dir, f"{stem}-final", "Final best per repeat", finals)
     _table(section, out_dir, f"{stem}-trials-to-target", f"Trials to target {target:.6g}", ttt)
-    _table(section, out_dir, f"{stem}-rank-test", "Rank tests of the final bests", ranks)
+    _table(section, out_dir, f"{stem}-pairs", "Pairwise Wilcoxon signed-rank tests (paired by "
+           "repeat, Holm-adjusted) and effect sizes", verdict.pairs_frame())
+    _table(section, out_dir, f"{stem}-ranks", "Mean ranks of the final bests",
+           verdict.ranks_frame())
     _table(section, out_dir, f"{stem}-distinct", "Distinct values tried per parameter "
            "(mean over repeats)", distinct, index=True)
     _table(section, out_dir, f"{stem}-best-so-far-summary", "Best so far per trial (summary)",
@@ -286,6 +317,10 @@ def _render_section(s: Section, level: int) -> list[str]:
         parts += [f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td>"
                   "</tr>" for k, v in s.meta.items()]
         parts.append("</table>")
+    if s.findings:
+        parts.append("<ul class='findings'>")
+        parts += [f"<li>{esc(line)}</li>" for line in s.findings]
+        parts.append("</ul>")
     for title, paths in s.figures:
         png = next((p for p in paths if p.suffix == ".png"), paths[0])
         links = " ".join(f"<a href='{esc(p.name)}'>{esc(p.suffix[1:])}</a>" for p in paths)

@@ -7,19 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 
-
-def write_atomically(path: Path, payload: dict[str, Any]) -> Path:
-    """Serialise in memory, write a temporary file, then rename it over ``path``: a reader
-    sees the old file or the new one, and a full disk is an ``OSError`` (ENOSPC), never a
-    half-written checkpoint."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
+def write_bytes_atomically(path: Path, data: bytes | memoryview) -> Path:
+    """Write a temporary file, flush it to disk, then rename it over ``path``: a reader sees
+    the old file or the new one, and a full disk is an ``OSError`` (ENOSPC), never a
+    half-written file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         with tmp.open("wb") as f:
-            f.write(buffer.getbuffer())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
     except OSError:
@@ -27,3 +23,12 @@ def write_atomically(path: Path, payload: dict[str, Any]) -> Path:
         raise
     tmp.replace(path)
     return path
+
+
+def write_atomically(path: Path, payload: dict[str, Any]) -> Path:
+    """``payload`` saved by torch (a checkpoint), whole or not at all."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_bytes_atomically(path, buffer.getbuffer())

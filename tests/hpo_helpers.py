@@ -28,6 +28,7 @@ TINY = STUDIES / "tiny.yaml"
 TINY_SLOW = STUDIES / "tiny_slow.yaml"  # 3 epochs: a trial takes a few seconds
 TINY_MULTI = STUDIES / "tiny_multi.yaml"  # objective (accuracy, complexity) of probe A
 WAIT_S = 180  # upper bound on any wait for a subprocess
+NO_STORAGE = {"table"}  # commands that read and write files, not a study storage
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ class Hpo:
 
     def argv(self, command: str, *args: Any) -> list[str]:
         """``args`` come last, so they override these defaults."""
-        extra = ["--storage", str(self.storage)]
+        extra = [] if command in NO_STORAGE else ["--storage", str(self.storage)]
         if command == "run":  # trials in this process (tests patch it), on one torch thread
             extra += ["--artifacts", str(self.artifacts), "--jobs", "1", "--threads", "1", "-q"]
         return [command, *extra, *map(str, args)]

@@ -38,6 +38,9 @@ def test_random_beats_grid_at_equal_budget(cli: Hpo) -> None:
         random_best.append(rand.best_value)
     assert min(random_best) > max(grid_best)
     assert "random" in result.out.splitlines()[1]  # the table is sorted best first
+    # 3 paired repeats cannot reach p < 0.05 (smallest Wilcoxon p: 0.25); the run says so
+    assert "- Too few repeats to conclude: with 3 paired repeats" in result.out
+    assert "between random and grid at 3 repeats" in result.out
 
 
 def test_compare_resumes_without_new_trials(cli: Hpo) -> None:
@@ -102,3 +105,28 @@ def test_report_of_a_real_comparison(cli: Hpo) -> None:
     assert set(finals["sampler"]) == {"grid", "random"}
     files = report_files(out / "index.html")
     assert files and all(f.exists() and f.stat().st_size > 0 for f in files)
+
+
+def test_an_accuracy_complexity_study_is_compared_by_hypervolume(cli: Hpo) -> None:
+    from hpo_helpers import TINY_MULTI
+
+    from reports import data
+
+    result = cli("compare", "--study", TINY_MULTI, "--artifacts", cli.artifacts, "-q",
+                 "--samplers", "random,nsga2", "--trials", 3, "--repeats", 2, "--name", "mo",
+                 "--jobs", 1, "--threads", 1)
+    assert result.code == 0, result.err
+    group = data.group_studies(open_storage(str(cli.storage)), "mo")
+    finals = data.final_best(group)
+    for study, best in zip(group.studies, finals["best"]):
+        trials = data.complete_trials(study)
+        reference = data.hypervolume_reference(study, trials)
+        from search_core.metrics import hypervolume_2d
+
+        assert best == pytest.approx(hypervolume_2d([t.values[0] for t in trials],
+                                                    [t.values[1] for t in trials], reference))
+        assert 0 < best < 1
+    assert "- Too few repeats to conclude: with 2 paired repeats" in result.out
+    out = cli.tmp / "report"
+    assert cli("report", "mo", "--out", out).code == 0
+    assert (out / "group-mo-attainment.png").is_file()

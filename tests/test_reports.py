@@ -28,8 +28,9 @@ CAT = optuna.distributions.CategoricalDistribution(["a", "b", "c"])
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _study(storage, name: str, values: list[float], params: list[dict], **attrs):
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+def _study(storage, name: str, values: list[float], params: list[dict],
+           direction: str = "maximize", **attrs):
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction)
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     dists = {"x": FLOAT, "y": FLOAT, "c": CAT}
@@ -52,7 +53,7 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> str:
     subprocess.run(
         [sys.executable, "-m", "hpo.cli", "run", "--study", "tests/studies/tiny.yaml",
          "--trials", "3", "--storage", url, "--artifacts", str(tmp / "art"), "--threads", "1",
-         "-q"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+         "-q"], cwd=ROOT, check=True, capture_output=True, timeout=600)
     storage = open_storage(url, must_exist=True)
     rng = np.random.default_rng(0)
     _study(storage, "synthetic", list(rng.random(6)),
@@ -71,6 +72,22 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> str:
     for sampler, values in (("a", [0.1, 0.5, 0.9]), ("b", [0.2, 0.3, 0.4])):
         _study(storage, f"ttt-{sampler}", values, [{"x": v} for v in values],
                known_optimum=0.9, **_group_attrs("ttt", sampler, 0))
+    # pareto: (accuracy, complexity) studies; hand-made points, reference complexity 10.
+    runs = {("a", 0): [(0.5, 8.0), (0.9, 4.0)], ("a", 1): [(0.6, 2.0)],
+            ("b", 0): [(0.2, 5.0)], ("b", 1): [(0.4, 1.0), (0.1, 9.0)]}
+    for (sampler, repeat), points in runs.items():
+        study = optuna.create_study(study_name=f"pareto-{sampler}-{repeat}", storage=storage,
+                                    directions=["maximize", "minimize"])
+        for key, value in {**_group_attrs("pareto", sampler, repeat),
+                           "reference_complexity": 10.0}.items():
+            study.set_user_attr(key, value)
+        for acc, cx in points:
+            study.add_trial(optuna.trial.create_trial(
+                params={"x": acc}, distributions={"x": FLOAT}, values=[acc, cx]))
+    # low: a minimised objective; hand-made values.
+    for sampler, values in (("a", [0.5, 0.2, 0.4]), ("b", [0.9, 0.6, 0.7])):
+        _study(storage, f"low-{sampler}", values, [{"x": v} for v in values],
+               direction="minimize", **_group_attrs("low", sampler, 0))
     return url
 
 
@@ -166,11 +183,45 @@ def test_trials_to_target(storage):
     assert ttt.loc["a", "trials"] == 2 and ttt.loc["b", "trials"] == 3
 
 
-def test_rank_test(storage):
-    ranks = data.rank_test(data.group_studies(storage, "cmp"))
-    assert "friedman" in set(ranks["test"])
-    assert (ranks["test"] == "mannwhitneyu").sum() == 3
-    assert ranks["p_value"].between(0, 1).all()
+def test_group_of_a_minimised_objective(storage):
+    group = data.group_studies(storage, "low")
+    curves = data.best_so_far(group)
+    assert curves[curves["sampler"] == "a"]["best"].tolist() == [0.5, 0.2, 0.2]
+    assert data.final_best(group).set_index("sampler")["best"].to_dict() == {"a": 0.2, "b": 0.6}
+    ttt = data.trials_to_target(group, target=0.3).set_index("sampler")  # reached: <= 0.3
+    assert ttt.loc["a", "trials"] == 2 and math.isnan(ttt.loc["b", "trials"])
+    assert data.paired_verdict(group).ranks.index[0] == "a"
+
+
+def test_pareto_group_scores_by_hypervolume_and_attainment(storage):
+    group = data.group_studies(storage, "pareto")
+    curves = data.best_so_far(group).set_index(["study", "trial"])
+    # box: complexity 0..10 x accuracy 0..1; a0's (0.5, 8) covers 2 x 0.5, then (0.9, 4)
+    # dominates it and covers 6 x 0.9
+    assert curves.loc[("pareto-a-0", 1), "best"] == pytest.approx(0.5 * 2 / 10)
+    assert curves.loc[("pareto-a-0", 2), "best"] == pytest.approx(0.9 * 6 / 10)
+    assert curves.loc[("pareto-b-1", 2), "best"] == pytest.approx(0.4 * 9 / 10)
+    finals = data.final_best(group).set_index("study")["best"]
+    assert finals["pareto-a-1"] == pytest.approx(0.6 * 8 / 10)
+    surfaces = data.attainment(group)
+    a = surfaces[surfaces["sampler"] == "a"].set_index("complexity")
+    assert list(a.index) == [2.0, 4.0, 8.0]
+    assert (a.loc[2.0, "best"], a.loc[4.0, "best"], a.loc[4.0, "worst"]) == (0.6, 0.9, 0.6)
+    assert np.isnan(a.loc[2.0, "worst"]) and a.loc[2.0, "median"] == 0.6
+    assert data.paired_verdict(group).ranks.index[0] == "a"
+
+
+def test_paired_verdict_pairs_repeats(storage):
+    group = data.group_studies(storage, "cmp")
+    verdict = data.paired_verdict(group)
+    assert verdict.samplers == ["grid", "random", "tpe"] and verdict.repeats == 3
+    assert len(verdict.pairs) == 3
+    assert all(0 <= p.p_value <= p.p_holm <= 1 for p in verdict.pairs)
+    finals = data.final_best(group)
+    blocks = finals.pivot_table(index="repeat", columns="sampler", values="best")
+    assert verdict.ranks.to_dict() == pytest.approx(
+        blocks.rank(axis=1, ascending=False).mean().to_dict())
+    assert verdict.sentences()[0].startswith("Too few repeats to conclude: with 3 paired")
 
 
 def _check_index(index: Path) -> list[Path]:
@@ -190,11 +241,12 @@ def test_report(journal, tmp_path):
     names = {p.name for p in files}
     for stem in ("tiny-front", "tiny-ops", "tiny-history", "tiny-importance",
                  "tiny-parallel", "synthetic-history", "group-cmp-best-trials",
-                 "group-cmp-best-time", "group-cmp-final", "group-cmp-layout"):
+                 "group-cmp-best-time", "group-cmp-final", "group-cmp-layout", "group-cmp-cd"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names, stem
     assert "tiny-front.png" in names and "synthetic-front.png" not in names
     text = index.read_text()
     assert "tests/studies/tiny.yaml" in text and "grid, random, tpe" in text
+    assert "Too few repeats to conclude" in text and "group-cmp-pairs.csv" in text
 
 
 def test_unknown_name(journal, tmp_path):

@@ -45,7 +45,7 @@ from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
 from hpo.stopping import StopRule, state_counts
 from hpo.storage import open_storage
 from hpo.study import StudySpec, load_study
-from hpo.trial import TrialTask, record_outcome, run_trial, sample_params
+from hpo.trial import TrialTask, record_outcome, run_trial, sample_params, training_seed
 from search_core.errors import disk_full
 from search_core.threads import child_environment
 
@@ -185,7 +185,8 @@ def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, 
                 raise optuna.TrialPruned(f"pruned at epoch {metrics.epoch}")
 
     task = TrialTask(
-        number=trial.number, params=params, spec=spec, seed=options.seed,
+        number=trial.number, params=params, spec=spec,
+        seed=training_seed(spec, options.seed, trial.number),
         reference=study.user_attrs[REFERENCE_ATTR],
         checkpoint=Path(options.artifacts) / study.study_name / f"trial-{trial.number}.pt",
         threads=trial_threads(options),

@@ -27,7 +27,14 @@ from hpo.samplers import build_sampler
 from hpo.stopping import state_counts
 from hpo.storage import open_storage
 from hpo.study import StudySpec
-from hpo.trial import TrialOutcome, TrialTask, record_outcome, run_trial, suggest_all
+from hpo.trial import (
+    TrialOutcome,
+    TrialTask,
+    record_outcome,
+    run_trial,
+    suggest_all,
+    training_seed,
+)
 from search_core.data import DEFAULT_DATA_ROOT_ENV
 from search_core.threads import openmp_environment
 
@@ -84,7 +91,8 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
                      "worker_pid": os.getpid()})
 
     task = TrialTask(
-        number=number, params=params, spec=spec, seed=options.seed, reference=reference,
+        number=number, params=params, spec=spec,
+        seed=training_seed(spec, options.seed, number), reference=reference,
         checkpoint=Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt",
         threads=trial_threads(options),
     )

@@ -1,0 +1,203 @@
+"""``hpo reevaluate``: the study's top configurations, run again with fresh seeds.
+
+A trial's value is one draw of a noisy objective (its search seed's luck), and the best of
+many draws is biased upwards: the incumbent is partly the luckiest seed. This runs each of
+the ``--top`` best configurations again with ``--seeds`` seeds that no trial of the study
+used, records the validation value (the study's objective) and the test value (the same
+objective with every member's accuracy on the test split; reporting only) per seed, and names
+the configuration with the best mean over fresh seeds as the study's seed-robust best.
+
+Every finished evaluation is stored at once in the study (user attribute
+``reevaluated_trial_N``: {seed: {value, test_value, seconds}}), so a rerun continues where a
+killed one stopped, and a rerun with more ``--seeds`` or a larger ``--top`` adds only what
+is missing. ``hpo report`` shows the result beside the search values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from hpo.options import check_flags
+from hpo.pool import run_in_processes
+from hpo.records import REEVALUATED_ATTR, REFERENCE_ATTR, STUDY_FILE_ATTR, TrialRecord
+from search_core.errors import ConfigError
+
+FRESH_SEED_BASE = 1000  # fresh seeds are the first integers from here that no trial used
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from hpo.storage import STORAGE_HELP
+
+    parser = subparsers.add_parser(
+        "reevaluate", help="run the top configurations again with fresh seeds (seed-robust "
+                           "best)")
+    parser.add_argument("name", help="study name")
+    parser.add_argument("--top", type=int, default=3, help="configurations (best first)")
+    parser.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration")
+    parser.add_argument("--jobs", type=int, default=1, help="evaluations at once (one "
+                                                            "process and thread each)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per evaluation")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--storage", default=None, help=STORAGE_HELP)
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    return parser
+
+
+@dataclass(frozen=True)
+class Job:
+    """One evaluation: a trial's configuration with one fresh seed (everything a worker
+    process needs, picklable)."""
+
+    trial: int
+    params: dict[str, Any]
+    seed: int
+    study: dict[str, Any]  # StudySpec.to_dict
+    reference: float
+    threads: int
+
+
+def cmd_reevaluate(args: argparse.Namespace) -> int:
+    from hpo.storage import load_existing_study
+
+    check_flags([(args.top >= 1, f"--top: got {args.top}; need >= 1"),
+                 (args.seeds >= 1, f"--seeds: got {args.seeds}; need >= 1"),
+                 (args.jobs >= 1, f"--jobs: got {args.jobs}; need >= 1"),
+                 (args.threads >= 1, f"--threads: got {args.threads}; need >= 1")])
+    study = load_existing_study(args.storage, args.name)
+    jobs = plan(study, args.top, args.seeds, args.threads)
+    for job, record in run_in_processes(evaluate_job, jobs, args.jobs, "reevaluate",
+                                        args.quiet):
+        store(study, job, record)
+    rows = summarise(study)
+    print(format_summary(study.study_name, rows))
+    return 0
+
+
+def top_trials(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``top`` complete trials, best value first."""
+    if len(study.directions) > 1:
+        raise ConfigError(f"study {study.study_name!r} has {len(study.directions)} objectives; "
+                          "hpo reevaluate ranks configurations by one value")
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        raise ConfigError(f"study {study.study_name!r} has no complete trial to re-evaluate")
+    maximise = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done = sorted(done, key=lambda t: (-t.values[0] if maximise else t.values[0], t.number))
+    return done[:top]
+
+
+def fresh_seeds(study: optuna.Study, count: int) -> list[int]:
+    """The first ``count`` integers from FRESH_SEED_BASE that no trial searched with."""
+    used = {TrialRecord.from_frozen(t).seed for t in study.get_trials(deepcopy=False)}
+    seeds: list[int] = []
+    candidate = FRESH_SEED_BASE
+    while len(seeds) < count:
+        if candidate not in used:
+            seeds.append(candidate)
+        candidate += 1
+    return seeds
+
+
+def plan(study: optuna.Study, top: int, seeds: int, threads: int) -> list[Job]:
+    """The evaluations still missing, best configuration first."""
+    attrs = study.user_attrs
+    if STUDY_FILE_ATTR not in attrs:
+        raise ConfigError(f"study {study.study_name!r} was not made by hpo run (no stored "
+                          "study file); nothing to re-evaluate")
+    fresh = fresh_seeds(study, seeds)
+    jobs = []
+    for trial in top_trials(study, top):
+        done = stored(study, trial.number)
+        jobs += [Job(trial.number, dict(trial.params), seed, attrs[STUDY_FILE_ATTR],
+                     float(attrs.get(REFERENCE_ATTR, 0.0)), threads)
+                 for seed in fresh if str(seed) not in done]
+    return jobs
+
+
+def evaluate_job(job: Job) -> dict[str, Any]:
+    """One evaluation in this process: the objective's value and its test value."""
+    from hpo.objective import evaluate
+    from hpo.study import StudySpec
+
+    spec = StudySpec.from_dict(job.study)
+    result = evaluate(spec, job.params, job.seed, job.reference, threads=job.threads,
+                      test=True)
+    return {"value": result.values[0],
+            "test_value": result.test_values[0] if result.test_values else None,
+            "seconds": result.seconds}
+
+
+def stored(study: optuna.Study, number: int) -> dict[str, dict[str, Any]]:
+    return dict(study.user_attrs.get(REEVALUATED_ATTR.format(number=number), {}))
+
+
+def store(study: optuna.Study, job: Job, record: dict[str, Any]) -> None:
+    """Add one evaluation to the trial's record in the study (read again first: another
+    process may have added others)."""
+    seeds = stored(study, job.trial) | {str(job.seed): record}
+    study.set_user_attr(REEVALUATED_ATTR.format(number=job.trial), seeds)
+
+
+def summarise(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per re-evaluated trial, best fresh-seed mean first: search value, fresh-seed
+    validation mean ± sd and test mean ± sd, seeds."""
+    maximise = len(study.directions) == 1 and \
+        study.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    rows = []
+    for number, trial in trials.items():
+        runs = stored(study, number)
+        if not runs:
+            continue
+        values = [r["value"] for r in runs.values()]
+        tests = [r["test_value"] for r in runs.values() if r.get("test_value") is not None]
+        rows.append({"trial": number, "search_value": trial.values[0] if trial.values else None,
+                     "fresh_mean": statistics.fmean(values), "fresh_sd": _sd(values),
+                     "test_mean": statistics.fmean(tests) if tests else None,
+                     "test_sd": _sd(tests) if tests else None, "seeds": len(values),
+                     "params": dict(trial.params)})
+    rows.sort(key=lambda r: -r["fresh_mean"] if maximise else r["fresh_mean"])
+    return rows
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def seed_share(study: optuna.Study) -> dict[str, float] | None:
+    """How much of the spread between re-evaluated configurations is seed noise: the pooled
+    within-configuration sd, the sd of the configuration means, and the share of the total
+    variance (all values) that lies within configurations. None with fewer than 2
+    configurations of 2 or more seeds."""
+    groups = [[r["value"] for r in stored(study, t.number).values()]
+              for t in study.get_trials(deepcopy=False)]
+    groups = [g for g in groups if len(g) >= 2]
+    if len(groups) < 2:
+        return None
+    within = statistics.fmean(statistics.variance(g) for g in groups)
+    total = statistics.variance([v for g in groups for v in g])
+    return {"within_sd": within ** 0.5,
+            "between_sd": statistics.stdev(statistics.fmean(g) for g in groups),
+            "seed_share": min(1.0, within / total) if total > 0 else 0.0,
+            "configurations": len(groups)}
+
+
+def format_summary(name: str, rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return f"study {name}: nothing re-evaluated"
+    lines = [f"study {name}: {len(rows)} configuration(s) re-evaluated with fresh seeds "
+             "(validation value mean ± sd; test: the same objective on the test split, "
+             "chose nothing)"]
+    for i, row in enumerate(rows):
+        test = ("-" if row["test_mean"] is None
+                else f"{row['test_mean']:.4f} ± {row['test_sd']:.4f}")
+        mark = "best" if i == 0 else "    "
+        lines.append(f"  {mark} trial {row['trial']:>4}: search {row['search_value']:.4f}, "
+                     f"fresh {row['fresh_mean']:.4f} ± {row['fresh_sd']:.4f} "
+                     f"(n={row['seeds']}), test {test}")
+    return "\n".join(lines)

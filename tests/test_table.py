@@ -1,0 +1,167 @@
+"""``hpo table build`` (resumable, versioned tables of the real objective) and the ``table``
+objective (a surrogate with the table's seed noise and a simulated clock)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hpo_helpers import TINY, Hpo
+
+from hpo.records import TrialRecord
+from hpo.study import load_study, parse_study
+from hpo.surrogate import Surrogate, _forest_predict, cross_validate, encode, load_table
+from hpo.table import configurations
+from hpo.tablefile import TABLE_FORMAT, read_rows
+from reports import data
+from search_core.configtools import to_plain
+
+
+def build(cli: Hpo, out: Path, *args: object):
+    return cli("table", "build", "--study", TINY, "--out", out, "-q", *args)
+
+
+def test_build_is_resumable_and_extends(cli: Hpo) -> None:
+    out = cli.tmp / "t.csv"
+    result = build(cli, out, "--configs", 2, "--seeds", 1)
+    assert result.code == 0, result.err
+    rows = read_rows(out)
+    grid = len(load_study(TINY).grid["kappa"]) * len(load_study(TINY).grid["schedule"])
+    assert len(rows) == grid + 2 and {r["source"] for r in rows} == {"grid", "sobol"}
+    assert all(0 <= float(r["value"]) <= 1 and float(r["seconds"]) > 0 for r in rows)
+    assert all(float(r["cpu_seconds"]) > 0 for r in rows)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["format"] == TABLE_FORMAT
+    assert meta["fingerprint"] == load_study(TINY).fingerprint()
+    assert {"torch", "optuna", "numpy"} <= set(meta["versions"]) and meta["machine"]["cpus"]
+    # a crash mid-line: the torn row is cut off and evaluated again; nothing else is redone
+    text = out.read_text()
+    out.write_text(text + "5,sobol,0,0.1")
+    result = build(cli, out, "--configs", 2, "--seeds", 2)
+    assert result.code == 0, result.err
+    again = read_rows(out)
+    assert again[: len(rows)] == rows and len(again) == 2 * len(rows)
+    assert sorted((r["config"], r["seed"]) for r in again) == sorted(
+        (str(c), str(s)) for c in range(grid + 2) for s in range(2))
+    assert f"{len(rows)} evaluated now" in result.out
+
+
+def test_another_study_cannot_extend_a_table(cli: Hpo, tmp_path: Path) -> None:
+    out = cli.tmp / "t.csv"
+    assert build(cli, out, "--configs", 1, "--seeds", 1).code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.read_text().replace("epochs: 1", "epochs: 2"))
+    result = cli("table", "build", "--study", other, "--out", out, "--configs", 1, "-q")
+    assert result.code == 2 and len(result.err_lines) == 1
+    assert "not of this study" in result.err and "give another --out" in result.err
+
+
+def test_sobol_design_is_deterministic_and_extends_its_prefix() -> None:
+    spec = load_study(TINY)
+    four, eight = configurations(spec, 4, 0), configurations(spec, 8, 0)
+    assert eight[: len(four)] == four == configurations(spec, 4, 0)
+    assert configurations(spec, 4, 1) != four
+    kappas = [p["kappa"] for source, p in eight if source == "sobol"]
+    assert len(set(kappas)) == 8 and all(0.1 <= k <= 10 for k in kappas)
+
+
+# ----------------------------------------------------------------------------- surrogate
+
+XY_STUDY = {
+    "name": "xy", "fidelity": {"epochs": 1},
+    "params": {"t_end": {"type": "float", "low": 0.01, "high": 1.0},
+               "kappa": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
+               "schedule": {"type": "categorical", "choices": ["linear", "cosine"]}},
+}
+NOISE_SD = 0.01
+
+
+def truth(t_end: float, kappa: float, schedule: str) -> float:
+    return (1.0 - (t_end - 0.3) ** 2 - 0.5 * (np.log10(kappa) + 1) ** 2
+            + (0.1 if schedule == "cosine" else 0.0))
+
+
+def write_table(path: Path, configs: int = 200, seeds: int = 2) -> None:
+    """A table of a known function with seed noise of sd NOISE_SD and seconds 10 + 100 t_end."""
+    rng = np.random.default_rng(0)
+    spec = parse_study(XY_STUDY)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["config", "source", "seed", "kappa", "schedule", "t_end", "value",
+                         "test_value", "seconds", "cpu_seconds", "error"])
+        for i in range(configs):
+            x, y, c = rng.uniform(0.01, 1.0), 10 ** rng.uniform(-2, 0), ["linear", "cosine"][i % 2]
+            for seed in range(seeds):
+                value = truth(x, y, c) + rng.normal(0, NOISE_SD)
+                writer.writerow([i, "sobol", seed, y, c, x, value, value, 1.0, 10 + 100 * x,
+                                 ""])
+    path.with_suffix(".json").write_text(json.dumps({
+        "format": TABLE_FORMAT, "study_name": "xy", "fingerprint": spec.fingerprint(),
+        "study": spec.to_dict(), "directions": ["maximize"],
+        "params": {name: to_plain(param) for name, param in spec.params.items()},
+        "evaluation": {"threads": 1}, "machine": {"cpu": "x", "cpus": 1}}))
+
+
+def test_surrogate_learns_a_known_function_and_its_noise(tmp_path: Path) -> None:
+    path = tmp_path / "xy.csv"
+    write_table(path)
+    table = load_table(path)
+    fit = cross_validate(table)
+    assert fit["spearman"] > 0.9 and fit["rmse"] < 0.5 * fit["value_sd"]
+    assert fit["noise_sd"] == pytest.approx(NOISE_SD, rel=0.25)
+    surrogate = Surrogate(table)
+    point = {"t_end": 0.3, "kappa": 0.1, "schedule": "cosine"}
+    draws = [surrogate.value(point, seed) for seed in range(400)]
+    assert surrogate.value(point, 7) == draws[7]  # a seed gives one value
+    assert np.std(draws) == pytest.approx(NOISE_SD, rel=0.25)
+    assert np.mean(draws) == pytest.approx(truth(**point), abs=0.03)
+    assert surrogate.seconds({"t_end": 0.8, "kappa": 0.1, "schedule": "linear"}) == \
+        pytest.approx(90, rel=0.1)
+    rows = table.frame.to_dict("records")
+    features = encode(rows, table.params)
+    assert np.array_equal(_forest_predict(surrogate.value_model, features),
+                          surrogate.value_model.predict(features))
+
+
+def table_study(tmp_path: Path, table: Path, params: dict | None = None) -> Path:
+    study = {"name": "xy-table", "objective": {"kind": "table", "path": str(table)},
+             "params": params or XY_STUDY["params"]}
+    path = tmp_path / "xy-table.yaml"
+    path.write_text(json.dumps(study))
+    return path
+
+
+def test_compare_on_a_table_runs_with_a_deterministic_simulated_clock(cli: Hpo,
+                                                                      tmp_path: Path) -> None:
+    table = tmp_path / "xy.csv"
+    write_table(table, configs=60)
+    study = table_study(tmp_path, table)
+    args = ("--samplers", "random,tpe", "--trials", 12, "--repeats", 2, "--jobs", 1, "-q")
+    runs = []
+    for name in ("one", "two"):
+        result = cli("compare", "--study", study, "--name", name, "--artifacts",
+                     cli.artifacts, *args)
+        assert result.code == 0, result.err
+        group = data.group_studies(cli.study(f"{name}.tpe.r0")._storage, name)
+        runs.append(data.best_so_far(group))
+        trials = cli.study(f"{name}.tpe.r0").trials
+        seconds = [TrialRecord.from_frozen(t).seconds for t in trials]
+        assert all(10 <= s <= 110 for s in seconds)  # the tabulated run times, not wall time
+        curve = runs[-1][runs[-1]["study"] == f"{name}.tpe.r0"]
+        assert curve["elapsed_s"].to_numpy() == pytest.approx(np.cumsum(seconds))
+    assert runs[0][["value", "elapsed_s"]].equals(runs[1][["value", "elapsed_s"]])
+
+
+def test_a_table_objective_checks_its_table(cli: Hpo, tmp_path: Path) -> None:
+    table = tmp_path / "xy.csv"
+    write_table(table, configs=20)
+    wrong = table_study(tmp_path, table, {"t_end": {"type": "float", "low": 0.01, "high": 1.0}})
+    result = cli.run("--trials", 1, study=wrong)
+    assert result.code == 2 and len(result.err_lines) == 1
+    assert "the table" in result.err and "must tune exactly those" in result.err
+    missing = table_study(tmp_path, tmp_path / "nope.csv")
+    result = cli.run("--trials", 1, study=missing)
+    assert result.code == 2 and "no such file; build it with hpo table build" in result.err
