@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default=None, help="study name (default: the study file's)")
     run.add_argument("--pruner", default="none", help=f"one of {', '.join(PRUNERS.names())}")
     run.add_argument("--max-failures", type=int, default=5, help="stop after N failed trials")
+    run.add_argument("--reevaluate", type=int, default=0, metavar="K",
+                     help="at the end, run the top 3 configurations again with K fresh seeds "
+                          "each (as hpo reevaluate)")
     run.add_argument("--artifacts", default="runs", help="folder for trial checkpoints")
     run.add_argument("--data-root", default=None,
                      help="folder with the data set's files (sets NAS_HPO_DATA)")

@@ -21,11 +21,14 @@ EXIT_WORKERS_DIED = 3  # the study finished, but worker processes died (each was
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpo.options import RayOptions, RunOptions
+    from hpo.options import RayOptions, RunOptions, check_flags
     from hpo.progress import StudyProgress
     from hpo.runner import run
     from search_core.data import DEFAULT_DATA_ROOT_ENV
 
+    check_flags([(0 <= args.reevaluate <= MAX_FRESH_SEEDS,
+                  f"--reevaluate: got {args.reevaluate}; need 0..{MAX_FRESH_SEEDS} fresh seeds "
+                  "per configuration (0: none)")])
     if args.data_root:  # read by this process and inherited by its workers
         os.environ[DEFAULT_DATA_ROOT_ENV] = args.data_root
     options = RunOptions(
@@ -45,9 +48,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: storage {summary.storage} (hpo show {summary.name}; optuna-dashboard "
           f"{summary.storage}), checkpoints in {summary.artifacts}/")
     finished = summary.stopped_because in ("trials", "grid")
+    if args.reevaluate and summary.complete:
+        reevaluate_at_end(args, summary.name)
     if not (summary.complete + summary.pruned > 0 and finished):
         return EXIT_STOPPED_EARLY
     return EXIT_WORKERS_DIED if summary.worker_deaths else 0
+
+
+REEVALUATE_TOP = 3  # configurations hpo run --reevaluate K runs again
+MAX_FRESH_SEEDS = 100
+
+
+def reevaluate_at_end(args: argparse.Namespace, name: str) -> None:
+    """``hpo run --reevaluate K``: the top configurations with K fresh seeds each."""
+    from hpo.reevaluate import format_summary, reevaluate
+    from hpo.storage import load_existing_study
+
+    study = load_existing_study(args.storage, name)
+    rows = reevaluate(study, REEVALUATE_TOP, args.reevaluate, args.jobs or 1,
+                      args.threads or 1, args.quiet)
+    print(format_summary(name, rows))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

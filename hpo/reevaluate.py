@@ -69,13 +69,19 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
                  (args.jobs >= 1, f"--jobs: got {args.jobs}; need >= 1"),
                  (args.threads >= 1, f"--threads: got {args.threads}; need >= 1")])
     study = load_existing_study(args.storage, args.name)
-    jobs = plan(study, args.top, args.seeds, args.threads)
-    for job, record in run_in_processes(evaluate_job, jobs, args.jobs, "reevaluate",
-                                        args.quiet):
-        store(study, job, record)
-    rows = summarise(study)
-    print(format_summary(study.study_name, rows))
+    print(format_summary(study.study_name, reevaluate(study, args.top, args.seeds, args.jobs,
+                                                      args.threads, args.quiet)))
     return 0
+
+
+def reevaluate(study: optuna.Study, top: int, seeds: int, workers: int, threads: int,
+               quiet: bool = False) -> list[dict[str, Any]]:
+    """Evaluate what is missing of ``top`` x ``seeds``, storing each result as it finishes;
+    the summary rows, best fresh-seed mean first."""
+    jobs = plan(study, top, seeds, threads)
+    for job, record in run_in_processes(evaluate_job, jobs, workers, "reevaluate", quiet):
+        store(study, job, record)
+    return summarise(study)
 
 
 def top_trials(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:

@@ -128,3 +128,19 @@ def test_per_trial_training_seeds_are_recorded_and_reproducible(cli: Hpo, tmp_pa
     assert training_seed(load_study(TINY), 5, 2) == 5  # common: the run's seed
     assert cli("reevaluate", "tiny", "--top", 1, "--seeds", 1, "-q").code == 0
     assert list(stored(cli, cli.study("tiny").best_trial.number)) == [str(FRESH_SEED_BASE)]
+
+
+def test_run_can_reevaluate_at_the_end(cli: Hpo) -> None:
+    result = cli.run("--trials", 2, "--sampler", "random", "--reevaluate", 1)
+    assert result.code == 0, result.err
+    assert "re-evaluated with fresh seeds" in result.out
+    for trial in cli.study("tiny").trials:  # top 3 of 2 trials: both, one fresh seed each
+        assert list(stored(cli, trial.number)) == [str(FRESH_SEED_BASE)]
+
+
+def test_a_bad_reevaluate_count_is_one_line_and_writes_nothing(cli: Hpo) -> None:
+    result = cli.run("--trials", 1, "--reevaluate", -1)
+    assert result.code == 2
+    assert result.err_lines == ["hpo run: error: --reevaluate: got -1; need 0..100 fresh seeds "
+                                "per configuration (0: none)"]
+    assert cli.nothing_written()
