@@ -62,7 +62,6 @@ MAX_FRESH_SEEDS = 100
 def reevaluate_at_end(args: argparse.Namespace, name: str) -> None:
     """``hpo run --reevaluate K``: the top configurations with K fresh seeds each."""
     from hpo.reevaluate import format_summary, reevaluate
-    from hpo.storage import load_existing_study
 
     study = load_existing_study(args.storage, name)
     rows = reevaluate(study, REEVALUATE_TOP, args.reevaluate, args.jobs or 1,
@@ -71,9 +70,10 @@ def reevaluate_at_end(args: argparse.Namespace, name: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from hpo.compare import CompareOptions, compare
+    from hpo.compare import CompareOptions, compare, summarise_group
     from hpo.options import RunOptions
     from hpo.progress import StudyProgress
+    from reports import data
 
     base = RunOptions(study_path=args.study, trials=args.trials, jobs=args.jobs, seed=args.seed,
                       storage=args.storage, artifacts=args.artifacts, threads=args.threads,
@@ -82,23 +82,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     options = CompareOptions(run=base, samplers=samplers, repeats=args.repeats,
                              group=args.name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    group, rows = compare(options, progress=lambda: StudyProgress(quiet=args.quiet))
+    group = compare(options, progress=lambda: StudyProgress(quiet=args.quiet))
+    if group is None:
+        return EXIT_STOPPED_EARLY
     import pandas as pd
 
+    finals = data.final_best(group)
+    rows = summarise_group(group, finals)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    for line in group_verdict(args.storage, group):
+    for line in data.paired_verdict(group, finals=finals).sentences():
         print(f"- {line}")
     print(f"budget {args.trials} trials x {args.repeats} repeats per sampler; "
-          f"hpo report {group} --out DIR draws the comparison")
+          f"hpo report {group.name} --out DIR draws the comparison")
     return 0
-
-
-def group_verdict(storage_url: str | None, group: str) -> list[str]:
-    """The paired verdict's sentences on a comparison group (reports.stats)."""
-    from reports import data
-
-    found = data.group_studies(open_storage(storage_url), group)
-    return data.paired_verdict(found).sentences() if found is not None else []
 
 
 def load_named_study(args: argparse.Namespace) -> optuna.Study:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpo.objectives import MAXIMIZE, MINIMIZE
 from hpo.options import RunOptions
@@ -19,6 +19,11 @@ from hpo.samplers import build_sampler
 from hpo.storage import open_storage
 from hpo.study import StudySpec, check_study_name
 from search_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from reports.data import Group
 
 
 @dataclass(frozen=True)
@@ -70,25 +75,23 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
     return spec, group, runs
 
 
-def compare(options: CompareOptions,
-            progress: Any = None) -> tuple[str, list[dict[str, Any]]]:
-    """Run (or resume) every study of the group; return the group's name and one summary row
-    per sampler."""
+def compare(options: CompareOptions, progress: Any = None) -> Group | None:
+    """Run (or resume) every study of the group; return the group as stored."""
+    from reports import data
+
     _, group, runs = plan(options)
     for run_options in runs:
         run(run_options, progress() if progress else None)
-    return group, summarise_group(options.run.storage, group)
+    return data.group_studies(open_storage(options.run.storage), group)
 
 
-def summarise_group(storage_url: str | None, group: str) -> list[dict[str, Any]]:
-    """Per sampler: repeats and the median, min and max final best (for an (accuracy,
-    complexity) group: the final hypervolume of the trial-level front), best first."""
+def summarise_group(found: Group, finals: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per sampler: repeats and the median, min and max of ``finals`` (reports.data
+    ``final_best``: for an (accuracy, complexity) group the final hypervolume of the
+    trial-level front), best first."""
     from reports import data
 
-    found = data.group_studies(open_storage(storage_url), group)
-    if found is None:
-        return []
-    finals = data.final_best(found).dropna(subset=["best"])
+    finals = finals.dropna(subset=["best"])
     known = [v for v in found.meta["known_optimum"] if v is not None and v == v]
     rows = []
     for sampler, values in finals.groupby("sampler", sort=False)["best"]:

@@ -142,6 +142,17 @@ def stored(study: optuna.Study, number: int) -> dict[str, dict[str, Any]]:
     return dict(study.user_attrs.get(REEVALUATED_ATTR.format(number=number), {}))
 
 
+def all_stored(study: optuna.Study) -> dict[int, dict[str, dict[str, Any]]]:
+    """Every re-evaluated trial's runs by seed, from one read of the study's attributes."""
+    attrs = study.user_attrs
+    found = {}
+    for trial in study.get_trials(deepcopy=False):
+        runs = attrs.get(REEVALUATED_ATTR.format(number=trial.number))
+        if runs:
+            found[trial.number] = dict(runs)
+    return found
+
+
 def store(study: optuna.Study, job: Job, record: dict[str, Any]) -> None:
     """Add one evaluation to the trial's record in the study (read again first: another
     process may have added others)."""
@@ -156,10 +167,8 @@ def summarise(study: optuna.Study) -> list[dict[str, Any]]:
         study.direction == optuna.study.StudyDirection.MAXIMIZE
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     rows = []
-    for number, trial in trials.items():
-        runs = stored(study, number)
-        if not runs:
-            continue
+    for number, runs in all_stored(study).items():
+        trial = trials[number]
         values = [r["value"] for r in runs.values()]
         tests = [r["test_value"] for r in runs.values() if r.get("test_value") is not None]
         rows.append({"trial": number, "search_value": trial.values[0] if trial.values else None,
@@ -180,8 +189,7 @@ def seed_share(study: optuna.Study) -> dict[str, float] | None:
     within-configuration sd, the sd of the configuration means, and the share of the total
     variance (all values) that lies within configurations. None with fewer than 2
     configurations of 2 or more seeds."""
-    groups = [[r["value"] for r in stored(study, t.number).values()]
-              for t in study.get_trials(deepcopy=False)]
+    groups = [[r["value"] for r in runs.values()] for runs in all_stored(study).values()]
     groups = [g for g in groups if len(g) >= 2]
     if len(groups) < 2:
         return None

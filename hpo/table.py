@@ -7,8 +7,8 @@ the test split, for reporting). Every evaluation is appended to ``PATH`` (CSV) a
 finishes, flushed to disk, so a killed build loses only the evaluations in flight and the
 same command continues it; a larger ``--configs`` or ``--seeds`` adds only what is missing
 (the Sobol design with the same seed extends its prefix). ``PATH.json`` holds the metadata:
-format version, the study (settings and fingerprint), the design, the package versions, the
-machine and the threads an evaluation ran with.
+format version, the study (settings and fingerprint), the design, and the environment record
+``hpo run`` also keeps (package versions, git commit, CPU, cores, threads per evaluation).
 
 A study then answers its trials from the table (``objective: {kind: table, path: PATH}``,
 hpo/surrogate.py) in milliseconds instead of minutes.
@@ -22,7 +22,6 @@ import csv
 import io
 import math
 import os
-import platform
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,6 +173,7 @@ def evaluate_job(job: TableJob) -> dict[str, Any]:
 
 
 def table_meta(spec: Any, args: argparse.Namespace, configs: int) -> dict[str, Any]:
+    from hpo.records import environment
     from search_core.configtools import to_plain
 
     return {
@@ -186,37 +186,10 @@ def table_meta(spec: Any, args: argparse.Namespace, configs: int) -> dict[str, A
         "design": {"sobol": args.configs, "grid": configs - args.configs,
                    "design_seed": args.design_seed, "seeds": args.seeds},
         "evaluation": {"threads": 1, "jobs": args.jobs},
-        "versions": package_versions(),
-        "machine": machine(),
+        "environment": environment(threads=1),  # versions, commit, CPU, cores
         "command": f"hpo table build --study {args.study} --configs {args.configs} "
                    f"--seeds {args.seeds} --jobs {args.jobs}",
     }
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("nas-hpo", "torch", "optuna", "numpy", "scikit-learn"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "-"
-    found["python"] = platform.python_version()
-    return found
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": model or platform.processor(),
-            "cpus": os.cpu_count()}
 
 
 def check_meta(path: Path, meta: dict[str, Any]) -> None:
@@ -291,8 +264,8 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"({table.failed} failed), seeds {sorted(frame['seed'].unique().tolist())}")
     print(f"cost: {seconds.sum() / 3600:.2f} CPU hours ({seconds.median():.1f} s median per "
           f"evaluation, {meta['evaluation']['threads']} thread each; wall "
-          f"{frame['seconds'].sum() / 3600:.2f} h summed) on {meta['machine']['cpu']} "
-          f"({meta['machine']['cpus']} CPUs)")
+          f"{frame['seconds'].sum() / 3600:.2f} h summed) on {meta['environment']['cpu']} "
+          f"({meta['environment']['cores']} CPUs)")
     fit = cross_validate(table)
     print(f"surrogate ({fit['model']}), {fit['folds']}-fold held-out configurations: "
           f"Spearman {fit['spearman']:.3f}, RMSE {fit['rmse']:.4g} (value sd "

@@ -181,11 +181,16 @@ def union_front(study: optuna.Study, complexity: str = "params") -> Front | None
     return Front(members, complexity, title="union over trials")
 
 
-def objective_kind(study: optuna.Study) -> str | None:
-    """The objective kind of the saved study file (None if unknown)."""
+def stored_objective(study: optuna.Study) -> dict[str, Any]:
+    """The ``objective`` section of the saved study file ({} if unknown)."""
     study_file = study.user_attrs.get(STUDY_FILE_ATTR)
     objective = study_file.get("objective") if isinstance(study_file, dict) else None
-    kind = objective.get("kind") if isinstance(objective, dict) else None
+    return objective if isinstance(objective, dict) else {}
+
+
+def objective_kind(study: optuna.Study) -> str | None:
+    """The objective kind of the saved study file (None if unknown)."""
+    kind = stored_objective(study).get("kind")
     return str(kind) if kind else None
 
 
@@ -199,11 +204,9 @@ def simulated_clock(study: optuna.Study) -> bool:
 def objective_complexity(study: optuna.Study) -> str | None:
     """The complexity axis of the study's objective (``params``, ``cell_params`` or
     ``latency``): from the saved study file, else the best trial's family summary."""
-    study_file = study.user_attrs.get(STUDY_FILE_ATTR)
-    objective = study_file.get("objective") if isinstance(study_file, dict) else None
-    kind = objective.get("kind") if isinstance(objective, dict) else None
+    kind = objective_kind(study)
     if kind in OBJECTIVES and OBJECTIVES.get(kind).complexity_axis:
-        return str(objective.get("complexity", "params"))
+        return str(stored_objective(study).get("complexity", "params"))
     trial = best_trial(study)
     summary = TrialRecord.from_frozen(trial).family_summary if trial is not None else {}
     complexity = summary.get("complexity") if isinstance(summary, dict) else None
@@ -409,9 +412,7 @@ def hypervolume_reference(study: optuna.Study,
     """(worst accuracy, largest complexity) of an (accuracy, complexity) study's box: the
     study's reference complexity and objective.reference_accuracy; without a recorded
     reference, the largest complexity of its trials."""
-    study_file = study.user_attrs.get(STUDY_FILE_ATTR)
-    objective = study_file.get("objective", {}) if isinstance(study_file, dict) else {}
-    acc_ref = float(objective.get("reference_accuracy", 0.0) or 0.0)
+    acc_ref = float(stored_objective(study).get("reference_accuracy", 0.0) or 0.0)
     cx_ref = study.user_attrs.get(REFERENCE_ATTR)
     if not cx_ref:
         cx_ref = max((t.values[1] for t in trials), default=1.0) or 1.0
@@ -520,10 +521,12 @@ def attainment(group: Group) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sampler", "complexity", "best", "median", "worst"])
 
 
-def paired_verdict(group: Group, alpha: float = stats.ALPHA) -> stats.Verdict:
-    """Friedman, pairwise Wilcoxon-Holm, A12 and mean ranks of the final bests, paired by
-    repeat (reports.stats)."""
-    blocks, dropped = stats.paired_blocks(final_best(group).dropna(subset=["best"]))
+def paired_verdict(group: Group, alpha: float = stats.ALPHA,
+                   finals: pd.DataFrame | None = None) -> stats.Verdict:
+    """Friedman, pairwise Wilcoxon-Holm, A12 and mean ranks of the final bests (``finals``:
+    ``final_best(group)`` when already computed), paired by repeat (reports.stats)."""
+    finals = final_best(group) if finals is None else finals
+    blocks, dropped = stats.paired_blocks(finals.dropna(subset=["best"]))
     return stats.compare_paired(blocks, group_maximises(group), alpha, dropped)
 
 

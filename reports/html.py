@@ -199,7 +199,7 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
     target = data.default_target(group)
     section.meta["target"] = f"{target:.6g}"
     ttt = data.trials_to_target(group, target)
-    verdict = data.paired_verdict(group)
+    verdict = data.paired_verdict(group, finals=finals)
     section.findings += verdict.sentences()
     distinct = data.distinct_values(group)
     axes = data.layout_axes(group)

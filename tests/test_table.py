@@ -36,7 +36,8 @@ def test_build_is_resumable_and_extends(cli: Hpo) -> None:
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["format"] == TABLE_FORMAT
     assert meta["fingerprint"] == load_study(TINY).fingerprint()
-    assert {"torch", "optuna", "numpy"} <= set(meta["versions"]) and meta["machine"]["cpus"]
+    environment = meta["environment"]
+    assert {"torch", "optuna", "numpy"} <= set(environment["versions"]) and environment["cores"]
     # a crash mid-line: the torn row is cut off and evaluated again; nothing else is redone
     text = out.read_text()
     out.write_text(text + "5,sobol,0,0.1")
@@ -102,7 +103,7 @@ def write_table(path: Path, configs: int = 200, seeds: int = 2) -> None:
         "format": TABLE_FORMAT, "study_name": "xy", "fingerprint": spec.fingerprint(),
         "study": spec.to_dict(), "directions": ["maximize"],
         "params": {name: to_plain(param) for name, param in spec.params.items()},
-        "evaluation": {"threads": 1}, "machine": {"cpu": "x", "cpus": 1}}))
+        "evaluation": {"threads": 1}, "environment": {"cpu": "x", "cores": 1}}))
 
 
 def test_surrogate_learns_a_known_function_and_its_noise(tmp_path: Path) -> None:
