@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ from search_core.threads import configure_process
 
 EXIT_BAD_INPUT = 2
 EXIT_DISK_FULL = 4  # resumable: rerun the same command once there is space
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 MAX_MESSAGE = 400  # characters of an error line
 
 
@@ -157,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hpo {args.command}: error: {_bounded(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader went away (hpo list | head): not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python's documented remedy
+        return 0
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        print(f"hpo {args.command}: {err or 'interrupted; rerun the same command to resume'}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     except OSError as err:
         if args.debug or not disk_full(err):
             raise

@@ -6,14 +6,20 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from hpo.records import SAMPLER_ATTR, TrialRecord, timing_summary, trial_row
+from hpo.records import SAMPLER_ATTR, TrialRecord, metric_names, timing_summary, trial_row
 from hpo.storage import load_existing_study, open_storage
+from hpo.study import load_study
 from search_core.errors import ConfigError
+from search_core.files import write_bytes_atomically
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXIT_STOPPED_EARLY = 1  # failures, timeout, or nothing completed
 EXIT_WORKERS_DIED = 3  # the study finished, but worker processes died (each was logged when
@@ -21,32 +27,30 @@ EXIT_WORKERS_DIED = 3  # the study finished, but worker processes died (each was
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpo.options import RayOptions, RunOptions, check_flags
-    from hpo.progress import StudyProgress
-    from hpo.runner import run
-    from search_core.data import DEFAULT_DATA_ROOT_ENV
+    from hpo.options import RayOptions, RunOptions, check_flags, check_run_flags
 
     check_flags([(0 <= args.reevaluate <= MAX_FRESH_SEEDS,
                   f"--reevaluate: got {args.reevaluate}; need 0..{MAX_FRESH_SEEDS} fresh seeds "
                   "per configuration (0: none)")])
-    if args.data_root:  # read by this process and inherited by its workers
-        os.environ[DEFAULT_DATA_ROOT_ENV] = args.data_root
-    options = RunOptions(
+    options = check_run_flags(RunOptions(
         study_path=args.study, sampler=args.sampler, trials=args.trials, timeout=args.timeout,
         jobs=args.jobs, seed=args.seed, name=args.name, storage=args.storage,
         pruner=args.pruner, max_failures=args.max_failures, artifacts=args.artifacts,
         threads=args.threads, backend=args.backend, verbose=args.verbose,
         ray=RayOptions(address=args.address, concurrency=args.concurrency,
                        cpus_per_trial=args.cpus_per_trial, retries=args.retries),
-    )
+    ))  # the flags and the study file first: a bad one fails before torch is imported
+    load_study(options.study_path)
+    from hpo.progress import StudyProgress
+    from hpo.runner import run
+    from search_core.data import DEFAULT_DATA_ROOT_ENV
+
+    if args.data_root:  # read by this process and inherited by its workers
+        os.environ[DEFAULT_DATA_ROOT_ENV] = args.data_root
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
-    summary = run(options, StudyProgress(quiet=args.quiet))
-    print(f"study {summary.name}: {summary.complete} complete, {summary.pruned} pruned, "
-          f"{summary.failed} failed ({summary.stopped_because})")
-    if summary.best is not None:
-        print(f"best: {json.dumps(summary.best, default=str)}")
-    print(f"results: storage {summary.storage} (hpo show {summary.name}; optuna-dashboard "
-          f"{summary.storage}), checkpoints in {summary.artifacts}/")
+    summary = run(options, StudyProgress(quiet=args.quiet), announce=print)
+    storage_flag = f" --storage {summary.storage}" if args.storage else ""
+    print("\n".join(summary.lines(storage_flag)))
     finished = summary.stopped_because in ("trials", "grid")
     if args.reevaluate and summary.complete:
         reevaluate_at_end(args, summary.name)
@@ -78,11 +82,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = RunOptions(study_path=args.study, trials=args.trials, jobs=args.jobs, seed=args.seed,
                       storage=args.storage, artifacts=args.artifacts, threads=args.threads,
                       backend=args.backend, verbose=args.verbose)
-    samplers = tuple(s for s in args.samplers.split(",") if s)
+    samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
     options = CompareOptions(run=base, samplers=samplers, repeats=args.repeats,
                              group=args.name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    group = compare(options, progress=lambda: StudyProgress(quiet=args.quiet))
+    group = compare(options, progress=lambda: StudyProgress(quiet=args.quiet), announce=print)
     if group is None:
         return EXIT_STOPPED_EARLY
     import pandas as pd
@@ -102,17 +106,54 @@ def load_named_study(args: argparse.Namespace) -> optuna.Study:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """One line per study, tab-separated: name, trial counts by state, best, sampler."""
     storage = open_storage(args.storage, must_exist=True)
     for summary in optuna.get_all_study_summaries(storage):
-        best = summary.best_trial.values if summary.best_trial else None
-        print(f"{summary.study_name}\t{summary.n_trials} trials\tbest {best}\t"
-              f"sampler {summary.user_attrs.get(SAMPLER_ATTR)}")
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        print("\t".join([summary.study_name, state_counts_text(study),
+                         best_text(study), f"sampler {summary.user_attrs.get(SAMPLER_ATTR)}"]))
     return 0
+
+
+def state_counts_text(study: optuna.Study) -> str:
+    """"12 complete, 1 failed, 2 waiting": the states a study's trials are in."""
+    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    order = ("complete", "pruned", "fail", "running", "waiting")
+    words = {"fail": "failed"}
+    parts = [f"{counts[state]} {words.get(state, state)}" for state in order if counts[state]]
+    return ", ".join(parts) or "no trials"
+
+
+def best_text(study: optuna.Study) -> str:
+    """"best hypervolume 0.7954 (trial 12)", or the size of a Pareto front."""
+    from hpo.announce import number
+
+    complete = [t for t in study.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return "no complete trial"
+    names = metric_names(study)
+    if len(study.directions) > 1:
+        return f"Pareto front ({' vs '.join(names)}): {len(study.best_trials)} trials"
+    best = study.best_trial
+    return f"best {names[0]} {number(best.value)} (trial {best.number})"
+
+
+def best_numbers(study: optuna.Study) -> set[int]:
+    """The best trial, or the Pareto trials of a multi-objective study."""
+    complete = any(t.state == optuna.trial.TrialState.COMPLETE
+                   for t in study.get_trials(deepcopy=False))
+    if not complete:
+        return set()
+    if len(study.directions) > 1:
+        return {t.number for t in study.best_trials}
+    return {study.best_trial.number}
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     study = load_named_study(args)
-    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    best = best_numbers(study)
+    rows = [trial_row(t) | {"best": t.number in best} for t in study.get_trials(deepcopy=False)]
     if args.format == "json":
         print(json.dumps({"study": study.study_name, "user_attrs": study.user_attrs,
                           "trials": rows}, indent=1, default=str))
@@ -123,12 +164,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     else:
-        print(frame.to_string(index=False) if not frame.empty else "(no trials)")
+        print(readable_trials(frame, study) if not frame.empty else "(no trials)")
     if args.timing:
-        timing = timing_summary(study.get_trials(deepcopy=False))
-        print("timing: " + (", ".join(f"{k} {v:.3g}" for k, v in timing.items())
-                            or "needs two complete trials"))
+        print(timing_text(timing_summary(study.get_trials(deepcopy=False))))
     return 0
+
+
+def readable_trials(frame: pd.DataFrame, study: optuna.Study) -> str:
+    """The trials as a table a person reads: the best marked with *, values under the
+    objective's name, 4 significant digits, no all-empty columns, empty where nothing is."""
+    from hpo.announce import number
+
+    names = metric_names(study)
+    value_columns = ["value"] if "value" in frame else [f"value_{i}" for i in range(len(names))]
+    frame = frame.drop(columns=[n for n in names if n in frame])  # e.g. the family's
+    # hypervolume when it is the value
+    frame = frame.rename(columns=dict(zip(value_columns, names)))
+    frame = frame.rename(columns=lambda c: c.removeprefix("param_"))
+    frame["best"] = frame["best"].map({True: "*", False: ""})
+    frame = frame[["best", *[c for c in frame.columns if c != "best"]]]
+    frame = frame.dropna(axis="columns", how="all")
+    text = frame.astype(object).map(lambda v: "" if v is None or v != v else number(v))
+    return text.to_string(index=False)
+
+
+def timing_text(timing: dict[str, float]) -> str:
+    if not timing:
+        return "timing: needs two complete trials"
+    return (f"timing over {int(timing['trials'])} complete trials (medians per trial): "
+            f"search and evaluation {timing['evaluate_s']:.1f} s, harness overhead "
+            f"{timing['overhead_s']:.2f} s ({100 * timing['overhead_share']:.1f} %); "
+            f"first start to last end {timing['span_s']:.0f} s")
 
 
 def pick_trial(study: optuna.Study, which: str) -> optuna.trial.FrozenTrial:
@@ -177,23 +243,39 @@ def cmd_export(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--s: got {args.s!r}; expected comma-separated numbers") \
                 from None
-    s_vec = as_simplex_point(s, len(result.ops))
+    s_vec = [round(v, 6) for v in as_simplex_point(s, len(result.ops)).tolist()]  # no float32
+    # noise in what is written
     genotype = result.genotype(s_vec)
+    member = exported_member(result, s_vec)
     payload |= {
-        "s": s_vec.tolist(), "ops": list(result.ops), "genotype": genotype.to_dict(),
+        "s": s_vec, "ops": list(result.ops), "genotype": genotype.to_dict(),
         "op_counts": {k: dict(v) for k, v in genotype.op_counts().items()},
+        "accuracy": payload.get("accuracy", member.accuracy), "params": member.params,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
-    print(f"wrote genotype of trial {trial.number} at s={s_vec.tolist()} to {out}")
+    write_bytes_atomically(out, json.dumps(payload, indent=1).encode())
+    print(f"trial {trial.number} at s={_fmt(s_vec)}: validation accuracy "
+          f"{payload['accuracy']:.4f} (one-hot on the supernet's weights), "
+          f"{member.params:,} parameters; genotype written to {out}")
     if args.model:
         from hpo.objective import cached_data
 
         model = result.model(s_vec, cached_data(result.config.data))
-        save_model(model, args.model, study=study.study_name, trial=trial.number, s=s)
-        print(f"wrote model ({model.num_params()} parameters) to {args.model}")
+        save_model(model, args.model, study=study.study_name, trial=trial.number, s=s_vec)
+        print(f"model written to {args.model}; load it with "
+              "search_core.load_model(path) (weights only, no pickled code)")
     return 0
+
+
+def exported_member(result: Any, s: list[float]) -> Any:
+    """The family member at ``s``: its validation accuracy and parameters, as the family
+    table measures every member."""
+    from hpo.objective import cached_data
+    from search_core.family import Probe
+
+    table = result.family(cached_data(result.config.data), [Probe("export", tuple(s))])
+    return table.members[0]
 
 
 def pick_under_budget(args: argparse.Namespace, result: Any) -> tuple[list[float], dict]:

@@ -9,15 +9,15 @@ to the budget; its seed changes the order of the cells.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from hpo.objectives import MAXIMIZE, MINIMIZE
-from hpo.options import RunOptions
-from hpo.runner import run, validate
-from hpo.samplers import build_sampler
-from hpo.storage import open_storage
-from hpo.study import StudySpec, check_study_name
+from hpo.options import RunOptions, check_run_flags
+from hpo.samplers import SAMPLERS, build_sampler
+from hpo.storage import open_storage, storage_label, study_names
+from hpo.study import StudySpec, check_study_name, load_study
 from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,19 +49,26 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
         raise ConfigError(f"--repeats: got {options.repeats}; need >= 1")
     if not options.samplers:
         raise ConfigError("--samplers: name at least one sampler, e.g. grid,random,tpe")
-    spec, reference = validate(options.run)  # one reference for the whole group: a
+    samplers = [SAMPLERS.canonical(sampler, "--samplers") for sampler in options.samplers]
+    if len(set(samplers)) < len(samplers):
+        raise ConfigError(f"--samplers: {','.join(options.samplers)} names a sampler twice")
+    run_options = check_run_flags(options.run)
+    load_study(run_options.study_path)  # the file's own errors, before torch is imported
+    from hpo.runner import validate
+
+    spec, reference = validate(run_options)  # one reference for the whole group: a
     # measured one (latency) would otherwise differ by noise between its studies
     directions = spec.objective.directions
     if len(directions) > 1 and directions != [MAXIMIZE, MINIMIZE]:
         raise ConfigError(f"hpo compare: objectives {directions}; it compares one value or "
                           "an (accuracy, complexity) pair (by hypervolume)")
-    for sampler in options.samplers:
+    for sampler in samplers:
         build_sampler(sampler, 0, spec.objective.directions)
     group = check_study_name(options.group or f"{spec.name}-compare", "--name")
     optimum = known_optimum(spec)
     runs = []
     for repeat in range(options.repeats):
-        for sampler in options.samplers:
+        for sampler in samplers:
             seed = options.run.seed + repeat
             attrs: dict[str, Any] = {"compare_group": group, "repeat": repeat, "seed": seed,
                                      "budget": options.run.trials}
@@ -75,14 +82,30 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
     return spec, group, runs
 
 
-def compare(options: CompareOptions, progress: Any = None) -> Group | None:
-    """Run (or resume) every study of the group; return the group as stored."""
+def compare(options: CompareOptions, progress: Any = None,
+            announce: Callable[[str], None] | None = None) -> Group | None:
+    """Run (or resume) every study of the group; return the group as stored. ``announce``
+    gets a one-line banner before the first study runs."""
+    spec, group, runs = plan(options)
+    from hpo.runner import run  # imports torch: after the flags are checked
     from reports import data
 
-    _, group, runs = plan(options)
+    if announce is not None:
+        announce(compare_banner(options, spec, group, len(runs)))
     for run_options in runs:
         run(run_options, progress() if progress else None)
     return data.group_studies(open_storage(options.run.storage), group)
+
+
+def compare_banner(options: CompareOptions, spec: StudySpec, group: str, studies: int) -> str:
+    """One line: the group, study file, samplers, budget, storage, and how far it got."""
+    storage = open_storage(options.run.storage)
+    started = sum(name.startswith(f"{group}.") for name in study_names(storage))
+    state = f"resuming: {started} of {studies} studies started" if started else "new group"
+    samplers = ", ".join(SAMPLERS.canonical(s) for s in options.samplers)
+    return (f"hpo compare: group {group} on {spec.source}; samplers {samplers}; "
+            f"{options.run.trials} trials x {options.repeats} repeats each; storage "
+            f"{storage_label(options.run.storage)}; {state}")
 
 
 def summarise_group(found: Group, finals: pd.DataFrame) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from search_core.configtools import shown
-from search_core.errors import ConfigError
+from search_core.errors import ConfigError, did_you_mean
 from search_core.registry import Registry
 
 if TYPE_CHECKING:
@@ -40,7 +40,9 @@ class Objective:
     on that axis). ``validate(spec, param_names)``: extra checks of the study (ConfigError).
     ``optimum(spec)``: the best value when known (strategy comparisons report regret).
     ``clock(spec, params)``: the seconds a ``from_params`` evaluation stands for (a table
-    objective's simulated run time; recorded as the trial's seconds)."""
+    objective's simulated run time; recorded as the trial's seconds).
+    ``metric_names(spec)``: a short name per value, as Optuna's dashboard and our
+    summaries show it (default: the kind's name)."""
 
     directions: tuple[str, ...]
     description: str
@@ -51,6 +53,7 @@ class Objective:
     validate: Callable[[ObjectiveSpec, Collection[str]], None] | None = None
     optimum: Callable[[ObjectiveSpec], float | None] | None = None
     clock: Callable[[ObjectiveSpec, Mapping[str, Any]], float] | None = None
+    metric_names: Callable[[ObjectiveSpec], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         if (self.from_family is None) == (self.from_params is None):
@@ -84,7 +87,8 @@ class ObjectiveSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVES:
-            raise ConfigError(f"objective.kind: got {shown(self.kind)}; expected one of "
+            raise ConfigError(f"objective.kind: got {shown(self.kind)}"
+                              f"{did_you_mean(self.kind, OBJECTIVES.names())}; expected one of "
                               f"{', '.join(OBJECTIVES.names())}")
         if not (math.isfinite(self.reference_accuracy) and 0 <= self.reference_accuracy <= 1):
             raise ConfigError(f"objective.reference_accuracy: got {shown(self.reference_accuracy)}"
@@ -101,6 +105,12 @@ class ObjectiveSpec:
     @property
     def directions(self) -> list[str]:
         return list(self.entry.directions)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """One short name per value ("hypervolume"; "probe A accuracy", "parameters")."""
+        names = self.entry.metric_names
+        return list(names(self) if names else (self.kind,) * len(self.directions))
 
 
 def probe_member(spec: ObjectiveSpec, table: FamilyTable) -> Any:
@@ -170,19 +180,48 @@ def check_table(spec: ObjectiveSpec, param_names: Collection[str]) -> None:
     check(spec.path, param_names)
 
 
+COMPLEXITY_NAMES = {"params": "parameters", "cell_params": "cell parameters",
+                    "latency": "latency ms"}
+
+
+def probe_accuracy_name(spec: ObjectiveSpec) -> tuple[str, ...]:
+    return (f"probe {spec.probe} accuracy",)
+
+
+def accuracy_and_complexity_names(spec: ObjectiveSpec) -> tuple[str, ...]:
+    return (*probe_accuracy_name(spec), COMPLEXITY_NAMES[spec.complexity])
+
+
+def table_metric_name(spec: ObjectiveSpec) -> tuple[str, ...]:
+    """The tabulated study's metric, marked as a surrogate's."""
+    from pathlib import Path
+
+    from hpo.tablefile import read_meta
+
+    try:
+        tabulated = ObjectiveSpec(**read_meta(Path(spec.path or "")).get("study", {})
+                                  .get("objective", {}))
+        return (f"{tabulated.metric_names[0]} (surrogate)",)
+    except (ConfigError, TypeError):
+        return ("surrogate value",)
+
+
 OBJECTIVES.add("hypervolume", Objective(
     (MAXIMIZE,), "hypervolume of the family's accuracy/complexity front",
     from_family=hypervolume, complexity_axis=True))
 OBJECTIVES.add("probe_accuracy", Objective(
     (MAXIMIZE,), "validation accuracy of probe `probe`",
-    from_family=probe_accuracy, reads_probe=True))
+    from_family=probe_accuracy, reads_probe=True, metric_names=probe_accuracy_name))
 OBJECTIVES.add("multi", Objective(
     (MAXIMIZE, MINIMIZE), "(accuracy, complexity) of probe `probe`: a Pareto set of trials",
-    from_family=accuracy_and_complexity, reads_probe=True, complexity_axis=True))
+    from_family=accuracy_and_complexity, reads_probe=True, complexity_axis=True,
+    metric_names=accuracy_and_complexity_names))
 OBJECTIVES.add("synthetic", Objective(
     (MAXIMIZE,), "a built-in function with a known optimum, named by `name` (no training)",
-    from_params=synthetic_value, validate=check_synthetic, optimum=synthetic_optimum))
+    from_params=synthetic_value, validate=check_synthetic, optimum=synthetic_optimum,
+    metric_names=lambda spec: (spec.name or "synthetic",)))
 OBJECTIVES.add("table", Objective(
     (MAXIMIZE,), "a surrogate of a tabulated objective (hpo table build) at `path`: the "
     "predicted mean plus the table's seed noise, with a simulated run time (no training)",
-    from_params=table_value, validate=check_table, clock=table_seconds))
+    from_params=table_value, validate=check_table, clock=table_seconds,
+    metric_names=table_metric_name))

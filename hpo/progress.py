@@ -1,4 +1,5 @@
-"""A progress bar over a study: trials done, best so far, ETA (tqdm, on stderr)."""
+"""A progress bar over a study (tqdm, on stderr): trials done, the running trials' epochs,
+failures and the best value so far under the objective's name."""
 
 from __future__ import annotations
 
@@ -6,45 +7,76 @@ import sys
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.records import HISTORY_ATTR
+
+MAX_RUNNING_SHOWN = 3  # running trials named in the bar; more are counted
+
+
+def running_epochs(trials: list[FrozenTrial]) -> str:
+    """The running trials and the epoch each has finished, e.g. "#7 epoch 3/5, #8 starting"
+    (from the history a trial records after every epoch)."""
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    shown = []
+    for trial in running[:MAX_RUNNING_SHOWN]:
+        history = trial.user_attrs.get(HISTORY_ATTR) or []
+        last = history[-1] if history else None
+        if isinstance(last, dict) and "epoch" in last and "epochs" in last:
+            shown.append(f"#{trial.number} epoch {int(last['epoch']) + 1}/{int(last['epochs'])}")
+        else:
+            shown.append(f"#{trial.number} starting")
+    more = len(running) - len(shown)
+    return ", ".join(shown) + (f" (+{more})" if more > 0 else "")
+
+
+def best_so_far(study: optuna.Study, trials: list[FrozenTrial]) -> tuple[str, str] | None:
+    """(the objective's name, the best value so far) of a single-objective study."""
+    complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
+    if not complete or len(study.directions) != 1:
+        return None
+    best = max(complete) if study.direction.name == "MAXIMIZE" else min(complete)
+    names = study.metric_names
+    return (f"best {names[0]}" if names else "best"), f"{best:.4f}"
 
 
 class StudyProgress:
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.bar: Any = None
-        self.initial = 0
 
     def start(self, study: optuna.Study, total: int) -> None:
         if self.quiet:
             return
         from tqdm import tqdm
 
-        self.initial = self._done(study)
-        self.bar = tqdm(total=total, initial=min(self.initial, total), desc=study.study_name,
+        done = self._done(study.get_trials(deepcopy=False))
+        self.bar = tqdm(total=total, initial=min(done, total), desc=study.study_name,
                         unit="trial", file=sys.stderr, dynamic_ncols=True)
 
     @staticmethod
-    def _done(study: optuna.Study) -> int:
-        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                   for t in study.get_trials(deepcopy=False))
+    def _done(trials: list[FrozenTrial]) -> int:
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
     def update(self, study: optuna.Study) -> None:
+        """Redraw from the storage: called after each trial, after each epoch of a trial
+        run in this process, and twice a second while worker processes run trials."""
         if self.bar is None:
             return
         trials = study.get_trials(deepcopy=False)
-        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        postfix: dict[str, str] = {}
+        if running := running_epochs(trials):
+            postfix["running"] = running
         failed = sum(t.state == TrialState.FAIL for t in trials)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        postfix = {"failed": failed}
-        if complete and len(study.directions) == 1:
-            values = [t.value for t in complete]
-            best = max(values) if study.direction.name == "MAXIMIZE" else min(values)
-            postfix["best"] = f"{best:.4f}"
-        self.bar.n = min(done, self.bar.total)
+        if failed:
+            postfix["failed"] = str(failed)
+        if best := best_so_far(study, trials):
+            postfix[best[0]] = best[1]
+        self.bar.n = min(self._done(trials), self.bar.total)
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None

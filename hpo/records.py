@@ -127,7 +127,9 @@ class TrialRecord:
     ray: dict[str, Any] = field(default_factory=dict)  # RAY_ATTRS of a trial run on Ray
 
     def to_user_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {}
+        """The record as user attributes; the few scalars first (optuna-dashboard lists
+        attributes in the order they were first written)."""
+        attrs: dict[str, Any] = self.scalars()
         for item in fields(self):
             value = getattr(self, item.name)
             if item.name == "ray":
@@ -135,6 +137,19 @@ class TrialRecord:
             elif value is not None and value != () and value != {}:
                 attrs[item.name] = list(value) if isinstance(value, tuple) else value
         return attrs
+
+    def scalars(self) -> dict[str, float]:
+        """A few numbers of the family as flat attributes (the rest are JSON lists that
+        optuna-dashboard cuts off): probe A's accuracy and parameters, the family's
+        hypervolume and controllability. Derived; never read back."""
+        found: dict[str, float] = {}
+        probe_a = next((row for row in self.family if row.get("probe") == "A"), None)
+        if probe_a is not None:
+            found |= {"probe_A_accuracy": probe_a.get("accuracy"),
+                      "probe_A_params": probe_a.get("params")}
+        found |= {"family_hypervolume": self.hypervolume,
+                  "family_controllability": self.controllability}
+        return {key: value for key, value in found.items() if value is not None}
 
     @classmethod
     def from_user_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
@@ -159,6 +174,28 @@ class TrialRecord:
         return self.family_summary.get("controllability")
 
 
+def stored_objective(study: optuna.Study) -> dict[str, Any]:
+    """The ``objective`` section of the saved study file ({} if unknown)."""
+    study_file = study.user_attrs.get(STUDY_FILE_ATTR)
+    objective = study_file.get("objective") if isinstance(study_file, dict) else None
+    return objective if isinstance(objective, dict) else {}
+
+
+def metric_names(study: optuna.Study) -> list[str]:
+    """A name per value: the study's metric names, else its stored objective's (a study
+    created before they were set), else "value"."""
+    if study.metric_names:
+        return list(study.metric_names)
+    from hpo.objectives import ObjectiveSpec
+    from search_core.errors import ConfigError
+
+    try:
+        names = ObjectiveSpec(**stored_objective(study)).metric_names
+    except (ConfigError, TypeError):
+        names = []
+    return names if len(names) == len(study.directions) else ["value"] * len(study.directions)
+
+
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """One flat row per trial for `hpo show`."""
     record = TrialRecord.from_frozen(trial)
@@ -166,7 +203,8 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     if trial.values is not None:
         for i, value in enumerate(trial.values):
             row["value" if len(trial.values) == 1 else f"value_{i}"] = value
-    row |= {f"param_{k}": v for k, v in trial.params.items()}
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}  # enqueued: fixed
+    row |= {f"param_{k}": v for k, v in params.items()}
     row["hypervolume"] = record.hypervolume
     row["controllability"] = record.controllability
     row["seconds"] = record.seconds

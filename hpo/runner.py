@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,25 +17,29 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpo.announce import BestTrial, banner, best_lines, next_commands, stop_reason_words
 from hpo.backends import BACKENDS, RunJob
 from hpo.grid import enqueue_grid, grid_cells
 from hpo.liveness import file_lock, lock_path, recover_stale_trials
 from hpo.objective import reference_complexity
-from hpo.options import RunOptions, trial_threads, with_jobs
+from hpo.options import RunOptions, check_run_flags, trial_threads, with_jobs
 from hpo.records import (
     ENVIRONMENT_ATTR,
+    FAIL_REASON_ATTR,
     FINGERPRINT_ATTR,
     GRID_ATTR,
     REFERENCE_ATTR,
+    RETRY_OF_ATTR,
     SAMPLER_ATTR,
     STUDY_FILE_ATTR,
     STUDY_SOURCE_ATTR,
     environment,
 )
-from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
+from hpo.samplers import SAMPLERS, build_sampler
 from hpo.stopping import StopRule, state_counts
 from hpo.storage import open_storage, storage_label, study_names
-from hpo.study import StudySpec, check_study_name, load_study
+from hpo.study import StudySpec, load_study
+from hpo.trial import INTERRUPTED
 from search_core.errors import ConfigError, NasHpoError
 from search_core.threads import oversubscription
 
@@ -46,33 +52,35 @@ class RunSummary:
     complete: int
     pruned: int
     failed: int
-    best: dict[str, Any] | None
+    best: BestTrial | None
     storage: str
     artifacts: str
-    stopped_because: str = ""
+    stopped_because: str = ""  # StopRule.reason's code
     worker_deaths: tuple[str, ...] = ()  # worker processes that died (their trials re-run)
+    trials: int = 0  # the budget of complete trials
+
+    def lines(self, storage_flag: str = "") -> list[str]:
+        """The summary ``hpo run`` prints: counts and why it stopped, the best trial, what
+        to run next (``storage_flag``: `` --storage S`` when not the default storage)."""
+        counts = f"{self.complete} complete"
+        counts += f", {self.pruned} pruned" if self.pruned else ""
+        counts += f", {self.failed} failed" if self.failed else ""
+        why = stop_reason_words(self.stopped_because, self.trials)
+        lines = [f"study {self.name}: {counts}; {why}"]
+        lines += best_lines(self.best) if self.best is not None else []
+        lines += next_commands(self.name, storage_flag, self.storage)
+        lines.append(f"checkpoints: {self.artifacts}/")
+        return lines
 
 
 def validate(options: RunOptions) -> tuple[StudySpec, float]:
     """Everything that can be checked before anything is written; returns the study and
     its hypervolume reference complexity (this loads the data set, so a missing data
-    folder fails here), unless ``options.reference`` already gives it."""
+    folder fails here), unless ``options.reference`` already gives it. The flags are
+    checked first (``check_run_flags``: no study file, no torch), then the study file."""
+    options = check_run_flags(options)
     spec = load_study(options.study_path)
-    if options.name is not None:
-        check_study_name(options.name, "--name")
     build_sampler(options.sampler, options.seed, spec.objective.directions)
-    PRUNERS.get(options.pruner, "--pruner")
-    if options.trials < 1:
-        raise ConfigError(f"--trials: got {options.trials}; need >= 1")
-    if options.jobs is not None and options.jobs < 1:
-        raise ConfigError(f"--jobs: got {options.jobs}; need >= 1")
-    trial_threads(options)  # raises on a bad --threads
-    BACKENDS.get(options.backend, "--backend")
-    ray = options.ray
-    if options.backend != "ray" and (ray.address or ray.concurrency):
-        raise ConfigError("--address and --concurrency need --backend ray")
-    if ray.cpus_per_trial < 1 or ray.retries < 0 or (ray.concurrency or 1) < 1:
-        raise ConfigError("--cpus-per-trial and --concurrency need >= 1, --retries >= 0")
     if options.sampler == "grid" and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
     if options.reference is not None:
@@ -102,6 +110,10 @@ def create_or_resume(options: RunOptions, spec: StudySpec, reference: float) -> 
                                         directions=spec.objective.directions)
         if FINGERPRINT_ATTR not in study.user_attrs:  # new, or its creation was cut short
             _set_study_attributes(study, spec, options, reference)
+        if study.metric_names is None:  # what optuna-dashboard calls the values
+            with warnings.catch_warnings():  # experimental in Optuna 3.2-5.0, stable API
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(spec.objective.metric_names)
         study.set_user_attr(SAMPLER_ATTR, options.sampler)
         for key, value in options.study_attrs:
             study.set_user_attr(key, value)
@@ -132,14 +144,22 @@ def _set_study_attributes(study: optuna.Study, spec: StudySpec, options: RunOpti
     study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint())
 
 
-def run(options: RunOptions, progress: Any = None) -> RunSummary:
-    """Validate, create or resume the study, run its trials, summarise."""
+def run(options: RunOptions, progress: Any = None,
+        announce: Callable[[str], None] | None = None) -> RunSummary:
+    """Validate, create or resume the study, run its trials, summarise; ``announce`` gets
+    the one-line banner (study, sampler, budget, storage, new or resumed) before the
+    trials start."""
+    options = check_run_flags(options)
     spec, reference = validate(options)
     options = with_jobs(options, spec)
     if options.backend == "local" and (
             warning := oversubscription(trial_threads(options), options.jobs or 1)):
         log.warning(warning)
     study = create_or_resume(options, spec, reference)
+    if announce is not None:
+        announce(banner(study.study_name, spec.source, options.sampler, options.seed,
+                        options.trials, options.jobs or 1, storage_label(options.storage),
+                        state_counts(study)))
     stop = StopRule(
         trials=options.trials, max_failures=options.max_failures,
         base_failures=state_counts(study)[TrialState.FAIL],
@@ -149,22 +169,49 @@ def run(options: RunOptions, progress: Any = None) -> RunSummary:
     if progress is not None:
         progress.start(study, options.trials)
     backend = BACKENDS.get(options.backend, "--backend")()
-    deaths = backend.run(RunJob(options, study, spec, stop, progress))
+    first_new = len(study.get_trials(deepcopy=False))
+    try:
+        deaths = backend.run(RunJob(options, study, spec, stop, progress))
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+        raise RunInterrupted(interrupted_message(study, first_new)) from None
     if progress is not None:
         progress.update(study)
         progress.close()
     return replace(summarise(study, options, stop), worker_deaths=tuple(deaths))
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; its message says which trials were re-enqueued."""
+
+
+def interrupted_message(study: optuna.Study, first_new: int) -> str:
+    """What Ctrl-C did: the trials of this run it cut short (numbers from ``first_new``)
+    and were enqueued again, and how to go on."""
+    trials = study.get_trials(deepcopy=False)
+    cut = {t.number for t in trials[first_new:]
+           if t.user_attrs.get(FAIL_REASON_ATTR) == INTERRUPTED}
+    requeued = sorted(t.user_attrs[RETRY_OF_ATTR] for t in trials
+                      if t.state == TrialState.WAITING and t.user_attrs.get(RETRY_OF_ATTR) in cut)
+    if not requeued:
+        what = "no trial was cut short"
+    else:
+        what = (f"trial{'s' if len(requeued) > 1 else ''} "
+                f"{', '.join(map(str, requeued))} re-enqueued")
+    return f"interrupted; {what}; rerun the same command to resume"
+
+
 def summarise(study: optuna.Study, options: RunOptions, stop: StopRule) -> RunSummary:
     counts = state_counts(study)
-    best: dict[str, Any] | None = None
+    best: BestTrial | None = None
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    names = tuple(study.metric_names or ())
     if complete and len(study.directions) == 1:
         trial = study.best_trial
-        best = {"number": trial.number, "value": trial.value, "params": trial.params}
+        best = BestTrial(names, trial.number, tuple(trial.values), trial.params)
     elif complete:
-        best = {"pareto_trials": [t.number for t in study.best_trials]}
+        best = BestTrial(names, pareto=tuple(sorted(t.number for t in study.best_trials)))
     return RunSummary(
         name=study.study_name,
         complete=counts[TrialState.COMPLETE],
@@ -174,6 +221,7 @@ def summarise(study: optuna.Study, options: RunOptions, stop: StopRule) -> RunSu
         storage=storage_label(options.storage),
         artifacts=str(Path(options.artifacts) / study.study_name),
         stopped_because=stop.reason(counts),
+        trials=options.trials,
     )
 
 

@@ -49,7 +49,7 @@ from search_core.configtools import (
     shown,
     to_plain,
 )
-from search_core.errors import ConfigError
+from search_core.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from search_core.config import SearchConfig
@@ -480,7 +480,8 @@ def parse_study(raw: Any, source: str = "") -> StudySpec:
     top = dict(raw)
     unknown = sorted(set(map(short_key, top)) - set(STUDY_KEYS))
     if unknown:  # checked here: StudySpec's own fields (epochs, source) are not file keys
-        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown[:3])}; valid keys: "
+        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown[:3])}"
+                          f"{did_you_mean(unknown[0], STUDY_KEYS)}; valid keys: "
                           f"{', '.join(STUDY_KEYS)}")
     params = _parse_params(top.pop("params", {}) or {})
     grid = _parse_grid(top.pop("grid", {}) or {}, params)

@@ -20,9 +20,9 @@ from hpo.objectives import OBJECTIVES
 from hpo.records import (
     REFERENCE_ATTR,
     SAMPLER_ATTR,
-    STUDY_FILE_ATTR,
     TRAINED_ATTR,
     TrialRecord,
+    stored_objective,
 )
 from reports import stats
 from search_core.metrics import hypervolume_2d, pareto_front
@@ -181,13 +181,6 @@ def union_front(study: optuna.Study, complexity: str = "params") -> Front | None
     return Front(members, complexity, title="union over trials")
 
 
-def stored_objective(study: optuna.Study) -> dict[str, Any]:
-    """The ``objective`` section of the saved study file ({} if unknown)."""
-    study_file = study.user_attrs.get(STUDY_FILE_ATTR)
-    objective = study_file.get("objective") if isinstance(study_file, dict) else None
-    return objective if isinstance(objective, dict) else {}
-
-
 def objective_kind(study: optuna.Study) -> str | None:
     """The objective kind of the saved study file (None if unknown)."""
     kind = stored_objective(study).get("kind")
@@ -259,19 +252,23 @@ def importance(study: optuna.Study) -> dict[str, float]:
 
 def parallel_frame(study: optuna.Study) -> pd.DataFrame:
     """Complete trials' params normalised to [0, 1] (log scale for log params, choice index
-    for categoricals) plus the objective column ``value``."""
+    for categoricals) plus the objective column ``value``; ``attrs["ticks"]`` labels each
+    axis (a categorical's choices, a range's ends)."""
     trials = complete_trials(study)
     if not trials:
         return pd.DataFrame()
     names = list(dict.fromkeys(k for t in trials for k in t.params))
     columns: dict[str, list[float]] = {}
+    ticks: dict[str, list[tuple[float, str]]] = {}  # (normalised position, label) per axis
     for name in names:
         dist = next(t.distributions[name] for t in trials if name in t.distributions)
         raw = [t.params.get(name) for t in trials]
         if isinstance(dist, optuna.distributions.CategoricalDistribution):
             n = max(len(dist.choices) - 1, 1)
             vals = [dist.choices.index(v) / n if v in dist.choices else np.nan for v in raw]
+            ticks[name] = [(i / n, str(c)) for i, c in enumerate(dist.choices)]
         else:
+            ticks[name] = [(0.0, f"{dist.low:.3g}"), (1.0, f"{dist.high:.3g}")]
             lo, hi = float(dist.low), float(dist.high)
             if getattr(dist, "log", False):
                 lo, hi = math.log(lo), math.log(hi)
@@ -281,6 +278,7 @@ def parallel_frame(study: optuna.Study) -> pd.DataFrame:
         columns[name] = vals
     frame = pd.DataFrame(columns, index=[t.number for t in trials])
     frame["value"] = [t.values[0] for t in trials]
+    frame.attrs["ticks"] = ticks  # what each axis's 0..1 means: its choices or its range
     return frame
 
 

@@ -89,6 +89,7 @@ def op_counts(counts: pd.DataFrame, out_dir: Path, stem: str, title: str) -> lis
     for i, op in enumerate(counts.columns):
         ax.bar(x + (i - (len(counts.columns) - 1) / 2) * width, counts[op], width, label=op)
     ax.set_xticks(x, [f"probe {p}" for p in counts.index])
+    ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))  # counts: whole ticks
     ax.set_xlabel("probe (complexity vector s)")
     ax.set_ylabel("operations in the architecture (count)")
     ax.set_title(title)
@@ -111,6 +112,7 @@ def history(frame: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[P
     ax.scatter(done["number"], done[col], s=18, label="trial value")
     ax.step(done["number"], done["best_so_far"], where="post", color="tab:red",
             label="best so far")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # trial numbers: whole ticks
     ax.set_xlabel("trial number (trials)")
     ax.set_ylabel("objective value (study's objective)")
     ax.set_title(title)
@@ -151,8 +153,14 @@ def parallel_coordinates(frame: pd.DataFrame, out_dir: Path, stem: str,
                 alpha=0.8, lw=1.2)
     ax.set_xticks(x, params)
     ax.set_ylim(-0.05, 1.05)
+    for i, name in enumerate(params):  # each axis's own scale: choices, or range ends
+        for y, label in frame.attrs.get("ticks", {}).get(name, []):
+            ax.annotate(label, (i, y), xytext=(3, 0), textcoords="offset points",
+                        fontsize="x-small", va="center",
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.7,
+                              "lw": 0})
     ax.set_xlabel("hyperparameter")
-    ax.set_ylabel("normalised value (fraction of range)")
+    ax.set_ylabel("position in its range (0 = low end or first choice)")
     ax.set_title(title)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="objective value")
@@ -200,6 +208,18 @@ def _colours(samplers: list[str]) -> dict[str, Any]:
     return {s: cmap(i % 10) for i, s in enumerate(samplers)}
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def _styles(samplers: list[str]) -> dict[str, dict[str, Any]]:
+    """Colour, dash and marker per sampler: lines that coincide stay distinguishable."""
+    colours = _colours(samplers)
+    return {s: {"color": colours[s], "linestyle": LINE_STYLES[i % len(LINE_STYLES)],
+                "marker": MARKERS[i % len(MARKERS)], "markevery": 0.1, "markersize": 4}
+            for i, s in enumerate(samplers)}
+
+
 def _sampler_bands(frame: pd.DataFrame, columns: tuple[str, str, str, str], labels: tuple[str, str],
                    legend: str, out_dir: Path, stem: str, title: str,
                    step: bool = False) -> list[Path]:
@@ -210,15 +230,13 @@ def _sampler_bands(frame: pd.DataFrame, columns: tuple[str, str, str, str], labe
     x, line, low, high = columns
     plt = _plt()
     samplers = list(dict.fromkeys(frame["sampler"]))
-    colours = _colours(samplers)
+    styles = _styles(samplers)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for s in samplers:
         part = frame[frame["sampler"] == s]
-        if step:
-            ax.step(part[x], part[line], where="post", color=colours[s], label=s)
-        else:
-            ax.plot(part[x], part[line], color=colours[s], label=s)
-        ax.fill_between(part[x], part[low], part[high], color=colours[s], alpha=0.15,
+        ax.plot(part[x], part[line], label=s, drawstyle="steps-post" if step else "default",
+                **styles[s])
+        ax.fill_between(part[x], part[low], part[high], color=styles[s]["color"], alpha=0.12,
                         step="post" if step else None)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
@@ -244,17 +262,18 @@ def best_so_far_time(curves: pd.DataFrame, out_dir: Path, stem: str,
         return []
     plt = _plt()
     samplers = list(dict.fromkeys(curves["sampler"]))
-    colours = _colours(samplers)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = _styles(samplers)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for s in samplers:
+        style = {k: v for k, v in styles[s].items() if k in ("color", "linestyle")}
         for i, (_, part) in enumerate(curves[curves["sampler"] == s].groupby("study")):
-            ax.step(part["elapsed_s"], part["best"], where="post", color=colours[s],
-                    alpha=0.7, label=s if i == 0 else None)
+            ax.step(part["elapsed_s"], part["best"], where="post", alpha=0.6,
+                    label=s if i == 0 else None, **style)
     ax.set_xlabel("simulated time (s; the tabulated run times, one trial after another)"
                   if simulated else "wall time (s)")
     ax.set_ylabel("best objective so far")
     ax.set_title(title)
-    ax.legend(title="sampler", fontsize="small")
+    ax.legend(title="sampler", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, out_dir, stem)
 
 
@@ -320,12 +339,12 @@ def final_best_distribution(finals: pd.DataFrame, out_dir: Path, stem: str,
     rng = np.random.default_rng(0)
     for i, (s, vals) in enumerate(zip(samplers, data), start=1):
         ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, color=colours[s], s=22,
-                   zorder=3, label=f"{s} ({len(vals)} repeats)")
-    ax.set_xticks(range(1, len(samplers) + 1), samplers)
-    ax.set_xlabel("sampler")
+                   zorder=3)
+    ax.set_xticks(range(1, len(samplers) + 1),
+                  [f"{s}\n({len(vals)} repeats)" for s, vals in zip(samplers, data)])
+    ax.set_xlabel("sampler (box: quartiles; points: one repeat each)")
     ax.set_ylabel("final best objective")
     ax.set_title(title)
-    ax.legend(fontsize="small")
     return _save(fig, out_dir, stem)
 
 
@@ -342,13 +361,12 @@ def layout(points: pd.DataFrame, axes: tuple[str, str], distinct: pd.DataFrame,
     norm = plt.Normalize(lo, hi if hi > lo else lo + 1e-12)
     for ax, s in zip(axs[0], samplers):
         part = points[points["sampler"] == s]
-        sc = ax.scatter(part["x"], part["y"], c=part["value"], cmap="viridis", norm=norm, s=20,
-                        label="trials")
+        sc = ax.scatter(part["x"], part["y"], c=part["value"], cmap="viridis", norm=norm, s=20)
         nx = distinct.loc[s, axes[0]] if s in distinct.index else float("nan")
         ny = distinct.loc[s, axes[1]] if s in distinct.index else float("nan")
-        ax.set_title(f"{s}: {nx:.3g} x {ny:.3g} distinct", fontsize="medium")
+        ax.set_title(f"{s}\n{nx:.0f} and {ny:.0f} distinct values (mean per repeat)",
+                     fontsize="small")
         ax.set_xlabel(f"{axes[0]} (most important)")
-        ax.legend(fontsize="x-small", loc="best")
     axs[0][0].set_ylabel(f"{axes[1]} (least important)")
     fig.colorbar(sc, ax=axs[0].tolist(), label="objective value")
     fig.suptitle(title)

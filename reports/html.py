@@ -19,31 +19,45 @@ from reports import latency as latency_data
 from search_core.errors import ConfigError
 
 CSS = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em;
+       color: #222; }
 h1, h2, h3 { color: #134; } h2 { border-bottom: 2px solid #ccd; padding-bottom: .2em; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.2em; }
+.table-wrap { max-width: 100%; overflow-x: auto; margin: .5em 0 1.2em; }
+table { border-collapse: collapse; font-size: .85em; }
 th, td { border: 1px solid #ccc; padding: .2em .5em; text-align: right; }
-td { max-width: 40em; overflow-wrap: anywhere; }
-th { background: #eef; } img { max-width: 100%; border: 1px solid #ddd; margin: .5em 0; }
+td { max-width: 28em; overflow-wrap: break-word; }
+th { background: #eef; white-space: nowrap; }
+img { max-width: 100%; border: 1px solid #ddd; margin: .5em 0; }
 .meta { background: #f7f7fb; border: 1px solid #dde; padding: .6em 1em; }
 .files { font-size: .85em; }
+.caution { color: #8a4b00; font-size: .9em; }
 .findings li { margin: .2em 0; }
 """
+PREVIEW_ROWS = 10  # rows of a long table shown on the page; all of them are in its CSV
+MIN_IMPORTANCE_TRIALS = 20  # fewer complete trials: importances are flagged as unreliable
+MIN_REPEATS = 5  # fewer repeats per sampler: distributions are flagged as too thin
+PROBES_NOTE = ("A-D are the seed's complexity vectors (A uniform; B penalises convolutions, "
+               "C pooling, D identity); L0, L1, ... are the points of an even lattice on the "
+               "simplex (probes.lattice_divisions)")
 
 
 @dataclass
 class Section:
+    """What a report shows of one study, group or latency table. ``tables`` hold (title,
+    frame, CSV path, rows shown: 0 links the CSV only)."""
+
     title: str
     kind: str  # "study" | "group" | "latency"
     meta: dict[str, Any] = field(default_factory=dict)
     figures: list[tuple[str, list[Path]]] = field(default_factory=list)
-    tables: list[tuple[str, pd.DataFrame, Path]] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame, Path, int]] = field(default_factory=list)
     children: list[Section] = field(default_factory=list)  # drawn after, one level deeper
     findings: list[str] = field(default_factory=list)  # sentences shown first, as a list
+    cautions: list[str] = field(default_factory=list)  # what a sample is too small to show
 
     @property
     def files(self) -> list[Path]:
-        own = [p for _, ps in self.figures for p in ps] + [p for *_, p in self.tables]
+        own = [p for _, ps in self.figures for p in ps] + [t[2] for t in self.tables]
         return own + [p for child in self.children for p in child.files]
 
 
@@ -52,12 +66,33 @@ def _slug(name: str) -> str:
 
 
 def _table(section: Section, out_dir: Path, stem: str, title: str, frame: pd.DataFrame,
-           index: bool = False) -> None:
+           index: bool = False, shown: int = PREVIEW_ROWS) -> None:
+    """Write ``frame`` as CSV; the page shows its first ``shown`` rows (0: a link only)."""
     if frame is None or frame.empty:
         return
     path = out_dir / f"{stem}.csv"
     frame.to_csv(path, index=index)
-    section.tables.append((title, frame if index else frame.reset_index(drop=True), path))
+    section.tables.append((title, frame if index else frame.reset_index(drop=True), path,
+                           shown))
+
+
+def shown_path(path: str | None) -> str:
+    """A file path as a report may show it: relative to the working folder when under it,
+    else its name alone (no user's temporary or home folders in a shared report)."""
+    if not path:
+        return ""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        return str(candidate)
+    try:
+        return str(candidate.relative_to(Path.cwd()))
+    except ValueError:
+        return candidate.name
+
+
+def _storage_shown(url: str | None) -> str:
+    label = storage_label(url)
+    return label if "://" in label else shown_path(label)
 
 
 def _figure(section: Section, title: str, paths: list[Path]) -> None:
@@ -68,7 +103,7 @@ def _figure(section: Section, title: str, paths: list[Path]) -> None:
 def _study_source(attrs: dict[str, Any]) -> str:
     study_file = attrs.get("study_file") or {}
     name = study_file.get("name") if isinstance(study_file, dict) else None
-    source = attrs.get("study_source")
+    source = shown_path(attrs.get("study_source"))
     return " from ".join(str(x) for x in (name, source) if x) or "(unknown)"
 
 
@@ -151,10 +186,11 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     _table(section, out_dir, f"{stem}-trials", "Trials", frame)
     best = data.best_trial(study)
     if best is not None:
-        section.meta["best trial"] = f"{best.number} (values {best.values}, params {best.params})"
+        section.meta["best trial"] = best_trial_text(study, best)
     _front_sections(section, study, out_dir, stem, "params")
     _front_sections(section, study, out_dir, stem, data.LATENCY)
     if best is not None and TrialRecord.from_frozen(best).family:
+        section.meta["probes"] = PROBES_NOTE
         _table(section, out_dir, f"{stem}-probes", f"Probes A-D of trial {best.number}",
                data.probe_table(best))
         counts = data.op_counts_by_probe(best)
@@ -166,6 +202,11 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     _figure(section, "Optimisation history",
             figures.history(frame, out_dir, f"{stem}-history", f"{name}: optimisation history"))
     importances = data.importance(study)
+    complete = int((frame["state"] == "COMPLETE").sum())
+    if importances and complete < MIN_IMPORTANCE_TRIALS:
+        section.cautions.append(f"Importances come from {complete} complete trials: too few "
+                                f"to rank parameters (a rough floor is "
+                                f"{MIN_IMPORTANCE_TRIALS}); read them as a sketch.")
     _figure(section, "Hyperparameter importance (fANOVA)",
             figures.importance_bars(importances, out_dir, f"{stem}-importance",
                                     f"{name}: hyperparameter importance"))
@@ -201,6 +242,12 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
     ttt = data.trials_to_target(group, target)
     verdict = data.paired_verdict(group, finals=finals)
     section.findings += verdict.sentences()
+    repeats = int(meta.groupby("sampler").size().min()) if len(meta) else 0
+    if repeats < MIN_REPEATS:
+        section.cautions.append(f"{repeats} repeat(s) per sampler: the boxes, bands and "
+                                f"tests below rest on too few runs to conclude (use at "
+                                f"least {MIN_REPEATS}; see the verdict for how many would "
+                                "separate the samplers).")
     distinct = data.distinct_values(group)
     axes = data.layout_axes(group)
     _figure(section, "Mean ranks of the final bests (critical-difference diagram)",
@@ -239,8 +286,9 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
     _table(section, out_dir, f"{stem}-distinct", "Distinct values tried per parameter "
            "(mean over repeats)", distinct, index=True)
     _table(section, out_dir, f"{stem}-best-so-far-summary", "Best so far per trial (summary)",
-           summary)
-    _table(section, out_dir, f"{stem}-best-so-far", "Best so far (all repeats)", curves)
+           summary, shown=0)
+    _table(section, out_dir, f"{stem}-best-so-far", "Best so far (all repeats)", curves,
+           shown=0)
     return section
 
 
@@ -285,7 +333,7 @@ def latency_section(report: latency_data.LatencyReport, out_dir: Path) -> Sectio
     settings = ", ".join(f"{k} {v}" for k, v in report.settings.items()) or "-"
     batches = sorted({int(b) for b in report.entries["batch"]})
     section = Section("Latency model", "latency", {
-        "latency table": report.path,
+        "latency table": shown_path(str(report.path)),
         "device": f"{fp.get('device', '?')} ({fp.get('device_name', '?')})",
         "timing settings": settings,
         "parts": f"{len(report.entries)} entries at batch sizes {batches}",
@@ -313,30 +361,53 @@ def _render_section(s: Section, level: int) -> list[str]:
     sub = min(level + 1, 6)
     parts = [f"<h{level}>{esc(s.title)}</h{level}>"]
     if s.meta:
-        parts.append("<table>")
+        parts.append("<div class='table-wrap'><table>")
         parts += [f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td>"
                   "</tr>" for k, v in s.meta.items()]
-        parts.append("</table>")
+        parts.append("</table></div>")
     if s.findings:
         parts.append("<ul class='findings'>")
         parts += [f"<li>{esc(line)}</li>" for line in s.findings]
         parts.append("</ul>")
+    parts += [f"<p class='caution'>{esc(line)}</p>" for line in s.cautions]
     for title, paths in s.figures:
         png = next((p for p in paths if p.suffix == ".png"), paths[0])
         links = " ".join(f"<a href='{esc(p.name)}'>{esc(p.suffix[1:])}</a>" for p in paths)
         parts += [f"<h{sub}>{esc(title)}</h{sub}>",
                   f"<img src='{esc(png.name)}' alt='{esc(title)}'>",
                   f"<div class='files'>{links}</div>"]
-    for title, frame, path in s.tables:
-        shown = frame.head(200)
-        more = f" (first 200 of {len(frame)} rows)" if len(frame) > 200 else ""
-        parts += [f"<h{sub}>{esc(title)}{more}</h{sub}>",
-                  shown.to_html(index=shown.index.name is not None, float_format="%.4g",
-                                border=0, na_rep="–"),
-                  f"<div class='files'><a href='{esc(path.name)}'>csv</a></div>"]
+    for title, frame, path, rows in s.tables:
+        parts += render_table(title, frame, path, rows, sub)
     for child in s.children:
         parts += _render_section(child, sub)
     return parts
+
+
+def render_table(title: str, frame: pd.DataFrame, path: Path, rows: int,
+                  level: int) -> list[str]:
+    """A table's heading, its first ``rows`` rows without all-empty columns (inside a
+    scrolling box), and the link to its CSV with every row and column."""
+    esc = html.escape
+    link = f"<a href='{esc(path.name)}'>csv</a>"
+    if rows == 0:
+        return [f"<h{level}>{esc(title)}</h{level}>",
+                f"<div class='files'>{len(frame)} rows: {link}</div>"]
+    shown = frame.head(rows).dropna(axis="columns", how="all")
+    more = f" (first {rows} of {len(frame)} rows; all in the csv)" if len(frame) > rows else ""
+    table = shown.to_html(index=shown.index.name is not None, float_format="%.4g", border=0,
+                          na_rep="–")
+    return [f"<h{level}>{esc(title)}{more}</h{level}>", f"<div class='table-wrap'>{table}</div>",
+            f"<div class='files'>{link}</div>"]
+
+
+def best_trial_text(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str:
+    """"12: hypervolume 0.7954; kappa=1.23, t_end=0.21" (no raw dict)."""
+    from hpo.announce import number, params_text
+    from hpo.records import metric_names
+
+    values = "; ".join(f"{name} {number(v)}" for name, v in zip(metric_names(study),
+                                                                  best.values))
+    return f"{best.number}: {values}; {params_text(best.params)}"
 
 
 def _render(sections: list[Section], storage_url: str | None, out_dir: Path) -> str:
@@ -345,7 +416,7 @@ def _render(sections: list[Section], storage_url: str | None, out_dir: Path) -> 
              "<title>nas-hpo report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>nas-hpo report</h1>", "<div class='meta'><ul>"]
     if any(s.kind != "latency" for s in sections):
-        parts.append(f"<li>storage: {esc(storage_label(storage_url))}</li>")
+        parts.append(f"<li>storage: {esc(_storage_shown(storage_url))}</li>")
     for s in sections:
         items = ", ".join(f"{k}: {v}" for k, v in s.meta.items() if k in SUMMARY_KEYS)
         parts.append(f"<li><b>{esc(s.title)}</b> — {esc(items)}</li>")

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from search_core.errors import ConfigError
+from search_core.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 SHOWN_CHARS = 60  # the most characters of a value an error message quotes
@@ -75,7 +75,9 @@ def from_mapping(cls: type[T], data: Any, where: str = "") -> T:
     if unknown:
         listed = ", ".join(_join(where, short_key(key)) for key in unknown[:3])
         more = f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else ""
-        raise ConfigError(f"unknown key(s) {listed}{more}; valid keys: {', '.join(names)}")
+        hint = did_you_mean(unknown[0], names)
+        raise ConfigError(f"unknown key(s) {listed}{more}{hint}; valid keys: "
+                          f"{', '.join(names)}")
     missing = [f.name for f in fields if f.name not in data and _required(f)]
     if missing:
         wanted = ", ".join(f"{key} ({_expected(hints[key])})" for key in missing)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
+from collections.abc import Iterable
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # no space, quota, size
 
@@ -26,3 +28,13 @@ class DivergenceError(NasHpoError, FloatingPointError):
 def disk_full(err: BaseException) -> bool:
     """Whether ``err`` says the disk (or the user's quota) is full: not a trial's fault."""
     return isinstance(err, OSError) and err.errno in DISK_FULL
+
+
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the valid name closest to a mistyped one, else ``""``."""
+    if not isinstance(name, str):
+        return ""
+    choices = list(valid)
+    by_case = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(name.lower(), list(by_case), n=1, cutoff=0.6)
+    return f" (did you mean {by_case[close[0]]}?)" if close else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from search_core.errors import ConfigError
+from search_core.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -32,15 +32,23 @@ class Registry(Generic[T]):
         self._entries[name] = entry
 
     def get(self, name: str, key: str = "") -> T:
-        """The entry called ``name``; ``key`` (e.g. "space.ops") prefixes the error."""
-        try:
-            return self._entries[name]
-        except KeyError:
-            valid = ", ".join(sorted(self._entries))
-            prefix = f"{key}: " if key else ""
-            raise ConfigError(
-                f"{prefix}unknown {self.kind} {name!r}; valid names: {valid}"
-            ) from None
+        """The entry called ``name`` (in any case); ``key`` (e.g. "space.ops") prefixes the
+        error."""
+        return self._entries[self.canonical(name, key)]
+
+    def canonical(self, name: str, key: str = "") -> str:
+        """The registered spelling of ``name``, matched exactly or else in any case
+        (``TPE`` is ``tpe``); an unknown name raises an error with the nearest valid one."""
+        if name in self._entries:
+            return name
+        if isinstance(name, str):
+            by_case = [entry for entry in self._entries if entry.lower() == name.lower()]
+            if len(by_case) == 1:
+                return by_case[0]
+        valid = ", ".join(sorted(self._entries))
+        prefix = f"{key}: " if key else ""
+        raise ConfigError(f"{prefix}unknown {self.kind} {name!r}"
+                          f"{did_you_mean(name, self._entries)}; valid names: {valid}")
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -37,7 +37,10 @@ def test_random_beats_grid_at_equal_budget(cli: Hpo) -> None:
         grid_best.append(grid.best_value)
         random_best.append(rand.best_value)
     assert min(random_best) > max(grid_best)
-    assert "random" in result.out.splitlines()[1]  # the table is sorted best first
+    lines = result.out.splitlines()
+    assert lines[0].startswith("hpo compare: group bb on ") and lines[0].endswith("new group")
+    header = next(i for i, line in enumerate(lines) if line.startswith("sampler "))
+    assert "random" in lines[header + 1]  # the table is sorted best first
     # 3 paired repeats cannot reach p < 0.05 (smallest Wilcoxon p: 0.25); the run says so
     assert "- Too few repeats to conclude: with 3 paired repeats" in result.out
     assert "between random and grid at 3 repeats" in result.out

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from hpo.storage import open_storage
 from reports import data
 from reports.cli import add_parser, cmd_report
-from reports.html import report_files, write_report
+from reports.html import render_table, report_files, write_report
 from search_core.errors import ConfigError
 from search_core.metrics import pareto_front
 
@@ -270,3 +271,35 @@ def test_no_torch(journal, tmp_path):
             f"write_report({journal!r}, ['tiny', 'cmp'], {str(tmp_path)!r})\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_report_layout_fits_its_window_and_names_no_private_path(journal, tmp_path):
+    index = write_report(journal, ["tiny", "cmp"], tmp_path / "out")
+    text = index.read_text()
+    css = re.search(r"<style>(.*)</style>", text, re.S)[1]
+    assert re.search(r"\.table-wrap\s*\{[^}]*overflow-x:\s*auto", css)
+    assert "anywhere" not in css  # it broke "COMPLETE" letter by letter
+    assert text.count("<table") == text.count("<div class='table-wrap'><table")
+    assert str(Path(journal).parent) not in text and str(tmp_path) not in text
+    assert "storage: x.journal" in text
+    assert "{'" not in text  # the best trial is text, not a raw dict
+    assert "rows: <a href='group-cmp-best-so-far.csv'>csv</a>" in text  # linked, not drawn
+    assert "L0, L1, ... are the points of an even lattice" in text
+    assert "Importances come from 3 complete trials: too few" in text
+    assert "3 repeat(s) per sampler: the boxes, bands and tests below rest on too few" in text
+
+
+def test_parallel_axes_are_labelled_with_choices_and_range_ends(storage):
+    frame = data.parallel_frame(optuna.load_study(study_name="synthetic", storage=storage))
+    ticks = frame.attrs["ticks"]
+    assert ticks["c"] == [(0.0, "a"), (0.5, "b"), (1.0, "c")]
+    assert [label for _, label in ticks["x"]] == ["0", "1"]
+
+
+def test_a_long_table_shows_a_preview_and_links_every_row(tmp_path):
+    frame = pd.DataFrame({"trial": range(30), "empty": [None] * 30, "value": np.arange(30.0)})
+    heading, box, link = render_table("Trials", frame, tmp_path / "t.csv", 10, 3)
+    assert heading == "<h3>Trials (first 10 of 30 rows; all in the csv)</h3>"
+    assert re.findall(r"<th>(.*?)</th>", box) == ["trial", "value"]  # no all-empty column
+    assert re.findall(r"<tr>\s*<td>(\d+)</td>", box) == [str(i) for i in range(10)]
+    assert link == "<div class='files'><a href='t.csv'>csv</a></div>"

@@ -51,6 +51,7 @@ from search_core.threads import child_environment
 
 log = logging.getLogger(__name__)
 EXIT_DISK_FULL = 75  # a worker's exit code when the disk was full (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130  # a worker stopped by Ctrl-C (its trial recorded and re-enqueued)
 BATCH_WAIT_S = 600.0  # the longest a batch's trial waits for the others to be asked
 
 
@@ -135,7 +136,7 @@ def run_worker(options: RunOptions, name: str, stop: StopRule, progress: Any = N
             continue
         if batch is not None:
             _wait_until_asked(batch, stop.deadline)
-        run_local_trial(study, *asked, spec, options)
+        run_local_trial(study, *asked, spec, options, progress)
         if progress is not None:
             progress.update(study)
 
@@ -169,9 +170,9 @@ def ask(study: optuna.Study, spec: StudySpec,
 
 
 def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any],
-                    spec: StudySpec, options: RunOptions) -> None:
-    """One trial in this process: per-epoch history and pruning, a heartbeat while it
-    runs, then its outcome recorded and told."""
+                    spec: StudySpec, options: RunOptions, progress: Any = None) -> None:
+    """One trial in this process: per-epoch history, progress and pruning, a heartbeat
+    while it runs, then its outcome recorded and told."""
     single = len(spec.objective.directions) == 1
 
     def on_epoch(metrics: Any, history: list[dict[str, float]]) -> None:
@@ -179,6 +180,8 @@ def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, 
                  metrics.epoch + 1, metrics.epochs, metrics.train_loss, metrics.val_acc,
                  metrics.seconds)
         trial.set_user_attr(HISTORY_ATTR, history)
+        if progress is not None:
+            progress.update(study)
         if single:
             trial.report(metrics.val_acc, metrics.epoch)
             if trial.should_prune():
@@ -203,6 +206,8 @@ def _worker_entry(options: RunOptions, name: str, stop: StopRule, batch: Batch,
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         run_worker(options, name, stop, batch=batch, driver=driver)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the driver says it
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as err:
         if not disk_full(err):
             raise

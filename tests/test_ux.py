@@ -1,0 +1,183 @@
+"""What a user sees: argument errors before torch is imported, sampler names in any case and
+"did you mean", the start banner, the summary, Ctrl-C, hpo list/show, metric names and the
+scalar trial attributes the dashboard shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hpo_helpers import TINY, TINY_SLOW, WAIT_S, Hpo, of_state, wait_for
+from optuna.trial import TrialState
+
+from hpo.records import FAIL_REASON_ATTR, HISTORY_ATTR, RETRY_OF_ATTR, SAMPLER_ATTR
+from hpo.trial import INTERRUPTED
+
+LOW_DIM = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
+
+BAD_ARGUMENTS = {  # argv -> what its one error line must say
+    "run --sampler tpx": "unknown sampler 'tpx' (did you mean tpe?)",
+    "run --pruner Medain": "unknown pruner 'Medain' (did you mean median?)",
+    "run --trials 0": "--trials: got 0; need >= 1",
+    "run --backend rya": "unknown backend 'rya' (did you mean ray?)",
+    "compare --samplers tpe,rnadom --trials 3": "unknown sampler 'rnadom' (did you mean random?)",
+    "compare --samplers TPE,tpe --trials 3": "names a sampler twice",
+}
+
+
+def test_argument_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(TINY.read_text().replace("fidelity:", "fidelty:"))
+    cases = {**BAD_ARGUMENTS,
+             f"run --study {typo}": "unknown top-level key(s) fidelty (did you mean fidelity?)"}
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from hpo.cli import main\n"
+        "found = {}\n"
+        f"for argv in {list(cases)!r}:\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        f"        code = main(argv.split() + ['--storage', {str(tmp_path / 'x.journal')!r}])\n"
+        "    found[argv] = [code, err.getvalue(), 'torch' in sys.modules]\n"
+        "print(json.dumps(found))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=WAIT_S, check=True)
+    found = json.loads(done.stdout)
+    for argv, wanted in cases.items():
+        code, err, torch_loaded = found[argv]
+        assert code == 2, argv
+        assert len(err.splitlines()) == 1 and wanted in err, (argv, err)
+        assert not torch_loaded, f"{argv}: torch was imported before the error"
+    assert not (tmp_path / "x.journal").exists()
+
+
+def test_sampler_names_in_any_case_are_stored_as_registered(cli: Hpo) -> None:
+    result = cli.run("--sampler", "TPE", "--trials", 2, "--name", "cased", study=LOW_DIM)
+    assert result.code == 0, result.err
+    assert cli.study("cased").user_attrs[SAMPLER_ATTR] == "tpe"
+    compared = cli("compare", "--study", LOW_DIM, "--samplers", "Random,QMC", "--trials", 2,
+                   "--repeats", 1, "--name", "g")
+    assert compared.code == 0, compared.err
+    listed = cli("list").out
+    assert "g.random.r0" in listed and "g.qmc.r0" in listed
+
+
+def test_the_banner_says_new_or_resuming_and_the_summary_is_readable(cli: Hpo) -> None:
+    first = cli.run("--trials", 2, "--name", "told", study=LOW_DIM)
+    assert first.code == 0, first.err
+    banner = first.out.splitlines()[0]
+    assert banner.startswith("hpo run: study told from ")
+    assert "sampler tpe (seed 0); 2 trials;" in banner and banner.endswith("new study")
+    assert str(cli.storage) in banner
+
+    second = cli.run("--trials", 3, "--name", "told", study=LOW_DIM)
+    assert second.out.splitlines()[0].endswith("resuming: 2 of 3 done")
+    study = cli.study("told")
+    best = study.best_trial
+    summary = second.out.splitlines()[1:]
+    assert summary[0] == "study told: 3 complete; 3 trials finished"
+    name = study.metric_names[0]
+    assert summary[1] == f"best {name} {best.value:.4g} (trial {best.number})"
+    for key, value in best.params.items():
+        assert f"{key}={value:.4g}" in summary[2]
+    assert f"hpo report told --storage {cli.storage} --out report/" in second.out
+    assert "{" not in second.out  # no raw JSON
+
+
+def test_metric_names_and_scalar_attributes_for_the_dashboard(cli: Hpo) -> None:
+    assert cli.run("--trials", 1, "--name", "dash").code == 0
+    study = cli.study("dash")
+    assert study.metric_names == ["hypervolume"]
+    (trial,) = study.get_trials()
+    family = {row["probe"]: row for row in trial.user_attrs["family"]}
+    assert trial.user_attrs["probe_A_accuracy"] == family["A"]["accuracy"]
+    assert trial.user_attrs["probe_A_params"] == family["A"]["params"]
+    assert trial.user_attrs["family_hypervolume"] == pytest.approx(trial.value)
+    assert isinstance(trial.user_attrs["family_controllability"], float)
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_requeues_the_trial(cli: Hpo) -> None:
+    argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--trials", 3, "--name", "cut")
+    proc = subprocess.Popen(argv, cwd=cli.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        def running_with_an_epoch() -> bool:
+            if not cli.storage.exists():
+                return False
+            try:
+                trials = cli.trials("cut")
+            except KeyError:
+                return False
+            return any(t.user_attrs.get(HISTORY_ATTR) for t in of_state(trials,
+                                                                          TrialState.RUNNING))
+
+        wait_for(running_with_an_epoch, "a trial's first epoch", proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    (line,) = err.strip().splitlines()
+    found = re.fullmatch(r"hpo run: interrupted; trial (\d+) re-enqueued; rerun the same "
+                         r"command to resume", line)
+    assert found, line
+    trials = {t.number: t for t in cli.trials("cut")}
+    cut = trials[int(found[1])]
+    assert cut.state == TrialState.FAIL and cut.user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
+    (again,) = [t for t in trials.values() if t.user_attrs.get(RETRY_OF_ATTR) == cut.number]
+    assert again.state == TrialState.WAITING
+    assert again.system_attrs["fixed_params"] == cut.params
+
+    resumed = cli.run("--trials", 3, "--name", "cut", study=TINY_SLOW)
+    assert resumed.code == 0, resumed.err
+    assert cli.study("cut").trials[again.number].state == TrialState.COMPLETE
+
+
+def test_list_and_show_count_states_and_mark_the_best(cli: Hpo) -> None:
+    assert cli.run("--trials", 3, "--name", "seen", study=LOW_DIM).code == 0
+    study = cli.study("seen")
+    failed = study.ask()  # a failed trial beside the complete ones
+    failed.set_user_attr(FAIL_REASON_ATTR, "ValueError: made to fail")
+    study.tell(failed, state=TrialState.FAIL)
+    best = study.best_trial
+
+    (line,) = cli("list").out.splitlines()
+    name, counts, best_text, sampler = line.split("\t")
+    assert (name, counts, sampler) == ("seen", "3 complete, 1 failed", "sampler tpe")
+    assert best_text == f"best {study.metric_names[0]} {best.value:.4g} (trial {best.number})"
+
+    shown = cli("show", "seen").out.splitlines()
+    header, rows = shown[0].split(), shown[1:]
+    assert header[:3] == ["best", "number", "state"]
+    starred = [row for row in rows if row.split()[0] == "*"]
+    assert len(starred) == 1 and starred[0].split()[1] == str(best.number)
+    assert "None" not in "\n".join(shown) and "NaN" not in "\n".join(shown)
+    assert rows[-1].rstrip().endswith("ValueError: made to fail")
+
+    timing = cli("show", "seen", "--timing").out.splitlines()[-1]
+    assert timing.startswith("timing over 3 complete trials (medians per trial): ")
+    assert "e+" not in timing
+
+
+def test_export_says_what_it_exported(cli: Hpo) -> None:
+    assert cli.run("--trials", 1, "--name", "ex").code == 0
+    out = cli.tmp / "g.json"
+    exported = cli("export", "ex", "--s", "0.2,0.3,0.5", "--out", out, "--model",
+                   cli.tmp / "m.pt")
+    assert exported.code == 0, exported.err
+    payload = json.loads(out.read_text())
+    assert payload["s"] == [0.2, 0.3, 0.5]  # no float32 noise
+    first, second = exported.out.splitlines()
+    assert first.startswith("trial 0 at s=(0.200, 0.300, 0.500): validation accuracy "
+                            f"{payload['accuracy']:.4f}")
+    assert f"{payload['params']:,} parameters" in first
+    assert "search_core.load_model" in second
