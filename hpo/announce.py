@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
@@ -25,6 +26,20 @@ def number(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def shown_path(path: str | None) -> str:
+    """A file path as output may show it: relative to the working folder when under it,
+    else its name alone (no user's temporary or home folders in a shared report)."""
+    if not path:
+        return ""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        return str(candidate)
+    try:
+        return str(candidate.relative_to(Path.cwd()))
+    except ValueError:
+        return candidate.name
+
+
 def params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{key}={number(value)}" for key, value in params.items())
 
@@ -40,8 +55,8 @@ def banner(name: str, study_file: str, sampler: str, seed: int, trials: int, job
     else:
         state = "new study"
     at_once = f", {jobs} at once" if jobs > 1 else ""
-    return (f"hpo run: study {name} from {study_file}; sampler {sampler} (seed {seed}); "
-            f"{trials} trials{at_once}; storage {storage}; {state}")
+    return (f"hpo run: study {name} from {shown_path(study_file)}; sampler {sampler} "
+            f"(seed {seed}); {trials} trials{at_once}; storage {storage}; {state}")
 
 
 def stop_reason_words(reason: str, trials: int) -> str:

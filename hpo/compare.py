@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from hpo.announce import shown_path
 from hpo.objectives import MAXIMIZE, MINIMIZE
 from hpo.options import RunOptions, check_run_flags
 from hpo.samplers import SAMPLERS, build_sampler
@@ -103,7 +104,7 @@ def compare_banner(options: CompareOptions, spec: StudySpec, group: str, studies
     started = sum(name.startswith(f"{group}.") for name in study_names(storage))
     state = f"resuming: {started} of {studies} studies started" if started else "new group"
     samplers = ", ".join(SAMPLERS.canonical(s) for s in options.samplers)
-    return (f"hpo compare: group {group} on {spec.source}; samplers {samplers}; "
+    return (f"hpo compare: group {group} on {shown_path(spec.source)}; samplers {samplers}; "
             f"{options.run.trials} trials x {options.repeats} repeats each; storage "
             f"{storage_label(options.run.storage)}; {state}")
 

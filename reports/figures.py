@@ -36,7 +36,7 @@ def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
     fig.tight_layout()
     for path in paths:
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")  # legends placed outside the axes
     _plt().close(fig)
     return paths
 
@@ -74,7 +74,7 @@ def family_front(best: Front | None, union: Front | None, out_dir: Path, stem: s
     ax.set_xlabel(COMPLEXITY_LABELS.get(complexity, complexity))
     ax.set_ylabel(ACC_LABEL)
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
     return _save(fig, out_dir, stem)
 
 
@@ -364,8 +364,8 @@ def layout(points: pd.DataFrame, axes: tuple[str, str], distinct: pd.DataFrame,
         sc = ax.scatter(part["x"], part["y"], c=part["value"], cmap="viridis", norm=norm, s=20)
         nx = distinct.loc[s, axes[0]] if s in distinct.index else float("nan")
         ny = distinct.loc[s, axes[1]] if s in distinct.index else float("nan")
-        ax.set_title(f"{s}\n{nx:.0f} and {ny:.0f} distinct values (mean per repeat)",
-                     fontsize="small")
+        ax.set_title(f"{s}: distinct values per repeat (mean)\n{axes[0]} {nx:.3g}, "
+                     f"{axes[1]} {ny:.3g}", fontsize="small")
         ax.set_xlabel(f"{axes[0]} (most important)")
     axs[0][0].set_ylabel(f"{axes[1]} (least important)")
     fig.colorbar(sc, ax=axs[0].tolist(), label="objective value")

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.announce import shown_path
 from hpo.records import REFERENCE_ATTR, SAMPLER_ATTR, TrialRecord
 from hpo.storage import storage_label
 from reports import data, figures
@@ -74,20 +75,6 @@ def _table(section: Section, out_dir: Path, stem: str, title: str, frame: pd.Dat
     frame.to_csv(path, index=index)
     section.tables.append((title, frame if index else frame.reset_index(drop=True), path,
                            shown))
-
-
-def shown_path(path: str | None) -> str:
-    """A file path as a report may show it: relative to the working folder when under it,
-    else its name alone (no user's temporary or home folders in a shared report)."""
-    if not path:
-        return ""
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        return str(candidate)
-    try:
-        return str(candidate.relative_to(Path.cwd()))
-    except ValueError:
-        return candidate.name
 
 
 def _storage_shown(url: str | None) -> str:
