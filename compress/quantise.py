@@ -1,0 +1,205 @@
+"""Weight quantisation with trained thresholds (in the manner of Jain et al. 2020, "Trained
+Quantization Thresholds", and of the thesis in the seed documents): symmetric uniform levels
+per layer (or per output channel) between -t and t, the clipping threshold t calibrated
+(max |w|: min-max) and then fine-tuned through a straight-through estimator, optionally with
+distillation from the full-precision model; and a bit-width per layer chosen under a size
+budget.
+
+The result is *simulated*: weights are stored as their dequantised float32 values on the
+quantisation grid, so the model computes at float speed; its size in bytes is counted at the
+chosen widths (``compress.base.size_bytes``).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from compress.base import (
+    STAGES,
+    Context,
+    FitSettings,
+    Stage,
+    StageRecord,
+    fit,
+    measure,
+    size_bytes,
+    timed_record,
+    weights,
+)
+from compress.distill import distillation_loss
+from search_core.data import DataSplits, Split
+from search_core.errors import ConfigError
+
+MIN_BITS, MAX_BITS = 2, 16
+
+
+def levels(bits: int) -> int:
+    """The largest integer level of a signed symmetric ``bits``-bit grid (127 for 8 bits)."""
+    return 2 ** (bits - 1) - 1
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round(x) forward, identity backward (the straight-through estimator)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def fake_quantise(w: torch.Tensor, threshold: torch.Tensor, bits: int) -> torch.Tensor:
+    """w clipped to [-t, t] and rounded to the nearest of 2 * levels + 1 values (dequantised).
+    ``threshold`` broadcasts against ``w`` (a scalar, or one per output channel). Gradients:
+    straight through the rounding for w inside the range, and to t through the scale."""
+    scale = threshold / levels(bits)
+    return round_ste(torch.clamp(w / scale, -levels(bits), levels(bits))) * scale
+
+
+def minmax_threshold(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """max |w| over the layer, or over each output channel (shaped to broadcast)."""
+    if not per_channel:
+        return w.detach().abs().max().clamp_min(1e-8)
+    flat = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1).clamp_min(1e-8)
+    return flat.reshape(-1, *([1] * (w.dim() - 1)))
+
+
+class TrainedThreshold(nn.Module):
+    """A parametrisation of a weight: its fake-quantised value at ``bits``, with the
+    threshold learned in log space (positive, and scale-free steps)."""
+
+    def __init__(self, weight: torch.Tensor, bits: int, per_channel: bool) -> None:
+        super().__init__()
+        self.bits = bits
+        self.log_threshold = nn.Parameter(minmax_threshold(weight, per_channel).log())
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return fake_quantise(w, self.log_threshold.exp(), self.bits)
+
+
+@dataclass(frozen=True)
+class QuantiseSettings:
+    bits: int = 8  # every layer's width, unless size_budget_bytes chooses per layer
+    per_channel: bool = False
+    calibration: str = "trained"  # "minmax": thresholds = max |w|, no training
+    train_weights: bool = False  # fine-tune the weights too, not only the thresholds
+    distill_alpha: float = 0.0  # > 0: fine-tune against the full-precision model's outputs
+    temperature: float = 2.0
+    size_budget_bytes: int | None = None  # choose a width per layer from bit_choices
+    bit_choices: tuple[int, ...] = (8, 4)
+    fit: FitSettings = field(default_factory=lambda: FitSettings(epochs=1, lr=0.001))
+
+    def __post_init__(self) -> None:
+        widths = (self.bits, *self.bit_choices)
+        if not all(MIN_BITS <= b <= MAX_BITS for b in widths):
+            raise ConfigError(f"quantise bits: got {widths}; need widths in "
+                              f"[{MIN_BITS}, {MAX_BITS}]")
+        if self.calibration not in ("trained", "minmax"):
+            raise ConfigError(f"quantise calibration: got {self.calibration!r}; need "
+                              "'trained' or 'minmax'")
+        if not 0 <= self.distill_alpha <= 1:
+            raise ConfigError(f"quantise distill_alpha: got {self.distill_alpha}; need [0, 1]")
+
+
+def quantised(model: nn.Module, bits: dict[str, int], per_channel: bool) -> nn.Module:
+    """A copy of ``model`` whose conv and linear weights are fake-quantised at ``bits[name]``
+    (min-max thresholds, trainable)."""
+    model = copy.deepcopy(model)
+    modules = dict(model.named_modules())
+    for name, weight in list(weights(model)):
+        if name in bits:
+            owner = modules[name.rsplit(".", 1)[0]] if "." in name else model
+            parametrize.register_parametrization(
+                owner, "weight", TrainedThreshold(weight, bits[name], per_channel))
+    return model
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    """The model with its parametrisations replaced by the quantised weights they give."""
+    for module in list(model.modules()):
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return model
+
+
+def thresholds(model: nn.Module) -> list[nn.Parameter]:
+    return [m.log_threshold for m in model.modules() if isinstance(m, TrainedThreshold)]
+
+
+def quantise_model(model: nn.Module, data: DataSplits, settings: QuantiseSettings,
+                   bits: dict[str, int]) -> nn.Module:
+    """``model`` quantised at ``bits``, with thresholds fine-tuned unless min-max."""
+    teacher = model
+    student = quantised(model, bits, settings.per_channel)
+    if settings.calibration == "trained":
+        params = thresholds(student)
+        if settings.train_weights:
+            params += [p for n, p in student.named_parameters() if "log_threshold" not in n]
+        alpha, temperature = settings.distill_alpha, settings.temperature
+
+        def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                reference = teacher(x)
+            return distillation_loss(net(x), reference, y, temperature, alpha)
+
+        fit(student, data, settings.fit, loss, parameters=params)
+    return frozen(student).eval()
+
+
+def choose_bits(model: nn.Module, data: DataSplits, settings: QuantiseSettings) -> dict[str, int]:
+    """A width per layer under ``size_budget_bytes``: all layers at the widest choice, then,
+    greedily, the layer whose narrowing costs the least validation accuracy per byte saved
+    is narrowed, until the model fits (min-max thresholds, no training: cheap to evaluate).
+    Raises when even the narrowest widths do not fit."""
+    choices = sorted(set(settings.bit_choices), reverse=True)
+    names = [name for name, _ in weights(model)]
+    bits = dict.fromkeys(names, choices[0])
+    budget = settings.size_budget_bytes or 0
+    narrowest = size_bytes(model, dict.fromkeys(names, choices[-1]))
+    if narrowest > budget:
+        raise ConfigError(f"quantise size_budget_bytes {budget}: even {choices[-1]}-bit "
+                          f"weights need {narrowest} bytes; raise the budget")
+    while size_bytes(model, bits) > budget:
+        bits = _narrow_one(model, data.val, settings, bits, choices)
+    return bits
+
+
+def _narrow_one(model: nn.Module, split: Split, settings: QuantiseSettings,
+                bits: dict[str, int], choices: list[int]) -> dict[str, int]:
+    from search_core.train import accuracy
+
+    base = accuracy(quantised(model, bits, settings.per_channel), split)
+    best: tuple[float, str] | None = None
+    for name, width in bits.items():
+        narrower = [c for c in choices if c < width]
+        if not narrower:
+            continue
+        trial = {**bits, name: narrower[0]}
+        saved = size_bytes(model, bits) - size_bytes(model, trial)
+        loss = base - accuracy(quantised(model, trial, settings.per_channel), split)
+        cost = loss / max(saved, 1)
+        if best is None or cost < best[0]:
+            best = (cost, name)
+    if best is None:  # choose_bits checked that the narrowest widths fit
+        raise RuntimeError("no layer can be narrowed, yet the model is over the budget")
+    return {**bits, best[1]: next(c for c in choices if c < bits[best[1]])}
+
+
+def quantise(model: nn.Module, data: DataSplits, settings: QuantiseSettings,
+             context: Context) -> tuple[nn.Module, StageRecord]:
+    started = time.perf_counter()
+    before = measure(model, data.val)
+    if settings.size_budget_bytes is not None:
+        bits = choose_bits(model, data, settings)
+    else:
+        bits = {name: settings.bits for name, _ in weights(model)}
+    result = quantise_model(model, data, settings, bits)
+    record = timed_record("quantise", settings, before, result, data, started,
+                          bits=bits, simulated=True)
+    record.after["bytes"] = float(size_bytes(result, bits))
+    return result, record
+
+
+STAGES.add("quantise", Stage(QuantiseSettings, quantise,
+                             "weights to b bits with calibrated, then trained, thresholds"))

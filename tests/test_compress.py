@@ -1,0 +1,250 @@
+"""Oracle tests of the compression stages on tiny models: the distillation loss by hand,
+quantise-dequantise error bounds and the straight-through gradient, bit-widths under a size
+budget, pruning masks and rewinding, and the gates' expectations and bookkeeping."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from compress import Context, FitSettings, run_stage
+from compress.base import size_bytes, weights
+from compress.distill import DistillSettings, distillation_loss
+from compress.gates import (
+    GatedEdge,
+    GateSettings,
+    PrunedEdge,
+    edge_names,
+    expected_latency,
+    kept_edges,
+    node_inputs,
+)
+from compress.lottery import (
+    LotterySettings,
+    full_masks,
+    prune_by_magnitude,
+    random_masks_like,
+    train_masked,
+)
+from compress.quantise import QuantiseSettings, choose_bits, fake_quantise, levels
+from search_core.data import DataSplits
+from search_core.discrete import DiscreteNetwork
+from search_core.errors import ConfigError
+from search_core.genotype import Genotype
+from search_core.latency import TimingSettings
+
+QUICK_TIMING = TimingSettings(warmup=1, rounds=3, round_ms=0.5, passes=1)
+ONE_EPOCH = FitSettings(epochs=1, lr=0.05, batch_size=32)
+
+
+def mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def tiny_network(space, data: DataSplits) -> DiscreteNetwork:
+    ops = ("max_pool_3x3", "skip_connect", "sep_conv_3x3")
+    edges = len(space.edges)
+    genotype = Genotype(tuple(ops[i % 3] for i in range(edges)),
+                        tuple(ops[(i + 1) % 3] for i in range(edges)), space.edges)
+    torch.manual_seed(0)
+    return DiscreteNetwork(genotype, space, data.in_channels, data.num_classes).eval()
+
+
+# ----------------------------------------------------------------------------- distillation
+
+
+def test_distillation_loss_by_hand() -> None:
+    student = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    teacher = torch.tensor([[1.0, 1.0], [3.0, 0.0]])
+    y = torch.tensor([0, 1])
+    t, alpha = 2.0, 0.7
+
+    def softmax(v: np.ndarray) -> np.ndarray:
+        e = np.exp(v - v.max())
+        return e / e.sum()
+
+    kl = ce = 0.0
+    for s, q, label in zip(student.numpy(), teacher.numpy(), y.numpy()):
+        p_t, p_s = softmax(q / t), softmax(s / t)
+        kl += float(np.sum(p_t * np.log(p_t / p_s)))
+        ce += -math.log(softmax(s)[label])
+    expected = alpha * t * t * kl / 2 + (1 - alpha) * ce / 2
+    assert float(distillation_loss(student, teacher, y, t, alpha)) == pytest.approx(expected)
+    assert float(distillation_loss(teacher, teacher, y, t, 1.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_distillation_needs_a_teacher_and_moves_the_student_towards_it(
+        tiny_data: DataSplits) -> None:
+    with pytest.raises(ConfigError, match="no teacher"):
+        run_stage("distill", mlp(), tiny_data, DistillSettings())
+    teacher, student = mlp(1), mlp(2)
+    x, y = tiny_data.val.x, tiny_data.val.y
+    with torch.no_grad():
+        gap_before = float(distillation_loss(student(x), teacher(x), y, 4.0, 1.0))
+    taught, record = run_stage("distill", student, tiny_data,
+                               DistillSettings(alpha=1.0, fit=ONE_EPOCH), Context(teacher))
+    with torch.no_grad():
+        gap_after = float(distillation_loss(taught(x), teacher(x), y, 4.0, 1.0))
+    assert gap_after < gap_before
+    assert record.stage == "distill" and record.settings["alpha"] == 1.0
+    assert torch.equal(student[1].weight, mlp(2)[1].weight)  # the input is left unchanged
+
+
+# ----------------------------------------------------------------------------- quantisation
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_quantise_dequantise_error_is_at_most_half_a_step(bits: int) -> None:
+    w = torch.randn(1000) * 3
+    t = torch.tensor(2.0)
+    q = fake_quantise(w, t, bits)
+    step = float(t) / levels(bits)
+    inside = w.abs() <= t
+    assert (q[inside] - w[inside]).abs().max() <= step / 2 + 1e-6
+    assert torch.allclose(q[~inside], t * w[~inside].sign())  # clipped to the threshold
+    assert len(torch.unique(q)) <= 2 * levels(bits) + 1
+    assert torch.allclose(q / step, torch.round(q / step), atol=1e-4)  # on the grid
+
+
+def test_the_straight_through_gradient_passes_inside_and_stops_outside() -> None:
+    w = torch.tensor([-3.0, -0.7, 0.2, 1.1, 5.0], requires_grad=True)
+    t = torch.tensor(2.0, requires_grad=True)
+    fake_quantise(w, t, 4).sum().backward()
+    assert w.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert t.grad is not None and float(t.grad) != 0.0  # thresholds learn
+
+
+def test_bit_widths_fit_the_size_budget(tiny_data: DataSplits) -> None:
+    model = mlp()
+    names = [n for n, _ in weights(model)]
+    all8 = size_bytes(model, dict.fromkeys(names, 8))
+    all4 = size_bytes(model, dict.fromkeys(names, 4))
+    budget = (all8 + all4) // 2
+    bits = choose_bits(model, tiny_data, QuantiseSettings(size_budget_bytes=budget))
+    assert size_bytes(model, bits) <= budget
+    assert set(bits.values()) <= {4, 8} and 4 in bits.values()
+    with pytest.raises(ConfigError, match="raise the budget"):
+        choose_bits(model, tiny_data, QuantiseSettings(size_budget_bytes=all4 - 10))
+
+
+def test_quantised_weights_lie_on_their_grid_and_size_counts_bits(tiny_data: DataSplits) -> None:
+    model = mlp()
+    out, record = run_stage("quantise", model, tiny_data,
+                            QuantiseSettings(bits=4, fit=ONE_EPOCH))
+    for _, w in weights(out):
+        values = torch.unique(w.detach())
+        assert len(values) <= 2 * levels(4) + 1
+    expected = size_bytes(model, {n: 4 for n, _ in weights(model)})
+    assert record.after["bytes"] == expected < record.before["bytes"]
+    assert record.extra["simulated"] is True
+
+
+# ----------------------------------------------------------------------------- lottery
+
+
+def test_magnitude_pruning_removes_the_smallest_of_the_remaining() -> None:
+    model = mlp()
+    masks = full_masks(model)
+    first = prune_by_magnitude(model, masks, 0.5)
+    second = prune_by_magnitude(model, first, 0.5)
+    for name, w in weights(model):
+        total = w.numel()
+        assert int(first[name].sum()) == total - round(0.5 * total)
+        remaining = int(first[name].sum())
+        assert int(second[name].sum()) == remaining - round(0.5 * remaining)
+        assert not (second[name] & ~first[name]).any()  # pruned stays pruned
+        kept, dropped = w.detach().abs()[first[name]], w.detach().abs()[~first[name]]
+        assert dropped.max() <= kept.min()
+
+
+def test_random_masks_keep_each_layers_count() -> None:
+    masks = prune_by_magnitude(mlp(), full_masks(mlp()), 0.6)
+    shuffled = random_masks_like(masks, torch.Generator().manual_seed(0))
+    for name, mask in masks.items():
+        assert int(shuffled[name].sum()) == int(mask.sum())
+        assert not torch.equal(shuffled[name], mask)
+
+
+def test_masked_training_holds_zeros_and_keeps_the_weights_of_step_k(
+        tiny_data: DataSplits) -> None:
+    model = mlp()
+    masks = prune_by_magnitude(model, full_masks(model), 0.5)
+    start = train_masked(mlp(), tiny_data, masks, ONE_EPOCH, keep_at=0)
+    steps = math.ceil(len(tiny_data.train) / ONE_EPOCH.batch_size)
+    last = train_masked(model, tiny_data, masks, ONE_EPOCH, keep_at=steps)
+    for name, w in weights(model):
+        assert (w[~masks[name]] == 0).all()
+    assert start is not None and last is not None
+    for key, value in model.state_dict().items():
+        assert torch.equal(last[key], value)  # the snapshot of the last step is the result
+    initial = dict(mlp().state_dict())
+    for name, mask in masks.items():
+        assert torch.equal(start[name], initial[name] * mask)  # step 0: masked theta_0
+    with pytest.raises(ConfigError, match="fewer steps"):
+        train_masked(mlp(), tiny_data, masks, ONE_EPOCH, keep_at=steps + 1)
+
+
+def test_a_ticket_reaches_its_sparsity_and_controls_run(tiny_data: DataSplits) -> None:
+    settings = LotterySettings(prune_fraction=0.5, rounds=2, rewind_step=2, fit=ONE_EPOCH)
+    ticket, record = run_stage("lottery", mlp(), tiny_data, settings)
+    assert record.extra["sparsity"] == pytest.approx(settings.sparsity, abs=0.01)
+    assert [r["round"] for r in record.extra["rounds"]] == [1, 2]
+    zeros = sum(int((w == 0).sum()) for _, w in weights(ticket))
+    total = sum(w.numel() for _, w in weights(ticket))
+    assert zeros / total == pytest.approx(0.75, abs=0.01)
+    for control in ("reinit", "random"):
+        _, other = run_stage("lottery", mlp(), tiny_data,
+                             LotterySettings(prune_fraction=0.5, rounds=2, rewind_step=2,
+                                             control=control, fit=ONE_EPOCH))
+        assert other.extra["sparsity"] == pytest.approx(0.75, abs=0.01)
+
+
+# ----------------------------------------------------------------------------- gates
+
+
+def test_a_relaxed_gate_is_above_one_half_with_probability_sigmoid_logit() -> None:
+    gate = GatedEdge(nn.Identity(), init_logit=0.8, temperature=0.5).train()
+    torch.manual_seed(0)
+    draws = torch.stack([gate(torch.ones(1)) for _ in range(20_000)]).flatten()
+    assert float((draws > 0.5).float().mean()) == pytest.approx(1 / (1 + math.exp(-0.8)),
+                                                                 abs=0.01)
+    assert float(gate.eval()(torch.ones(1))) == pytest.approx(1 / (1 + math.exp(-0.8)))
+
+
+def test_expected_latency_is_the_probability_weighted_sum() -> None:
+    gated = {"a": GatedEdge(nn.Identity(), 0.0, 0.5), "b": GatedEdge(nn.Identity(), 2.0, 0.5)}
+    cost = expected_latency(gated, {"a": 1.5, "b": 4.0})
+    assert float(cost) == pytest.approx(0.5 * 1.5 + 4.0 / (1 + math.exp(-2.0)))
+    cost.backward()
+    assert gated["a"].logit.grad == pytest.approx(1.5 * 0.25)
+
+
+def test_kept_edges_never_cut_a_node_off() -> None:
+    nodes = {"n0": ["e0", "e1"], "n1": ["e2", "e3", "e4"]}
+    probabilities = {"e0": 0.9, "e1": 0.2, "e2": 0.1, "e3": 0.3, "e4": 0.05}
+    assert kept_edges(probabilities, 0.5, nodes) == {"e0", "e3"}
+
+
+def test_gates_prune_edges_to_zeros_and_measure_latency(tiny_space, tiny_data) -> None:
+    net = tiny_network(tiny_space, tiny_data)
+    names = edge_names(net)
+    assert len(names) == 3 * len(tiny_space.edges)
+    assert sum(len(v) for v in node_inputs(net).values()) == len(names)
+    heavy = GateSettings(lam=50.0, gate_lr=1.0, timing=QUICK_TIMING, fit=ONE_EPOCH)
+    costs = dict.fromkeys(names, 1.0)
+    pruned, record = run_stage("gates", net, tiny_data, heavy, Context(unit_latency_ms=costs))
+    assert record.extra["pruned"], "a heavy latency weight pruned nothing"
+    assert len(record.extra["kept"]) >= len(node_inputs(net))  # one input per node at least
+    for name in record.extra["pruned"]:
+        assert isinstance(pruned.get_submodule(name), PrunedEdge)
+    out = pruned(tiny_data.val.x[:4])
+    assert out.shape == (4, tiny_data.num_classes) and torch.isfinite(out).all()
+    assert record.after["latency_ms"] > 0 and record.before["latency_ms"] > 0
+    free = GateSettings(lam=0.0, timing=QUICK_TIMING, fit=ONE_EPOCH)
+    _, kept_all = run_stage("gates", net, tiny_data, free, Context(unit_latency_ms=costs))
+    assert not kept_all.extra["pruned"]
