@@ -7,7 +7,11 @@ budget.
 
 The result is *simulated*: weights are stored as their dequantised float32 values on the
 quantisation grid, so the model computes at float speed; its size in bytes is counted at the
-chosen widths (``compress.base.size_bytes``).
+chosen widths (``compress.base.size_bytes``). Where every layer is at 8 bits, the stage also
+converts the model to torch's int8 kernels (FX graph mode, x86 backend: int8 weights per
+channel and activations, calibrated by torch's observers on training batches) and measures
+that model's accuracy and latency for real (``int8``); 4-bit and mixed widths have no CPU
+kernels here and stay simulated.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from compress.base import (
     weights,
 )
 from compress.distill import distillation_loss
-from search_core.data import DataSplits, Split
+from search_core.data import DataSplits, Split, batches
 from search_core.errors import ConfigError
+from search_core.latency import TimingSettings, measure_many
+from search_core.train import accuracy
 
 MIN_BITS, MAX_BITS = 2, 16
 
@@ -88,6 +94,8 @@ class QuantiseSettings:
     temperature: float = 2.0
     size_budget_bytes: int | None = None  # choose a width per layer from bit_choices
     bit_choices: tuple[int, ...] = (8, 4)
+    int8_kernels: bool = True  # at 8 bits everywhere: also measure torch's int8 model
+    timing: TimingSettings = field(default_factory=lambda: TimingSettings(rounds=14, passes=7))
     fit: FitSettings = field(default_factory=lambda: FitSettings(epochs=1, lr=0.001))
 
     def __post_init__(self) -> None:
@@ -167,8 +175,6 @@ def choose_bits(model: nn.Module, data: DataSplits, settings: QuantiseSettings) 
 
 def _narrow_one(model: nn.Module, split: Split, settings: QuantiseSettings,
                 bits: dict[str, int], choices: list[int]) -> dict[str, int]:
-    from search_core.train import accuracy
-
     base = accuracy(quantised(model, bits, settings.per_channel), split)
     best: tuple[float, str] | None = None
     for name, width in bits.items():
@@ -198,7 +204,43 @@ def quantise(model: nn.Module, data: DataSplits, settings: QuantiseSettings,
     record = timed_record("quantise", settings, before, result, data, started,
                           bits=bits, simulated=True)
     record.after["bytes"] = float(size_bytes(result, bits))
+    if settings.int8_kernels and set(bits.values()) == {8}:
+        record.extra["int8"] = int8_measurements(model, result, data, settings.timing)
     return result, record
+
+
+def to_int8(model: nn.Module, data: DataSplits, calibration_batches: int = 8) -> nn.Module:
+    """``model`` converted to torch's int8 CPU kernels (FX graph mode, x86 backend),
+    its activation ranges observed on ``calibration_batches`` training batches."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    model = copy.deepcopy(model).eval()
+    example = data.train.x[:1]
+    with warnings.catch_warnings():  # torch.ao.quantization warns of its successor
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (example,))
+        with torch.no_grad():
+            for x, _ in batches(data.train, 64, None):
+                prepared(x)
+                calibration_batches -= 1
+                if calibration_batches <= 0:
+                    break
+        return convert_fx(prepared)
+
+
+def int8_measurements(original: nn.Module, quantised_model: nn.Module, data: DataSplits,
+                      timing: TimingSettings) -> dict[str, float]:
+    """Accuracy and batch-1 latency (ms, this CPU) of the float model and of torch's int8
+    conversion of the quantised one, measured interleaved."""
+    int8 = to_int8(quantised_model, data)
+    x = data.val.x[:1]
+    latencies = measure_many([lambda: original(x), lambda: int8(x)], timing)
+    return {"accuracy": accuracy(int8, data.val), "latency_ms": latencies[1].median_ms,
+            "float_latency_ms": latencies[0].median_ms,
+            "speedup_pct": 100 * (latencies[0].median_ms / latencies[1].median_ms - 1)}
 
 
 STAGES.add("quantise", Stage(QuantiseSettings, quantise,

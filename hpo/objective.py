@@ -74,6 +74,7 @@ class Evaluation:
     checkpoint: str | None = None
     threads: dict[str, Any] = field(default_factory=dict)  # what the trial ran with
     test_values: list[float] | None = None  # the objective on the test split (reporting only)
+    pipeline: list[dict[str, Any]] = field(default_factory=list)  # per compressed member
 
 
 def finetune_recipe(spec: StudySpec, seed: int, threads: int | None) -> TrainRecipe | None:
@@ -132,7 +133,13 @@ def evaluate(
         table = family(data)
         # members measured on the test split in the validation split's place; a member's
         # accuracy is its last value (no epoch or member is chosen by it)
-        test_table = family(replace(data, val=data.test)) if test else None
+        test_table = family(replace(data, val=data.test)) if test and not spec.pipeline \
+            else None
+        stages: list[dict[str, Any]] = []
+        if spec.pipeline is not None:  # the trial's family: the compressed members
+            from hpo.pipeline import compressed_family
+
+            table, stages = compressed_family(result, data, spec.pipeline, params, table)
     saved = str(result.save(checkpoint)) if checkpoint is not None else None
     assert objective.from_family is not None
     return Evaluation(
@@ -144,4 +151,5 @@ def evaluate(
         seconds=time.perf_counter() - started,
         checkpoint=saved,
         threads=threads_used,
+        pipeline=stages,
     )

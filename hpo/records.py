@@ -125,6 +125,7 @@ class TrialRecord:
     retry_of: int | None = None
     heartbeat: float | None = None
     ray: dict[str, Any] = field(default_factory=dict)  # RAY_ATTRS of a trial run on Ray
+    pipeline: tuple[dict[str, Any], ...] = ()  # per compressed member: its stages' records
 
     def to_user_attrs(self) -> dict[str, Any]:
         """The record as user attributes; the few scalars first (optuna-dashboard lists
@@ -155,7 +156,7 @@ class TrialRecord:
     def from_user_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
         known = {item.name for item in fields(cls)} - {"ray"}
         kwargs = {key: attrs[key] for key in known if key in attrs}
-        for key in ("history", "family"):
+        for key in ("history", "family", "pipeline"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key] or ())
         ray = {key: attrs[key] for key in RAY_ATTRS if key in attrs}

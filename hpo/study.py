@@ -41,6 +41,7 @@ except ImportError:  # PyYAML built without libyaml
     CParser = None
 
 from hpo.objectives import ObjectiveSpec
+from hpo.pipeline import PipelineSpec, check_pipeline, is_pipeline_param, parse_pipeline
 from search_core.configtools import (
     MESSAGE_CHARS,
     from_mapping,
@@ -77,7 +78,7 @@ ALIASES = {
 }
 SECTIONS = ("space", "hypernet", "temperature", "train")
 STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid",
-              "training_seed")
+              "training_seed", "pipeline")
 DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "digits.yaml"
 MAX_STUDY_BYTES = 1 << 20  # 1 MiB; the shipped studies are about 1 KB
 MAX_DEPTH = 32  # nesting levels of YAML collections; the shipped studies use 4
@@ -234,6 +235,7 @@ class StudySpec:
     # common: every trial searches with the run's --seed (trials differ only by their
     # params); per_trial: a seed derived from --seed and the trial number (hpo.trial)
     training_seed: Literal["common", "per_trial"] = "common"
+    pipeline: PipelineSpec | None = None  # compression stages after the search (hpo.pipeline)
     source: str = ""  # path of the study file
 
     @property
@@ -257,6 +259,10 @@ class StudySpec:
             plain["objective"].pop("path", None)
         if plain["training_seed"] == "common":
             plain.pop("training_seed")
+        if self.pipeline is None:
+            plain.pop("pipeline")
+        else:
+            plain["pipeline"] = self.pipeline.to_dict()
         return plain
 
     @classmethod
@@ -294,7 +300,8 @@ def build_search_config(
         tree["data"] = dict(spec.data)
         tree["seed"] = seed
         settings = {**spec.fidelity.settings(),
-                    **{param_path(name): value for name, value in params.items()}}
+                    **{param_path(name): value for name, value in params.items()
+                       if not is_pipeline_param(name)}}
         for path, value in settings.items():
             section, _, key = path.partition(".")
             tree[section] = {**_section(tree, section), key: value}
@@ -486,11 +493,12 @@ def parse_study(raw: Any, source: str = "") -> StudySpec:
     params = _parse_params(top.pop("params", {}) or {})
     grid = _parse_grid(top.pop("grid", {}) or {}, params)
     fidelity = _parse_fidelity(top.pop("fidelity", {}) or {})
+    pipeline = parse_pipeline(top.pop("pipeline")) if "pipeline" in top else None
     top.setdefault("name", Path(source).stem or "study")
     spec = from_mapping(StudySpec, top)
     check_study_name(spec.name)
     spec = StudySpec(**{**spec.__dict__, "fidelity": fidelity, "params": params, "grid": grid,
-                        "source": source})
+                        "pipeline": pipeline, "source": source})
     _validate_against_search(spec)
     return spec
 
@@ -570,12 +578,30 @@ def _validate_against_search(spec: StudySpec) -> None:
     _check_objective_probe(spec, config.space.ops)
     settings = {path: f"fidelity.{key}" for key, path in FIDELITY_PATHS.items()
                 if path in spec.fidelity.settings()}
+    _check_pipeline(spec, config.space.ops)
     for name, param in spec.params.items():
+        if is_pipeline_param(name):
+            continue
         _check_setting(name, settings)
         for value in _values_to_check(param):
             where = f"params.{short_key(name)}={shown(value)}"
             _check_files(build_search_config(spec, {name: value}, where=where), where)
     _check_temperature_order(spec)
+
+
+def _check_pipeline(spec: StudySpec, ops: tuple[str, ...]) -> None:
+    """The pipeline's stages and settings, with each of its parameters at each end."""
+    tunable = {n: p for n, p in spec.params.items() if is_pipeline_param(n)}
+    if spec.pipeline is None:
+        if tunable:
+            raise ConfigError(f"params.{next(iter(tunable))}: the study has no pipeline; "
+                              "add a pipeline: section with that stage")
+        return
+    probes = [p.name for p in study_probes(spec, ops)]
+    check_pipeline(spec.pipeline, {}, probes)
+    for name, param in tunable.items():
+        for value in _values_to_check(param):
+            check_pipeline(spec.pipeline, {name: value}, probes)
 
 
 def _check_setting(name: str, settings: dict[str, str]) -> None:

@@ -141,6 +141,7 @@ def run_trial(task: TrialTask, on_epoch: EpochCallback | None = None) -> TrialOu
         checkpoint=result.checkpoint,
         family=tuple(table.rows()) if table is not None else (),
         family_summary=table.summary() if table is not None else {},
+        pipeline=tuple(result.pipeline),
     )
     return TrialOutcome(TrialState.COMPLETE, tuple(result.values), record)
 

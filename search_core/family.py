@@ -277,11 +277,19 @@ def evaluate_family(
         members = with_latency(members, space, info, latency or TimingSettings())
     if reference is None:
         reference = (0.0, heaviest_complexity(space, info, complexity, latency))
+    return family_table(space.ops, members, complexity, reference,
+                        "proxy" if finetune is None else "finetune")
+
+
+def family_table(ops: tuple[str, ...], members: Sequence[FamilyMember], complexity: Complexity,
+                 reference: tuple[float, float], accuracy_kind: str = "proxy") -> FamilyTable:
+    """The table of ``members``: their Pareto front and hypervolume on ``complexity`` inside
+    ``reference``, and the family's controllability."""
     accs = [m.accuracy for m in members]
     cxs = [m.complexity(complexity) for m in members]
-    score, per_op = controllability(space.ops, members)
+    score, per_op = controllability(ops, members)
     return FamilyTable(
-        ops=space.ops,
+        ops=ops,
         members=tuple(members),
         complexity=complexity,
         reference=reference,
@@ -289,5 +297,5 @@ def evaluate_family(
         hypervolume=hypervolume_2d(accs, cxs, reference),
         controllability=score,
         controllability_per_op=per_op,
-        accuracy_kind="proxy" if finetune is None else "finetune",
+        accuracy_kind=accuracy_kind,
     )

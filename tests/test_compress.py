@@ -135,13 +135,22 @@ def test_bit_widths_fit_the_size_budget(tiny_data: DataSplits) -> None:
 def test_quantised_weights_lie_on_their_grid_and_size_counts_bits(tiny_data: DataSplits) -> None:
     model = mlp()
     out, record = run_stage("quantise", model, tiny_data,
-                            QuantiseSettings(bits=4, fit=ONE_EPOCH))
+                            QuantiseSettings(bits=4, fit=ONE_EPOCH, timing=QUICK_TIMING))
     for _, w in weights(out):
         values = torch.unique(w.detach())
         assert len(values) <= 2 * levels(4) + 1
     expected = size_bytes(model, {n: 4 for n, _ in weights(model)})
     assert record.after["bytes"] == expected < record.before["bytes"]
-    assert record.extra["simulated"] is True
+    assert record.extra["simulated"] is True and "int8" not in record.extra  # no 4-bit kernels
+
+
+def test_an_8_bit_model_is_also_measured_on_int8_kernels(tiny_space, tiny_data) -> None:
+    net = tiny_network(tiny_space, tiny_data)
+    _, record = run_stage("quantise", net, tiny_data,
+                          QuantiseSettings(bits=8, calibration="minmax", timing=QUICK_TIMING))
+    int8 = record.extra["int8"]
+    assert 0 <= int8["accuracy"] <= 1 and int8["latency_ms"] > 0
+    assert abs(int8["accuracy"] - record.after["accuracy"]) <= 0.1  # the same model, in int8
 
 
 # ----------------------------------------------------------------------------- lottery
@@ -248,3 +257,64 @@ def test_gates_prune_edges_to_zeros_and_measure_latency(tiny_space, tiny_data) -
     free = GateSettings(lam=0.0, timing=QUICK_TIMING, fit=ONE_EPOCH)
     _, kept_all = run_stage("gates", net, tiny_data, free, Context(unit_latency_ms=costs))
     assert not kept_all.extra["pruned"]
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+PIPELINE = {"probes": ["A", "B"], "stages": [
+    {"stage": "train", "epochs": 1, "lr": 0.02},
+    {"stage": "lottery", "rounds": 1, "fit": {"epochs": 1}},
+    {"stage": "quantise", "bits": 8, "calibration": "minmax"},
+]}
+
+
+def with_pipeline(pipeline: dict, params: dict | None = None):
+    def edit(raw: dict) -> None:
+        raw["pipeline"] = pipeline
+        raw["params"] = {**raw["params"], **(params or {})}
+
+    return edit
+
+
+def test_a_study_pipeline_compresses_the_probes_with_the_trials_settings(cli) -> None:
+    tuned = {"pipeline.lottery.prune_fraction": {"type": "float", "low": 0.2, "high": 0.8}}
+    study = cli.write_study(with_pipeline(PIPELINE, tuned))
+    result = cli("run", "--study", study, "--trials", 1, "--name", "piped")
+    assert result.code == 0, result.err
+    (trial,) = cli.trials("piped")
+    records = trial.user_attrs["pipeline"]
+    assert [r["probe"] for r in records] == ["A", "B"]
+    for record in records:
+        assert [s["stage"] for s in record["stages"]] == ["train", "lottery", "quantise"]
+        lottery = record["stages"][1]
+        assert lottery["settings"]["prune_fraction"] == trial.params[
+            "pipeline.lottery.prune_fraction"]
+        assert lottery["extra"]["sparsity"] == pytest.approx(
+            trial.params["pipeline.lottery.prune_fraction"], abs=0.01)
+        for earlier, later in zip(record["stages"], record["stages"][1:]):
+            assert later["before"]["accuracy"] == earlier["after"]["accuracy"]  # chained
+        assert record["latency_ms"] > 0 and record["bytes"] > 0
+    family = {row["probe"]: row for row in trial.user_attrs["family"]}
+    assert set(family) == {"A", "B"}  # the trial's family: the compressed members
+    for record in records:
+        assert family[record["probe"]]["accuracy"] == record["stages"][-1]["after"]["accuracy"]
+        assert family[record["probe"]]["latency_ms"] == record["latency_ms"]
+
+
+@pytest.mark.parametrize(("pipeline", "params", "wanted"), [
+    ({"stages": [{"stage": "quantize"}]}, {}, "unknown compression stage 'quantize' (did you "
+                                                "mean quantise?)"),
+    ({"stages": [{"stage": "quantise", "bitz": 4}]}, {}, "did you mean bits?"),
+    ({"stages": [{"stage": "distill"}], "probes": ["Z"]}, {}, "['Z'] are not probes"),
+    ({"stages": [{"stage": "distill"}]},
+     {"pipeline.gates.lam": {"type": "float", "low": 0.1, "high": 1.0}}, "no stage 'gates'"),
+    ({"stages": [{"stage": "quantise"}]},
+     {"pipeline.quantise.bits": {"type": "int", "low": 1, "high": 8}}, "quantise bits"),
+])
+def test_a_bad_pipeline_is_one_line_before_anything_runs(cli, pipeline, params, wanted) -> None:
+    study = cli.write_study(with_pipeline(pipeline, params))
+    result = cli("run", "--study", study, "--trials", 1)
+    assert result.code == 2
+    (line,) = result.err_lines
+    assert wanted in line
+    assert cli.nothing_written()
