@@ -111,6 +111,33 @@ def family_frame(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
     return pd.DataFrame(list(TrialRecord.from_frozen(trial).family))
 
 
+PIPELINE_PREFIX = "pipeline."  # hpo.pipeline's parameter prefix (kept torch-free here)
+
+
+def pipeline_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per complete trial, compressed member and stage of a study with a
+    ``pipeline:``: the stage's validation accuracy, non-zero parameters and bytes before and
+    after, the member's final latency (ms, measured) and bytes, and the trial's
+    ``pipeline.*`` parameters (what the stage was tuned with)."""
+    rows = []
+    for trial in complete_trials(study):
+        tuned = {k: v for k, v in trial.params.items() if k.startswith(PIPELINE_PREFIX)}
+        for member in TrialRecord.from_frozen(trial).pipeline:
+            for stage in member.get("stages", []):
+                before, after = stage.get("before", {}), stage.get("after", {})
+                rows.append({
+                    "trial": trial.number, "probe": member.get("probe"),
+                    "stage": stage.get("stage"),
+                    "accuracy_before": before.get("accuracy"),
+                    "accuracy_after": after.get("accuracy"),
+                    "nonzero_before": before.get("nonzero_params"),
+                    "nonzero_after": after.get("nonzero_params"),
+                    "bytes_after": after.get("bytes"),
+                    "member_latency_ms": member.get("latency_ms"),
+                    "member_bytes": member.get("bytes"), **tuned})
+    return pd.DataFrame(rows)
+
+
 def op_names(family: pd.DataFrame) -> list[str]:
     return [c.removeprefix("s_") for c in family.columns if c.startswith("s_")]
 

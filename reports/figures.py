@@ -409,3 +409,29 @@ def proxy_fidelity(fidelity: ProxyFidelity, out_dir: Path, stem: str, title: str
     right.legend(fontsize="small")
     fig.suptitle(title, fontsize=10)
     return _save(fig, out_dir, stem)
+
+
+def stage_effect(frame: pd.DataFrame, param: str, out_dir: Path, stem: str,
+                 title: str) -> list[Path]:
+    """Over one tuned pipeline setting: validation accuracy before and after the stage, and
+    the member's measured latency, in separate panels (one marker per probe)."""
+    if frame.empty or param not in frame:
+        return []
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (probe, part) in enumerate(frame.groupby("probe", sort=True)):
+        marker = MARKERS[i % len(MARKERS)]
+        left.scatter(part[param], part["accuracy_after"], marker=marker, label=f"{probe} after")
+        left.scatter(part[param], part["accuracy_before"], marker=marker, facecolors="none",
+                     edgecolors="0.5", label=f"{probe} before")
+        right.scatter(part[param], part["member_latency_ms"], marker=marker, label=probe)
+    left.set_xlabel(param)
+    left.set_ylabel(ACC_LABEL)
+    left.set_title("accuracy before and after the stage", fontsize="small")
+    left.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    right.set_xlabel(param)
+    right.set_ylabel("latency (ms, batch 1, measured)")
+    right.set_title("latency of the compressed member", fontsize="small")
+    right.legend(title="probe", fontsize="x-small")
+    fig.suptitle(title)
+    return _save(fig, out_dir, stem)

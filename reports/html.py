@@ -144,6 +144,23 @@ def _fidelity_sections(section: Section, study: optuna.Study, out_dir: Path,
                                        f"{study.study_name}: {kind} vs trained ({what})"))
 
 
+def _pipeline_section(section: Section, study: optuna.Study, out_dir: Path,
+                      stem: str) -> None:
+    """Each compression stage's effect: a table per trial, member and stage, and for each
+    tuned pipeline setting accuracy and latency over it."""
+    frame = data.pipeline_frame(study)
+    if frame.empty:
+        return
+    _table(section, out_dir, f"{stem}-pipeline", "Compression stages: validation accuracy, "
+           "non-zero parameters and bytes before and after, per trial and member", frame)
+    for param in [c for c in frame.columns if c.startswith(data.PIPELINE_PREFIX)]:
+        stage = param.split(".")[1]
+        rows = frame[frame["stage"] == stage]
+        _figure(section, f"Stage {stage}: accuracy and latency over {param}",
+                figures.stage_effect(rows, param, out_dir, f"{stem}-{_slug(param)}",
+                                     f"{study.study_name}: {stage} over {param}"))
+
+
 def _reevaluation_section(section: Section, study: optuna.Study, out_dir: Path,
                           stem: str) -> None:
     """hpo reevaluate's results: the seed-robust best and how much of the spread is seeds."""
@@ -185,6 +202,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
                 figures.op_counts(counts, out_dir, f"{stem}-ops",
                                   f"{name}: ops per probe (trial {best.number})"))
     _fidelity_sections(section, study, out_dir, stem)
+    _pipeline_section(section, study, out_dir, stem)
     _reevaluation_section(section, study, out_dir, stem)
     _figure(section, "Optimisation history",
             figures.history(frame, out_dir, f"{stem}-history", f"{name}: optimisation history"))

@@ -31,6 +31,8 @@ from compress.lottery import (
     train_masked,
 )
 from compress.quantise import QuantiseSettings, choose_bits, fake_quantise, levels
+from reports import data
+from reports.html import write_report
 from search_core.data import DataSplits
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
@@ -299,6 +301,14 @@ def test_a_study_pipeline_compresses_the_probes_with_the_trials_settings(cli) ->
     for record in records:
         assert family[record["probe"]]["accuracy"] == record["stages"][-1]["after"]["accuracy"]
         assert family[record["probe"]]["latency_ms"] == record["latency_ms"]
+
+    frame = data.pipeline_frame(cli.study("piped"))
+    assert len(frame) == 2 * 3 and set(frame["stage"]) == {"train", "lottery", "quantise"}
+    assert (frame["pipeline.lottery.prune_fraction"] == trial.params[
+        "pipeline.lottery.prune_fraction"]).all()
+    index = write_report(str(cli.storage), ["piped"], cli.tmp / "report")
+    assert (cli.tmp / "report" / "piped-pipeline.lottery.prune_fraction.png").exists()
+    assert "Stage lottery: accuracy and latency over" in index.read_text()
 
 
 @pytest.mark.parametrize(("pipeline", "params", "wanted"), [
