@@ -203,10 +203,75 @@ def gates(model: nn.Module, data: DataSplits, settings: GateSettings,
     record = timed_record("gates", settings, before, model, data, started,
                           kept=sorted(kept), pruned=sorted(set(gated) - kept),
                           probabilities=probabilities, expected_latency_ms=expected,
+                          kept_latency_ms=sum(unit_ms[e] for e in kept),
                           unit_latency_ms=unit_ms)
     record.after["latency_ms"] = network_latency(model, example, settings.timing)
     return model, record
 
 
+@dataclass(frozen=True)
+class EdgeMagnitudeSettings:
+    """The baseline to latency-aware gates: remove the edges with the smallest output
+    magnitude (mean |output| on a validation batch) until the edges left cost at most
+    ``latency_budget_ms`` (the per-edge latencies, as the gates' expected latency counts
+    them), never cutting a node off; then fine-tune."""
+
+    latency_budget_ms: float = 1.0
+    timing: TimingSettings = field(default_factory=lambda: TimingSettings(rounds=7, passes=7))
+    fit: FitSettings = field(default_factory=FitSettings)
+
+
+def output_magnitudes(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """Mean |output| of every edge on ``example``."""
+    seen: dict[str, float] = {}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda module, args, out, name=name: seen.__setitem__(name, float(out.abs().mean())))
+        for name in edge_names(model)]
+    with torch.no_grad():
+        model.eval()(example)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def edges_under_budget(scores: dict[str, float], unit_ms: dict[str, float], budget_ms: float,
+                       nodes: dict[str, list[str]]) -> set[str]:
+    """The highest-scoring edges whose latencies sum to at most ``budget_ms``, removing the
+    lowest-scoring first; a node's last input is never removed (so the result may exceed a
+    budget too small for a connected network)."""
+    kept = set(scores)
+    node_of = {edge: node for node, edges in nodes.items() for edge in edges}
+    for edge in sorted(scores, key=scores.__getitem__):
+        if sum(unit_ms[e] for e in kept) <= budget_ms:
+            break
+        if len(kept & set(nodes[node_of[edge]])) > 1:
+            kept.discard(edge)
+    return kept
+
+
+def edge_magnitude(model: nn.Module, data: DataSplits, settings: EdgeMagnitudeSettings,
+                   context: Context) -> tuple[nn.Module, StageRecord]:
+    started = time.perf_counter()
+    example = data.val.x[:1]
+    before = measure(model, data.val)
+    before["latency_ms"] = network_latency(model, example, settings.timing)
+    unit_ms = context.unit_latency_ms or unit_latencies(model, example, settings.timing)
+    shapes = {name: shape for name, (_, shape) in edge_io(model, example).items()}
+    scores = output_magnitudes(model, data.val.x[:256])
+    kept = edges_under_budget(scores, unit_ms, settings.latency_budget_ms, node_inputs(model))
+    for name in set(scores) - kept:
+        edges, index = _edge_slot(model, name)
+        edges[index] = PrunedEdge(shapes[name])
+    fit(model, data, settings.fit)
+    record = timed_record("edge_magnitude", settings, before, model, data, started,
+                          kept=sorted(kept), pruned=sorted(set(scores) - kept),
+                          kept_latency_ms=sum(unit_ms[e] for e in kept),
+                          unit_latency_ms=unit_ms)
+    record.after["latency_ms"] = network_latency(model, example, settings.timing)
+    return model, record
+
+
+STAGES.add("edge_magnitude", Stage(EdgeMagnitudeSettings, edge_magnitude,
+                                   "baseline: drop the weakest edges to a latency budget"))
 STAGES.add("gates", Stage(GateSettings, gates,
                           "latency-aware RelaxedBernoulli gates per operation, then a threshold"))

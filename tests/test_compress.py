@@ -15,10 +15,12 @@ from compress import Context, FitSettings, run_stage
 from compress.base import size_bytes, weights
 from compress.distill import DistillSettings, distillation_loss
 from compress.gates import (
+    EdgeMagnitudeSettings,
     GatedEdge,
     GateSettings,
     PrunedEdge,
     edge_names,
+    edges_under_budget,
     expected_latency,
     kept_edges,
     node_inputs,
@@ -328,3 +330,24 @@ def test_a_bad_pipeline_is_one_line_before_anything_runs(cli, pipeline, params, 
     (line,) = result.err_lines
     assert wanted in line
     assert cli.nothing_written()
+
+
+def test_the_magnitude_baseline_drops_the_weakest_edges_to_the_budget() -> None:
+    nodes = {"n0": ["e0", "e1"], "n1": ["e2", "e3", "e4"]}
+    scores = {"e0": 5.0, "e1": 1.0, "e2": 0.5, "e3": 3.0, "e4": 0.1}
+    cost = dict.fromkeys(scores, 1.0)
+    assert edges_under_budget(scores, cost, 3.0, nodes) == {"e0", "e3", "e1"}
+    assert edges_under_budget(scores, cost, 2.0, nodes) == {"e0", "e3"}
+    assert edges_under_budget(scores, cost, 0.0, nodes) == {"e0", "e3"}  # one input per node
+
+
+def test_the_magnitude_baseline_runs_as_a_stage(tiny_space, tiny_data) -> None:
+    net = tiny_network(tiny_space, tiny_data)
+    costs = dict.fromkeys(edge_names(net), 1.0)
+    settings = EdgeMagnitudeSettings(latency_budget_ms=len(costs) / 2, timing=QUICK_TIMING,
+                                     fit=ONE_EPOCH)
+    pruned, record = run_stage("edge_magnitude", net, tiny_data, settings,
+                               Context(unit_latency_ms=costs))
+    assert record.extra["kept_latency_ms"] <= len(costs) / 2
+    for name in record.extra["pruned"]:
+        assert isinstance(pruned.get_submodule(name), PrunedEdge)
