@@ -13,6 +13,7 @@ Works on networks whose cells have an ``edges`` ``ModuleList`` (search_core's
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,21 +141,27 @@ def node_inputs(model: nn.Module) -> dict[str, list[str]]:
     return nodes
 
 
+def observe_edges(model: nn.Module, example: torch.Tensor,
+                  observe: Callable[[str, torch.Tensor, torch.Tensor], None]) -> None:
+    """Run ``model`` on ``example`` (no gradients) calling ``observe(edge name, input,
+    output)`` for every edge."""
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda module, args, out, name=name: observe(name, args[0], out))
+        for name in edge_names(model)]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def edge_io(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[torch.Tensor,
                                                                        tuple[int, ...]]]:
     """Each edge's input as the network feeds it ``example``, and its output shape."""
     seen: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
-
-    def keep(name: str) -> Any:
-        return lambda module, args, out: seen.__setitem__(
-            name, (args[0].detach(), tuple(out.shape[1:])))
-
-    hooks = [model.get_submodule(name).register_forward_hook(keep(name))
-             for name in edge_names(model)]
-    with torch.no_grad():
-        model.eval()(example)
-    for hook in hooks:
-        hook.remove()
+    observe_edges(model, example, lambda name, x, out: seen.__setitem__(
+        name, (x.detach(), tuple(out.shape[1:]))))
     return seen
 
 
@@ -176,14 +183,45 @@ def network_latency(model: nn.Module, example: torch.Tensor, settings: TimingSet
     return measure_many([lambda: model(example)], settings)[0].median_ms
 
 
+@dataclass
+class EdgePruning:
+    """What pruning edges starts from: the model's validation numbers and batch-1 latency,
+    every edge's latency (the context's, else measured here) and output shape."""
+
+    started: float
+    example: torch.Tensor
+    before: dict[str, float]
+    unit_ms: dict[str, float]
+    shapes: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, model: nn.Module, data: DataSplits, timing: TimingSettings,
+           context: Context) -> EdgePruning:
+        started, example = time.perf_counter(), data.val.x[:1]
+        before = measure(model, data.val) | {
+            "latency_ms": network_latency(model, example, timing)}
+        unit_ms = context.unit_latency_ms or unit_latencies(model, example, timing)
+        shapes = {name: shape for name, (_, shape) in edge_io(model, example).items()}
+        return cls(started, example, before, unit_ms, shapes)
+
+    def remove(self, model: nn.Module, name: str) -> None:
+        edges, index = _edge_slot(model, name)
+        edges[index] = PrunedEdge(self.shapes[name])
+
+    def record(self, stage: str, settings: Any, model: nn.Module, data: DataSplits,
+               timing: TimingSettings, kept: set[str], **extra: Any) -> StageRecord:
+        record = timed_record(stage, settings, self.before, model, data, self.started,
+                              kept=sorted(kept), pruned=sorted(set(self.shapes) - kept),
+                              kept_latency_ms=sum(self.unit_ms[e] for e in kept),
+                              unit_latency_ms=self.unit_ms, **extra)
+        record.after["latency_ms"] = network_latency(model, self.example, timing)
+        return record
+
+
 def gates(model: nn.Module, data: DataSplits, settings: GateSettings,
           context: Context) -> tuple[nn.Module, StageRecord]:
-    started = time.perf_counter()
-    example = data.val.x[:1]
-    before = measure(model, data.val)
-    before["latency_ms"] = network_latency(model, example, settings.timing)
-    unit_ms = context.unit_latency_ms or unit_latencies(model, example, settings.timing)
-    shapes = {name: shape for name, (_, shape) in edge_io(model, example).items()}
+    start = EdgePruning.of(model, data, settings.timing, context)
+    unit_ms = start.unit_ms
     nodes = node_inputs(model)
     gated = gate_edges(model, settings)
     gate_params = [g.logit for g in gated.values()]
@@ -194,19 +232,16 @@ def gates(model: nn.Module, data: DataSplits, settings: GateSettings,
 
     groups: list[Any] = [{"params": others}, {"params": gate_params, "lr": settings.gate_lr}]
     fit(model, data, settings.fit, loss, parameters=groups)
-    probabilities = {name: float(g.probability) for name, g in gated.items()}
-    expected = float(expected_latency(gated, unit_ms))
+    probabilities = {name: float(g.probability.detach()) for name, g in gated.items()}
+    expected = float(expected_latency(gated, unit_ms).detach())
     kept = kept_edges(probabilities, settings.threshold, nodes)
     for name, gate in gated.items():
         edges, index = _edge_slot(model, name)
-        edges[index] = gate.op if name in kept else PrunedEdge(shapes[name])
-    record = timed_record("gates", settings, before, model, data, started,
-                          kept=sorted(kept), pruned=sorted(set(gated) - kept),
-                          probabilities=probabilities, expected_latency_ms=expected,
-                          kept_latency_ms=sum(unit_ms[e] for e in kept),
-                          unit_latency_ms=unit_ms)
-    record.after["latency_ms"] = network_latency(model, example, settings.timing)
-    return model, record
+        edges[index] = gate.op
+        if name not in kept:
+            start.remove(model, name)
+    return model, start.record("gates", settings, model, data, settings.timing, kept,
+                               probabilities=probabilities, expected_latency_ms=expected)
 
 
 @dataclass(frozen=True)
@@ -224,13 +259,8 @@ class EdgeMagnitudeSettings:
 def output_magnitudes(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
     """Mean |output| of every edge on ``example``."""
     seen: dict[str, float] = {}
-    hooks = [model.get_submodule(name).register_forward_hook(
-        lambda module, args, out, name=name: seen.__setitem__(name, float(out.abs().mean())))
-        for name in edge_names(model)]
-    with torch.no_grad():
-        model.eval()(example)
-    for hook in hooks:
-        hook.remove()
+    observe_edges(model, example, lambda name, x, out: seen.__setitem__(
+        name, float(out.abs().mean())))
     return seen
 
 
@@ -251,24 +281,14 @@ def edges_under_budget(scores: dict[str, float], unit_ms: dict[str, float], budg
 
 def edge_magnitude(model: nn.Module, data: DataSplits, settings: EdgeMagnitudeSettings,
                    context: Context) -> tuple[nn.Module, StageRecord]:
-    started = time.perf_counter()
-    example = data.val.x[:1]
-    before = measure(model, data.val)
-    before["latency_ms"] = network_latency(model, example, settings.timing)
-    unit_ms = context.unit_latency_ms or unit_latencies(model, example, settings.timing)
-    shapes = {name: shape for name, (_, shape) in edge_io(model, example).items()}
+    start = EdgePruning.of(model, data, settings.timing, context)
     scores = output_magnitudes(model, data.val.x[:256])
-    kept = edges_under_budget(scores, unit_ms, settings.latency_budget_ms, node_inputs(model))
+    kept = edges_under_budget(scores, start.unit_ms, settings.latency_budget_ms,
+                              node_inputs(model))
     for name in set(scores) - kept:
-        edges, index = _edge_slot(model, name)
-        edges[index] = PrunedEdge(shapes[name])
+        start.remove(model, name)
     fit(model, data, settings.fit)
-    record = timed_record("edge_magnitude", settings, before, model, data, started,
-                          kept=sorted(kept), pruned=sorted(set(scores) - kept),
-                          kept_latency_ms=sum(unit_ms[e] for e in kept),
-                          unit_latency_ms=unit_ms)
-    record.after["latency_ms"] = network_latency(model, example, settings.timing)
-    return model, record
+    return model, start.record("edge_magnitude", settings, model, data, settings.timing, kept)
 
 
 STAGES.add("edge_magnitude", Stage(EdgeMagnitudeSettings, edge_magnitude,
