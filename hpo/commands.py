@@ -27,7 +27,8 @@ EXIT_WORKERS_DIED = 3  # the study finished, but worker processes died (each was
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpo.options import RayOptions, RunOptions, check_flags, check_run_flags
+    from hpo.flags import check_run_flags
+    from hpo.options import RayOptions, RunOptions, check_flags
 
     check_flags([(0 <= args.reevaluate <= MAX_FRESH_SEEDS,
                   f"--reevaluate: got {args.reevaluate}; need 0..{MAX_FRESH_SEEDS} fresh seeds "

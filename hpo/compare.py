@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from hpo.announce import shown_path
+from hpo.flags import check_run_flags
 from hpo.objectives import MAXIMIZE, MINIMIZE
-from hpo.options import RunOptions, check_run_flags
+from hpo.options import RunOptions
 from hpo.samplers import SAMPLERS, build_sampler
 from hpo.storage import open_storage, storage_label, study_names
 from hpo.study import StudySpec, check_study_name, load_study

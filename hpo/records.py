@@ -103,6 +103,10 @@ def environment(threads: int | None = None) -> dict[str, Any]:
     }
 
 
+SCALAR_ATTRS = ("probe_A_accuracy", "probe_A_params", "family_hypervolume",
+                "family_controllability")  # derived from the record, for the dashboard
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """Everything a trial stores besides Optuna's own fields, as its user attributes.
@@ -143,14 +147,10 @@ class TrialRecord:
         """A few numbers of the family as flat attributes (the rest are JSON lists that
         optuna-dashboard cuts off): probe A's accuracy and parameters, the family's
         hypervolume and controllability. Derived; never read back."""
-        found: dict[str, float] = {}
-        probe_a = next((row for row in self.family if row.get("probe") == "A"), None)
-        if probe_a is not None:
-            found |= {"probe_A_accuracy": probe_a.get("accuracy"),
-                      "probe_A_params": probe_a.get("params")}
-        found |= {"family_hypervolume": self.hypervolume,
-                  "family_controllability": self.controllability}
-        return {key: value for key, value in found.items() if value is not None}
+        probe_a = next((row for row in self.family if row.get("probe") == "A"), {})
+        values = (probe_a.get("accuracy"), probe_a.get("params"), self.hypervolume,
+                  self.controllability)
+        return {key: value for key, value in zip(SCALAR_ATTRS, values) if value is not None}
 
     @classmethod
     def from_user_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:

@@ -19,10 +19,11 @@ from optuna.trial import TrialState
 
 from hpo.announce import BestTrial, banner, best_lines, next_commands, stop_reason_words
 from hpo.backends import BACKENDS, RunJob
+from hpo.flags import check_run_flags
 from hpo.grid import enqueue_grid, grid_cells
 from hpo.liveness import file_lock, lock_path, recover_stale_trials
 from hpo.objective import reference_complexity
-from hpo.options import RunOptions, check_run_flags, trial_threads, with_jobs
+from hpo.options import RunOptions, trial_threads, with_jobs
 from hpo.records import (
     ENVIRONMENT_ATTR,
     FAIL_REASON_ATTR,

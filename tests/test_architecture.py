@@ -14,7 +14,7 @@ import pytest
 from hpo_helpers import Hpo
 
 from hpo.objectives import OBJECTIVES, Objective
-from hpo.records import RAY_ATTRS, TrialRecord
+from hpo.records import RAY_ATTRS, SCALAR_ATTRS, TrialRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("hpo", "search_core", "reports")
@@ -106,7 +106,8 @@ def test_trial_record_round_trips_through_user_attrs() -> None:
                          heartbeat=9.0, ray={"ray_node_id": "n1"})
     attrs = record.to_user_attrs()
     assert "fail_reason" not in attrs and attrs["ray_node_id"] == "n1"
-    assert set(attrs) - set(RAY_ATTRS) <= {f for f in TrialRecord.__dataclass_fields__}
+    assert set(attrs) - set(RAY_ATTRS) - set(SCALAR_ATTRS) <= set(TrialRecord.__dataclass_fields__)
+    assert attrs["family_hypervolume"] == 0.4 and next(iter(attrs)) == "family_hypervolume"
     assert TrialRecord.from_user_attrs(attrs) == record
     assert record.hypervolume == 0.4
 
