@@ -165,10 +165,12 @@ def edge_io(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[torch.Te
     return seen
 
 
-def unit_latencies(model: nn.Module, example: torch.Tensor,
-                   settings: TimingSettings) -> dict[str, float]:
-    """Each edge's latency (ms) on its own input, as the network feeds it ``example``."""
-    io = edge_io(model, example)
+def unit_latencies(model: nn.Module, example: torch.Tensor, settings: TimingSettings,
+                   io: dict[str, tuple[torch.Tensor, tuple[int, ...]]] | None = None
+                   ) -> dict[str, float]:
+    """Each edge's latency (ms) on its own input, as the network feeds it ``example``
+    (``io``: ``edge_io``'s result when the caller has it)."""
+    io = io if io is not None else edge_io(model, example)
     names = list(io)
     calls = [_call(model.get_submodule(name), io[name][0]) for name in names]
     return {name: t.median_ms for name, t in zip(names, measure_many(calls, settings))}
@@ -200,8 +202,9 @@ class EdgePruning:
         started, example = time.perf_counter(), data.val.x[:1]
         before = measure(model, data.val) | {
             "latency_ms": network_latency(model, example, timing)}
-        unit_ms = context.unit_latency_ms or unit_latencies(model, example, timing)
-        shapes = {name: shape for name, (_, shape) in edge_io(model, example).items()}
+        io = edge_io(model, example)
+        unit_ms = context.unit_latency_ms or unit_latencies(model, example, timing, io)
+        shapes = {name: shape for name, (_, shape) in io.items()}
         return cls(started, example, before, unit_ms, shapes)
 
     def remove(self, model: nn.Module, name: str) -> None:

@@ -6,11 +6,11 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.trial import TrialState
 
 from hpo.records import SAMPLER_ATTR, TrialRecord, metric_names, timing_summary, trial_row
 from hpo.storage import load_existing_study, open_storage
@@ -118,10 +118,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def state_counts_text(study: optuna.Study) -> str:
     """"12 complete, 1 failed, 2 waiting": the states a study's trials are in."""
-    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
-    order = ("complete", "pruned", "fail", "running", "waiting")
-    words = {"fail": "failed"}
-    parts = [f"{counts[state]} {words.get(state, state)}" for state in order if counts[state]]
+    from hpo.stopping import state_counts
+
+    counts = state_counts(study)
+    order = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
+             TrialState.WAITING)
+    words = {TrialState.FAIL: "failed"}
+    parts = [f"{counts[state]} {words.get(state, state.name.lower())}" for state in order
+             if counts[state]]
     return ", ".join(parts) or "no trials"
 
 

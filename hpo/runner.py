@@ -77,9 +77,9 @@ class RunSummary:
 def validate(options: RunOptions) -> tuple[StudySpec, float]:
     """Everything that can be checked before anything is written; returns the study and
     its hypervolume reference complexity (this loads the data set, so a missing data
-    folder fails here), unless ``options.reference`` already gives it. The flags are
-    checked first (``check_run_flags``: no study file, no torch), then the study file."""
-    options = check_run_flags(options)
+    folder fails here), unless ``options.reference`` already gives it. ``options`` come
+    from ``check_run_flags`` (no study file, no torch), as ``run`` and ``hpo compare``
+    pass them."""
     spec = load_study(options.study_path)
     build_sampler(options.sampler, options.seed, spec.objective.directions)
     if options.sampler == "grid" and options.grid_budget is None:

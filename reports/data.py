@@ -17,6 +17,7 @@ import optuna
 import pandas as pd
 
 from hpo.objectives import OBJECTIVES
+from hpo.pipeline import PREFIX as PIPELINE_PREFIX
 from hpo.records import (
     REFERENCE_ATTR,
     SAMPLER_ATTR,
@@ -111,7 +112,6 @@ def family_frame(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
     return pd.DataFrame(list(TrialRecord.from_frozen(trial).family))
 
 
-PIPELINE_PREFIX = "pipeline."  # hpo.pipeline's parameter prefix (kept torch-free here)
 
 
 def pipeline_frame(study: optuna.Study) -> pd.DataFrame:
