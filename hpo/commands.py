@@ -75,7 +75,7 @@ def reevaluate_at_end(args: argparse.Namespace, name: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from hpo.compare import CompareOptions, compare, summarise_group
+    from hpo.compare import CompareOptions, compare
     from hpo.options import RunOptions
     from hpo.progress import StudyProgress
     from reports import data
@@ -90,16 +90,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     group = compare(options, progress=lambda: StudyProgress(quiet=args.quiet), announce=print)
     if group is None:
         return EXIT_STOPPED_EARLY
+    print_verdict(group, data.final_best(group))
+    worth = data.incumbent_worth(group)
+    if worth is not None:
+        print("what each study's incumbent is worth on fresh seeds (the objective's mean at "
+              "its best trial; the values above are its best noisy draw):")
+        print_verdict(group, worth)
+    print(f"budget {args.trials} trials x {args.repeats} repeats per sampler; "
+          f"hpo report {group.name} --out DIR draws the comparison")
+    return 0
+
+
+def print_verdict(group: Any, finals: Any) -> None:
+    """The per-sampler summary of ``finals`` and the paired verdict's sentences."""
     import pandas as pd
 
-    finals = data.final_best(group)
+    from hpo.compare import summarise_group
+    from reports import data
+
     rows = summarise_group(group, finals)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for line in data.paired_verdict(group, finals=finals).sentences():
         print(f"- {line}")
-    print(f"budget {args.trials} trials x {args.repeats} repeats per sampler; "
-          f"hpo report {group.name} --out DIR draws the comparison")
-    return 0
 
 
 def load_named_study(args: argparse.Namespace) -> optuna.Study:

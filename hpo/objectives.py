@@ -42,7 +42,10 @@ class Objective:
     ``clock(spec, params)``: the seconds a ``from_params`` evaluation stands for (a table
     objective's simulated run time; recorded as the trial's seconds).
     ``metric_names(spec)``: a short name per value, as Optuna's dashboard and our
-    summaries show it (default: the kind's name)."""
+    summaries show it (default: the kind's name).
+    ``expected(spec, params)``: the value's mean over training seeds at ``params``, where
+    the objective knows it (a table's surrogate mean): what an incumbent chosen on one
+    seed's noisy value is worth on fresh seeds; comparisons also judge samplers by it."""
 
     directions: tuple[str, ...]
     description: str
@@ -54,6 +57,7 @@ class Objective:
     optimum: Callable[[ObjectiveSpec], float | None] | None = None
     clock: Callable[[ObjectiveSpec, Mapping[str, Any]], float] | None = None
     metric_names: Callable[[ObjectiveSpec], tuple[str, ...]] | None = None
+    expected: Callable[[ObjectiveSpec, Mapping[str, Any]], float] | None = None
 
     def __post_init__(self) -> None:
         if (self.from_family is None) == (self.from_params is None):
@@ -168,6 +172,12 @@ def table_value(spec: ObjectiveSpec, params: Mapping[str, Any], seed: int) -> li
     return [surrogate_for(spec.path).value(params, seed)]
 
 
+def table_expected(spec: ObjectiveSpec, params: Mapping[str, Any]) -> float:
+    from hpo.surrogate import surrogate_for
+
+    return float(surrogate_for(spec.path).predict([params])[0])
+
+
 def table_seconds(spec: ObjectiveSpec, params: Mapping[str, Any]) -> float:
     from hpo.surrogate import surrogate_for
 
@@ -224,4 +234,4 @@ OBJECTIVES.add("table", Objective(
     (MAXIMIZE,), "a surrogate of a tabulated objective (hpo table build) at `path`: the "
     "predicted mean plus the table's seed noise, with a simulated run time (no training)",
     from_params=table_value, validate=check_table, clock=table_seconds,
-    metric_names=table_metric_name))
+    metric_names=table_metric_name, expected=table_expected))

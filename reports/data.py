@@ -487,6 +487,37 @@ def final_best(group: Group) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "trials"])
 
 
+def incumbent_worth(group: Group) -> pd.DataFrame | None:
+    """Like ``final_best``, but ``best`` is what each study's incumbent (its trial with the
+    best noisy value, as a user would pick it) is worth on fresh seeds: the objective's
+    ``expected`` value there (a table's surrogate mean), with ``noisy`` its chosen value.
+    None when the group's objective does not know its mean or its table cannot be read
+    (e.g. a relative table path from another folder)."""
+    from hpo.objectives import ObjectiveSpec
+    from search_core.errors import ConfigError
+
+    rows = []
+    for study, meta in _group_rows(group):
+        kind = objective_kind(study)
+        expected = OBJECTIVES.get(kind).expected if kind in OBJECTIVES else None
+        if expected is None or is_multi_objective(study):
+            return None
+        trials = complete_trials(study)
+        best = (max if _maximise(study) else min)(trials, key=lambda t: t.values[0],
+                                                   default=None)
+        try:
+            worth = (expected(ObjectiveSpec(**stored_objective(study)), best.params)
+                     if best is not None else np.nan)
+        except (ConfigError, TypeError):
+            return None
+        rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
+                     "study": meta["study"], "best": worth,
+                     "noisy": best.values[0] if best is not None else np.nan,
+                     "trials": len(trials)})
+    return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "noisy",
+                                       "trials"])
+
+
 def default_target(group: Group) -> float:
     """The known optimum when a study of the group records one, else the 90th percentile of
     all final bests."""

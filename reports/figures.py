@@ -325,7 +325,7 @@ def attainment(surfaces: pd.DataFrame, out_dir: Path, stem: str, title: str,
 
 
 def final_best_distribution(finals: pd.DataFrame, out_dir: Path, stem: str,
-                            title: str) -> list[Path]:
+                            title: str, ylabel: str = "final best objective") -> list[Path]:
     """Box per sampler with the repeats' final bests as points."""
     finals = finals.dropna(subset=["best"])
     if finals.empty:
@@ -343,7 +343,7 @@ def final_best_distribution(finals: pd.DataFrame, out_dir: Path, stem: str,
     ax.set_xticks(range(1, len(samplers) + 1),
                   [f"{s}\n({len(vals)} repeats)" for s, vals in zip(samplers, data)])
     ax.set_xlabel("sampler (box: quartiles; points: one repeat each)")
-    ax.set_ylabel("final best objective")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _save(fig, out_dir, stem)
 

@@ -247,6 +247,11 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
     ttt = data.trials_to_target(group, target)
     verdict = data.paired_verdict(group, finals=finals)
     section.findings += verdict.sentences()
+    worth = data.incumbent_worth(group)
+    if worth is not None:
+        section.findings.append("Judged by what each study's incumbent is worth on fresh "
+                                "seeds (the objective's mean at its best trial):")
+        section.findings += data.paired_verdict(group, finals=worth).sentences()
     repeats = int(meta.groupby("sampler").size().min()) if len(meta) else 0
     if repeats < MIN_REPEATS:
         section.cautions.append(f"{repeats} repeat(s) per sampler: the boxes, bands and "
@@ -282,7 +287,15 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
         _figure(section, "Layout of the trials on the most vs least important parameter",
                 figures.layout(data.layout_frame(group, axes), axes, distinct, out_dir,
                                f"{stem}-layout", f"{name}: {axes[0]} vs {axes[1]}"))
+    if worth is not None:
+        _figure(section, "Incumbent's worth on fresh seeds per sampler",
+                figures.final_best_distribution(worth, out_dir, f"{stem}-worth",
+                                                f"{name}: incumbent's worth",
+                                                "incumbent's mean over seeds"))
     _table(section, out_dir, f"{stem}-final", "Final best per repeat", finals)
+    if worth is not None:
+        _table(section, out_dir, f"{stem}-worth", "Incumbent per repeat: its noisy value and "
+               "its mean over seeds (best)", worth)
     _table(section, out_dir, f"{stem}-trials-to-target", f"Trials to target {target:.6g}", ttt)
     _table(section, out_dir, f"{stem}-pairs", "Pairwise Wilcoxon signed-rank tests (paired by "
            "repeat, Holm-adjusted) and effect sizes", verdict.pairs_frame())

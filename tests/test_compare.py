@@ -44,6 +44,8 @@ def test_random_beats_grid_at_equal_budget(cli: Hpo) -> None:
     # 3 paired repeats cannot reach p < 0.05 (smallest Wilcoxon p: 0.25); the run says so
     assert "- Too few repeats to conclude: with 3 paired repeats" in result.out
     assert "between random and grid at 3 repeats" in result.out
+    # a deterministic objective's value is its worth: no second verdict
+    assert "worth on fresh seeds" not in result.out
 
 
 def test_compare_resumes_without_new_trials(cli: Hpo) -> None:

@@ -85,8 +85,10 @@ def truth(t_end: float, kappa: float, schedule: str) -> float:
             + (0.1 if schedule == "cosine" else 0.0))
 
 
-def write_table(path: Path, configs: int = 200, seeds: int = 2) -> None:
-    """A table of a known function with seed noise of sd NOISE_SD and seconds 10 + 100 t_end."""
+def write_table(path: Path, configs: int = 200, seeds: int = 2, noise_sd: float = NOISE_SD
+                ) -> None:
+    """A table of a known function with seed noise of sd ``noise_sd`` and seconds
+    10 + 100 t_end."""
     rng = np.random.default_rng(0)
     spec = parse_study(XY_STUDY)
     with path.open("w", newline="") as f:
@@ -96,7 +98,7 @@ def write_table(path: Path, configs: int = 200, seeds: int = 2) -> None:
         for i in range(configs):
             x, y, c = rng.uniform(0.01, 1.0), 10 ** rng.uniform(-2, 0), ["linear", "cosine"][i % 2]
             for seed in range(seeds):
-                value = truth(x, y, c) + rng.normal(0, NOISE_SD)
+                value = truth(x, y, c) + rng.normal(0, noise_sd)
                 writer.writerow([i, "sobol", seed, y, c, x, value, value, 1.0, 10 + 100 * x,
                                  ""])
     path.with_suffix(".json").write_text(json.dumps({
@@ -154,6 +156,25 @@ def test_compare_on_a_table_runs_with_a_deterministic_simulated_clock(cli: Hpo,
         curve = runs[-1][runs[-1]["study"] == f"{name}.tpe.r0"]
         assert curve["elapsed_s"].to_numpy() == pytest.approx(np.cumsum(seconds))
     assert runs[0][["value", "elapsed_s"]].equals(runs[1][["value", "elapsed_s"]])
+
+
+def test_compare_judges_incumbents_by_their_mean_over_seeds(cli: Hpo, tmp_path: Path) -> None:
+    table = tmp_path / "xy.csv"
+    write_table(table, configs=60, noise_sd=0.3)  # seed noise dwarfs most differences
+    study = table_study(tmp_path, table)
+    result = cli("compare", "--study", study, "--name", "w", "--artifacts", cli.artifacts,
+                 "--samplers", "random,tpe", "--trials", 12, "--repeats", 3, "-q")
+    assert result.code == 0, result.err
+    assert "incumbent is worth on fresh seeds" in result.out
+    group = data.group_studies(cli.study("w.tpe.r0")._storage, "w")
+    worth = data.incumbent_worth(group)
+    surrogate = Surrogate(load_table(table))
+    for study, (_, row) in zip(group.studies, worth.iterrows()):
+        assert row["noisy"] == study.best_value  # the incumbent a user would pick ...
+        assert row["best"] == pytest.approx(surrogate.predict([study.best_params])[0])
+    # ... is worth less than its best draw: the winner's curse, here about 1.5 noise sd
+    assert (worth["noisy"] - worth["best"]).mean() > 0.2
+    assert data.paired_verdict(group, finals=worth).sentences()
 
 
 def test_a_table_objective_checks_its_table(cli: Hpo, tmp_path: Path) -> None:
