@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,4 +79,6 @@ def build_sampler(name: str, seed: int, directions: list[str]) -> optuna.sampler
         valid = ", ".join(n for n in SAMPLERS if SAMPLERS.get(n).multi_objective)
         raise ConfigError(f"--sampler: {name!r} is single-objective but the study's objective "
                           f"has {len(directions)} values; use one of {valid}")
-    return entry.build(seed)
+    with warnings.catch_warnings():  # the registry's choice, not the user's: no warning
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return entry.build(seed)

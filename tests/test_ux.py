@@ -69,6 +69,20 @@ def test_sampler_names_in_any_case_are_stored_as_registered(cli: Hpo) -> None:
     assert "g.random.r0" in listed and "g.qmc.r0" in listed
 
 
+def test_building_a_shipped_sampler_warns_about_nothing() -> None:
+    """Optuna marks QMC (and others) experimental; that is our registry's choice, not a
+    warning for the user running hpo (it printed twice per study)."""
+    import warnings
+
+    from hpo.samplers import SAMPLERS, build_sampler
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in SAMPLERS:
+            build_sampler(name, 0, ["maximize"])
+    assert [str(w.message) for w in caught] == []
+
+
 def test_the_banner_says_new_or_resuming_and_the_summary_is_readable(cli: Hpo) -> None:
     first = cli.run("--trials", 2, "--name", "told", study=LOW_DIM)
     assert first.code == 0, first.err
