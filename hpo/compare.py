@@ -93,18 +93,24 @@ def compare(options: CompareOptions, progress: Any = None,
     from reports import data
 
     if announce is not None:
-        announce(compare_banner(options, spec, group, len(runs)))
+        announce(compare_banner(options, spec, group, runs))
     for run_options in runs:
         run(run_options, progress() if progress else None)
     return data.group_studies(open_storage(options.run.storage), group)
 
 
-def compare_banner(options: CompareOptions, spec: StudySpec, group: str, studies: int) -> str:
+def compare_banner(options: CompareOptions, spec: StudySpec, group: str,
+                   runs: list[RunOptions]) -> str:
     """One line: the group, study file, samplers, budget, storage, and how far it got."""
     storage = open_storage(options.run.storage)
-    started = sum(name.startswith(f"{group}.") for name in study_names(storage))
-    state = f"resuming: {started} of {studies} studies started" if started else "new group"
-    samplers = ", ".join(SAMPLERS.canonical(s) for s in options.samplers)
+    existing = set(study_names(storage))
+    started = sum(run.name in existing for run in runs)
+    others = sum(name.startswith(f"{group}.") for name in existing) - started
+    if started:
+        state = f"resuming: {started} of {len(runs)} studies started"
+    else:
+        state = f"adding to the group's {others} studies" if others else "new group"
+    samplers = ", ".join(dict.fromkeys(str(run.sampler) for run in runs))
     return (f"hpo compare: group {group} on {shown_path(spec.source)}; samplers {samplers}; "
             f"{options.run.trials} trials x {options.repeats} repeats each; storage "
             f"{storage_label(options.run.storage)}; {state}")

@@ -53,13 +53,18 @@ def test_compare_resumes_without_new_trials(cli: Hpo) -> None:
     assert compare(cli, *args).code == 0
     before = {n: len(cli.trials(study_name("again", s, r)))
               for n, (s, r) in enumerate([("grid", 0), ("grid", 1), ("tpe", 0), ("tpe", 1)])}
-    assert compare(cli, *args).code == 0
+    again = compare(cli, *args)
+    assert again.code == 0 and "resuming: 4 of 4 studies started" in again.out
     after = {n: len(cli.trials(study_name("again", s, r)))
              for n, (s, r) in enumerate([("grid", 0), ("grid", 1), ("tpe", 0), ("tpe", 1)])}
     assert before == after == dict.fromkeys(range(4), 8)
     grid0 = [t.params for t in cli.trials(study_name("again", "grid", 0))]
     grid1 = [t.params for t in cli.trials(study_name("again", "grid", 1))]
     assert grid0 != grid1  # the seed changes the order of the cells
+    # another sampler joins the group: its banner counts its own studies, not the group's
+    added = compare(cli, "--samplers", "RANDOM", "--trials", 8, "--repeats", 2, "--name", "again")
+    assert added.code == 0
+    assert "samplers random;" in added.out and "adding to the group's 4 studies" in added.out
 
 
 def test_budget_grid_sizes() -> None:
