@@ -69,11 +69,11 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 def study_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial (every state): number, state, value(s), params, family summary,
-    seconds, wall-clock elapsed since the study's first trial started, and the running best
+    seconds, elapsed_s (the wall seconds spent running trials when it ended: time between
+    sessions does not count), and the running best
     of the (first) objective over complete trials."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
-    t0 = min(starts) if starts else None
+    elapsed = _wall_elapsed(study, trials)
     rows = []
     for t in trials:
         row: dict[str, Any] = {"number": t.number, "state": t.state.name}
@@ -88,8 +88,7 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
         row["controllability"] = record.controllability
         row["seconds"] = record.seconds
         row["seed"] = record.seed
-        end = t.datetime_complete
-        row["elapsed_s"] = (end - t0).total_seconds() if end is not None and t0 else None
+        row["elapsed_s"] = None if np.isnan(elapsed[len(rows)]) else elapsed[len(rows)]
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -396,7 +395,7 @@ def _group_rows(group: Group):
 
 def best_so_far(group: Group) -> pd.DataFrame:
     """Long frame: sampler, repeat, study, trial (1-based index among complete trials),
-    value, best (running best), elapsed_s (wall seconds since the study's first start; for
+    value, best (running best), elapsed_s (wall seconds spent running trials so far; for
     an objective with a simulated clock, the running sum of the trials' simulated
     seconds: one trial after another)."""
     rows = []
@@ -446,11 +445,30 @@ def hypervolume_reference(study: optuna.Study,
 
 def _wall_elapsed(study: optuna.Study,
                   trials: list[optuna.trial.FrozenTrial]) -> list[float]:
-    starts = [t.datetime_start for t in study.get_trials(deepcopy=False)
-              if t.datetime_start is not None]
-    t0 = min(starts) if starts else None
-    return [(t.datetime_complete - t0).total_seconds() if t.datetime_complete and t0
-            else np.nan for t in trials]
+    """Per trial: the wall seconds the study had spent running trials when it ended (the
+    union of its complete and pruned trials' intervals up to then), so that the hours
+    between a run and its resumption do not count; NaN for a trial without an end."""
+    spans = sorted((t.datetime_start, t.datetime_complete)
+                   for t in study.get_trials(deepcopy=False)
+                   if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                   and t.datetime_start is not None and t.datetime_complete is not None)
+    return [_busy_seconds(spans, t.datetime_complete) if t.datetime_complete else np.nan
+            for t in trials]
+
+
+def _busy_seconds(spans: list[tuple[Any, Any]], until: Any) -> float:
+    """The length of the union of the sorted ``spans`` (start, end) clipped at ``until``."""
+    total, covered_to = 0.0, None
+    for start, end in spans:
+        if start >= until:
+            break
+        end = min(end, until)
+        if covered_to is not None and start < covered_to:
+            start = covered_to
+        if end > start:
+            total += (end - start).total_seconds()
+            covered_to = end if covered_to is None else max(covered_to, end)
+    return total
 
 
 SUMMARY_COLUMNS = ["sampler", "trial", "mean", "mean_lo", "mean_hi", "median", "q25", "q75",

@@ -355,8 +355,8 @@ def layout(points: pd.DataFrame, axes: tuple[str, str], distinct: pd.DataFrame,
         return []
     plt = _plt()
     samplers = list(dict.fromkeys(points["sampler"]))
-    fig, axs = plt.subplots(1, len(samplers), figsize=(3.6 * len(samplers) + 1, 3.8),
-                            squeeze=False, sharex=True, sharey=True)
+    fig, axs = plt.subplots(1, len(samplers), figsize=(3.6 * len(samplers) + 1, 4.2),
+                            squeeze=False, sharex=True, sharey=True, layout="constrained")
     lo, hi = points["value"].min(), points["value"].max()
     norm = plt.Normalize(lo, hi if hi > lo else lo + 1e-12)
     for ax, s in zip(axs[0], samplers):
@@ -364,8 +364,8 @@ def layout(points: pd.DataFrame, axes: tuple[str, str], distinct: pd.DataFrame,
         sc = ax.scatter(part["x"], part["y"], c=part["value"], cmap="viridis", norm=norm, s=20)
         nx = distinct.loc[s, axes[0]] if s in distinct.index else float("nan")
         ny = distinct.loc[s, axes[1]] if s in distinct.index else float("nan")
-        ax.set_title(f"{s}: distinct values per repeat (mean)\n{axes[0]} {nx:.3g}, "
-                     f"{axes[1]} {ny:.3g}", fontsize="small")
+        ax.set_title(f"{s}: distinct values per repeat\n{axes[0]} {nx:.3g}, "
+                     f"{axes[1]} {ny:.3g} (mean)", fontsize="small")
         ax.set_xlabel(f"{axes[0]} (most important)")
     axs[0][0].set_ylabel(f"{axes[1]} (least important)")
     fig.colorbar(sc, ax=axs[0].tolist(), label="objective value")

@@ -303,3 +303,21 @@ def test_a_long_table_shows_a_preview_and_links_every_row(tmp_path):
     assert re.findall(r"<th>(.*?)</th>", box) == ["trial", "value"]  # no all-empty column
     assert re.findall(r"<tr>\s*<td>(\d+)</td>", box) == [str(i) for i in range(10)]
     assert link == "<div class='files'><a href='t.csv'>csv</a></div>"
+
+
+def test_wall_time_counts_time_spent_running_trials_not_the_gap_between_sessions() -> None:
+    from datetime import datetime, timedelta
+
+    from reports.data import _busy_seconds
+
+    t0 = datetime(2026, 12, 1, 12)
+
+    def at(seconds: float) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
+    # two workers overlap (0-10, 5-20), then the run stops; resumed 5 hours later (18000-18030)
+    spans = [(at(0), at(10)), (at(5), at(20)), (at(18000), at(18030))]
+    assert _busy_seconds(spans, at(10)) == 10
+    assert _busy_seconds(spans, at(20)) == 20
+    assert _busy_seconds(spans, at(18030)) == 50
+    assert _busy_seconds(spans, at(18015)) == 35
