@@ -508,9 +508,11 @@ def final_best(group: Group) -> pd.DataFrame:
 def incumbent_worth(group: Group) -> pd.DataFrame | None:
     """Like ``final_best``, but ``best`` is what each study's incumbent (its trial with the
     best noisy value, as a user would pick it) is worth on fresh seeds: the objective's
-    ``expected`` value there (a table's surrogate mean), with ``noisy`` its chosen value.
-    None when the group's objective does not know its mean or its table cannot be read
-    (e.g. a relative table path from another folder)."""
+    ``expected`` value there (a table's surrogate mean), with ``noisy`` its chosen value
+    and ``visited`` the best expected value among all its trials (what the sampler found,
+    whether or not one seed's values could tell). None when the group's objective does not
+    know its mean or its table cannot be read (e.g. a relative table path from another
+    folder)."""
     from hpo.objectives import ObjectiveSpec
     from search_core.errors import ConfigError
 
@@ -521,19 +523,20 @@ def incumbent_worth(group: Group) -> pd.DataFrame | None:
         if expected is None or is_multi_objective(study):
             return None
         trials = complete_trials(study)
-        best = (max if _maximise(study) else min)(trials, key=lambda t: t.values[0],
-                                                   default=None)
+        better = max if _maximise(study) else min
         try:
-            worth = (expected(ObjectiveSpec(**stored_objective(study)), best.params)
-                     if best is not None else np.nan)
+            spec = ObjectiveSpec(**stored_objective(study))
+            means = [expected(spec, t.params) for t in trials]
         except (ConfigError, TypeError):
             return None
+        pick = better(range(len(trials)), key=lambda i: trials[i].values[0], default=None)
         rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
-                     "study": meta["study"], "best": worth,
-                     "noisy": best.values[0] if best is not None else np.nan,
-                     "trials": len(trials)})
+                     "study": meta["study"],
+                     "best": means[pick] if pick is not None else np.nan,
+                     "noisy": trials[pick].values[0] if pick is not None else np.nan,
+                     "visited": better(means) if means else np.nan, "trials": len(trials)})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "noisy",
-                                       "trials"])
+                                       "visited", "trials"])
 
 
 def default_target(group: Group) -> float:

@@ -294,8 +294,8 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
                                                 "incumbent's mean over seeds"))
     _table(section, out_dir, f"{stem}-final", "Final best per repeat", finals)
     if worth is not None:
-        _table(section, out_dir, f"{stem}-worth", "Incumbent per repeat: its noisy value and "
-               "its mean over seeds (best)", worth)
+        _table(section, out_dir, f"{stem}-worth", "Incumbent per repeat: its mean over seeds "
+               "(best), its noisy value, and the best mean among the trials (visited)", worth)
     _table(section, out_dir, f"{stem}-trials-to-target", f"Trials to target {target:.6g}", ttt)
     _table(section, out_dir, f"{stem}-pairs", "Pairwise Wilcoxon signed-rank tests (paired by "
            "repeat, Holm-adjusted) and effect sizes", verdict.pairs_frame())

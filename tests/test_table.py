@@ -172,6 +172,8 @@ def test_compare_judges_incumbents_by_their_mean_over_seeds(cli: Hpo, tmp_path: 
     for study, (_, row) in zip(group.studies, worth.iterrows()):
         assert row["noisy"] == study.best_value  # the incumbent a user would pick ...
         assert row["best"] == pytest.approx(surrogate.predict([study.best_params])[0])
+        means = surrogate.predict([t.params for t in study.trials])
+        assert row["visited"] == pytest.approx(means.max()) and row["visited"] >= row["best"]
     # ... is worth less than its best draw: the winner's curse, here about 1.5 noise sd
     assert (worth["noisy"] - worth["best"]).mean() > 0.2
     assert data.paired_verdict(group, finals=worth).sentences()
