@@ -146,6 +146,9 @@ class PairResult:
                 f"{self.repeats} repeats (p_holm = {_p(self.p_holm)}, {effect}).")
 
 
+SHOWN_UNSEPARATED = 3  # closest pairs without a difference, in words; the rest in one line
+
+
 @dataclass(frozen=True)
 class Verdict:
     samplers: list[str]
@@ -168,7 +171,15 @@ class Verdict:
             lines.append(f"Friedman over {len(self.samplers)} samplers and {self.repeats} "
                          f"repeats: chi2 = {self.friedman_statistic:.3g}, "
                          f"p = {_p(self.friedman_p)}: {differ}.")
-        lines += [pair.sentence(self.alpha) for pair in self.pairs]
+        lines += [pair.sentence(self.alpha) for pair in self.pairs if pair.significant(self.alpha)]
+        unseparated = sorted((pair for pair in self.pairs if not pair.significant(self.alpha)),
+                             key=lambda pair: pair.p_holm)
+        lines += [pair.sentence(self.alpha) for pair in unseparated[:SHOWN_UNSEPARATED]]
+        rest = unseparated[SHOWN_UNSEPARATED:]
+        if rest:
+            lines.append(f"no significant difference in the other {len(rest)} pairs either "
+                         f"(p_holm >= {_p(rest[0].p_holm)}; every pair in the table of "
+                         "pairwise tests).")
         return lines
 
     def pairs_frame(self) -> pd.DataFrame:

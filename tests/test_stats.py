@@ -115,3 +115,23 @@ def test_bootstrap_band_is_deterministic_and_holds_the_mean():
     lo, hi = stats.bootstrap_mean_band(values)
     assert lo < values.mean() < hi and (lo, hi) == stats.bootstrap_mean_band(values)
     assert stats.bootstrap_mean_band(np.array([0.3])) == (0.3, 0.3)
+
+
+def test_many_unseparated_pairs_are_one_sentence_after_the_closest_three():
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 0.01, size=12)
+    blocks = pd.DataFrame({name: 0.75 + noise + rng.normal(0, 0.005, 12)
+                           for name in ("a", "b", "c", "d", "e")})
+    blocks["grid"] = 0.60 + noise + rng.normal(0, 0.002, 12)
+    verdict = stats.compare_paired(blocks)
+    lines = verdict.sentences()
+    beats = [line for line in lines if " beats grid" in line]
+    assert len(beats) == 5  # every significant pair keeps its sentence
+    unseparated = sorted((p for p in verdict.pairs if not p.significant()),
+                         key=lambda p: p.p_holm)
+    assert len(unseparated) == 10
+    named = [line for line in lines if line.startswith("no significant difference between")]
+    assert len(named) == 3 and f"{unseparated[0].better} and {unseparated[0].worse}" in named[0]
+    assert lines[-1].startswith("no significant difference in the other 7 pairs either "
+                                f"(p_holm >= {stats._p(unseparated[3].p_holm)}")
+    assert len(verdict.pairs_frame()) == 15  # the table keeps every pair
