@@ -13,7 +13,7 @@ Adding one is a module with a function and one ``OBJECTIVES.add`` line here (REA
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,8 +43,9 @@ class Objective:
     objective's simulated run time; recorded as the trial's seconds).
     ``metric_names(spec)``: a short name per value, as Optuna's dashboard and our
     summaries show it (default: the kind's name).
-    ``expected(spec, params)``: the value's mean over training seeds at ``params``, where
-    the objective knows it (a table's surrogate mean): what an incumbent chosen on one
+    ``expected(spec, params_list)``: the value's mean over training seeds at each of
+    ``params_list`` (one call for many: a forest predicts them together), where the
+    objective knows it (a table's surrogate mean): what an incumbent chosen on one
     seed's noisy value is worth on fresh seeds; comparisons also judge samplers by it."""
 
     directions: tuple[str, ...]
@@ -57,7 +58,7 @@ class Objective:
     optimum: Callable[[ObjectiveSpec], float | None] | None = None
     clock: Callable[[ObjectiveSpec, Mapping[str, Any]], float] | None = None
     metric_names: Callable[[ObjectiveSpec], tuple[str, ...]] | None = None
-    expected: Callable[[ObjectiveSpec, Mapping[str, Any]], float] | None = None
+    expected: Callable[[ObjectiveSpec, Sequence[Mapping[str, Any]]], list[float]] | None = None
 
     def __post_init__(self) -> None:
         if (self.from_family is None) == (self.from_params is None):
@@ -172,10 +173,11 @@ def table_value(spec: ObjectiveSpec, params: Mapping[str, Any], seed: int) -> li
     return [surrogate_for(spec.path).value(params, seed)]
 
 
-def table_expected(spec: ObjectiveSpec, params: Mapping[str, Any]) -> float:
+def table_expected(spec: ObjectiveSpec, params_list: Sequence[Mapping[str, Any]]
+                   ) -> list[float]:
     from hpo.surrogate import surrogate_for
 
-    return float(surrogate_for(spec.path).predict([params])[0])
+    return [float(v) for v in surrogate_for(spec.path).predict(list(params_list))]
 
 
 def table_seconds(spec: ObjectiveSpec, params: Mapping[str, Any]) -> float:

@@ -73,9 +73,8 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
     sessions does not count), and the running best
     of the (first) objective over complete trials."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    elapsed = _wall_elapsed(study, trials)
     rows = []
-    for t in trials:
+    for t, elapsed in zip(trials, _wall_elapsed(study, trials)):
         row: dict[str, Any] = {"number": t.number, "state": t.state.name}
         if t.values is not None:
             if len(t.values) == 1:
@@ -88,7 +87,7 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
         row["controllability"] = record.controllability
         row["seconds"] = record.seconds
         row["seed"] = record.seed
-        row["elapsed_s"] = None if np.isnan(elapsed[len(rows)]) else elapsed[len(rows)]
+        row["elapsed_s"] = None if np.isnan(elapsed) else elapsed
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -523,18 +522,19 @@ def incumbent_worth(group: Group) -> pd.DataFrame | None:
         if expected is None or is_multi_objective(study):
             return None
         trials = complete_trials(study)
-        better = max if _maximise(study) else min
         try:
-            spec = ObjectiveSpec(**stored_objective(study))
-            means = [expected(spec, t.params) for t in trials]
+            means = expected(ObjectiveSpec(**stored_objective(study)),
+                             [t.params for t in trials]) if trials else []
         except (ConfigError, TypeError):
             return None
-        pick = better(range(len(trials)), key=lambda i: trials[i].values[0], default=None)
+        incumbent = best_trial(study)
+        at = {t.number: m for t, m in zip(trials, means)}
         rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
                      "study": meta["study"],
-                     "best": means[pick] if pick is not None else np.nan,
-                     "noisy": trials[pick].values[0] if pick is not None else np.nan,
-                     "visited": better(means) if means else np.nan, "trials": len(trials)})
+                     "best": at[incumbent.number] if incumbent else np.nan,
+                     "noisy": incumbent.values[0] if incumbent else np.nan,
+                     "visited": (max if _maximise(study) else min)(means) if means else np.nan,
+                     "trials": len(trials)})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "noisy",
                                        "visited", "trials"])
 
