@@ -77,7 +77,7 @@ def row(experiment: str, seed: int, model: Any, data: Any, record: Any = None,
     return out
 
 
-def pruning(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable[[], dict]]]:
+def pruning(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
     from compress import Context, FitSettings, run_stage
     from compress.gates import EdgeMagnitudeSettings, GateSettings, unit_latencies
     from search_core.latency import TimingSettings
@@ -109,24 +109,34 @@ def pruning(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable
             yield f"pruning seed={seed} lam={lam}", job
 
 
-def lottery(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable[[], dict]]]:
-    from compress import FitSettings, run_stage
-    from compress.lottery import LotterySettings
+def lottery(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Per seed one run of iterative magnitude pruning; each round's masks then train both
+    controls (the same as the stage with ``control: reinit | random`` at that many rounds,
+    without pruning again for each)."""
+    import copy
 
-    fit = FitSettings(epochs=args.epochs, lr=0.05)
+    from compress import FitSettings
+    from compress.lottery import LotterySettings, iterative_pruning, sparsity, train_control
+
     for seed in args.seeds:
-        for control in ("ticket", "reinit", "random"):
-            rounds = [args.rounds] if control == "ticket" else range(1, args.rounds + 1)
-            for count in rounds:
-                def job(seed: int = seed, control: str = control, count: int = count) -> dict:
-                    settings = LotterySettings(prune_fraction=args.fraction, rounds=count,
-                                               rewind_step=args.rewind, control=control,
-                                               fit=replace(fit, seed=seed))
-                    model, record = run_stage("lottery", build(8, data, seed), data, settings)
-                    return row("lottery", seed, model, data, record, control=control,
-                               rounds=count, sparsity=record.extra["sparsity"])
+        def job(seed: int = seed) -> list[dict]:
+            settings = LotterySettings(prune_fraction=args.fraction, rounds=args.rounds,
+                                       rewind_step=args.rewind,
+                                       fit=FitSettings(epochs=args.epochs, lr=0.05, seed=seed))
+            ticket = build(8, data, seed)
+            run = iterative_pruning(ticket, data, settings)
+            rows = [row("lottery", seed, ticket, data, control="ticket", rounds=args.rounds,
+                        sparsity=run.rounds[-1]["sparsity"],
+                        extra={"dense_accuracy": run.dense_accuracy, "rounds": run.rounds})]
+            for count, masks in enumerate(run.masks, start=1):
+                for control in ("reinit", "random"):
+                    model = copy.deepcopy(ticket)
+                    used = train_control(model, data, run, masks, control, settings.fit)
+                    rows.append(row("lottery", seed, model, data, control=control,
+                                    rounds=count, sparsity=sparsity(used)))
+            return rows
 
-                yield f"lottery seed={seed} {control} rounds={count}", job
+        yield f"lottery seed={seed}", job
 
 
 def quantise(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable[[], dict]]]:
@@ -182,11 +192,15 @@ def distill(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable
         def taught(seed: int = seed) -> dict:
             teacher = trained(16, data, seed + 100, args.epochs)
             student, record = run_stage("distill", build(8, data, seed), data, DistillSettings(
+                temperature=args.temperature, alpha=args.alpha,
                 fit=replace(fit_settings, seed=seed)), Context(teacher))
-            return row("distill", seed, student, data, record, teacher="16 channels")
+            return row("distill", seed, student, data, record, teacher="16 channels",
+                       alpha=args.alpha, temperature=args.temperature)
 
         yield f"distill seed={seed} alone", alone
-        yield f"distill seed={seed} taught", taught
+        default = (args.alpha, args.temperature) == (0.9, 4.0)
+        yield (f"distill seed={seed} taught" if default else
+               f"distill seed={seed} taught alpha={args.alpha} T={args.temperature}"), taught
 
 
 EXPERIMENTS = {"pruning": pruning, "lottery": lottery, "quantise": quantise, "distill": distill}
@@ -234,9 +248,18 @@ def summary(rows: list[dict[str, Any]]) -> None:
             print(f"  int8 kernels: val {ms([i['accuracy'] for i in int8])}, latency "
                   f"{ms([i['latency_ms'] for i in int8])} ms vs float "
                   f"{ms([i['float_latency_ms'] for i in int8])} ms")
-    for teacher, runs in sorted(group("distill", lambda r: r["teacher"]).items()):
-        print(f"distill teacher={teacher}: val {ms([r['val_acc'] for r in runs])}, test "
-              f"{ms([r['test_acc'] for r in runs])}")
+    alone = {r["seed"]: r for r in rows if r["experiment"] == "distill"
+             and r["teacher"] == "none"}
+    for (teacher, alpha, temperature), runs in sorted(group("distill", lambda r: (
+            r["teacher"], r.get("alpha", 0.9), r.get("temperature", 4.0))).items()):
+        gaps = [round(r["test_acc"] - alone[r["seed"]]["test_acc"], 4) for r in runs
+                if r["seed"] in alone]
+        print(f"distill teacher={teacher}" + (f" alpha={alpha} T={temperature}"
+                                             if teacher != "none" else "")
+              + f": val {ms([r['val_acc'] for r in runs])}, test "
+              f"{ms([r['test_acc'] for r in runs])}"
+              + (f"; teacher val {ms([r['extra']['teacher_accuracy'] for r in runs])}; "
+                 f"test - alone per seed {gaps}" if teacher != "none" else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=0.54)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rewind", type=int, default=0)
+    parser.add_argument("--alpha", type=float, default=0.9, help="distill: teacher's weight")
+    parser.add_argument("--temperature", type=float, default=4.0, help="distill: T")
     args = parser.parse_args(argv)
     configure_process(threads=1)
     out = Path(args.out)
@@ -270,10 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, job in EXPERIMENTS[args.experiment](args, data):
         if key in done:
             continue
-        result = job() | {"key": key}
-        with out.open("a") as handle:
-            handle.write(json.dumps(result, default=str) + "\n")
-        print(key, f"val {result['val_acc']:.4f}", flush=True)
+        results = job()
+        for result in results if isinstance(results, list) else [results]:
+            result["key"] = key
+            with out.open("a") as handle:
+                handle.write(json.dumps(result, default=str) + "\n")
+            print(key, {k: result.get(k) for k in ("control", "rounds", "lam", "bits")
+                        if k in result}, f"val {result['val_acc']:.4f}", flush=True)
     return 0
 
 

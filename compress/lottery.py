@@ -141,31 +141,61 @@ def reinitialised(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     return fresh
 
 
+@dataclass
+class PruningRun:
+    """Iterative magnitude pruning as it went: the weights survivors are rewound to, the
+    dense network's accuracy, and per round its masks, sparsity and accuracy."""
+
+    rewind: dict[str, torch.Tensor]  # theta_0, or the weights after rewind_step steps
+    dense_accuracy: float
+    masks: list[Masks] = field(default_factory=list)  # after round 1, 2, ...
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+
+def iterative_pruning(model: nn.Module, data: DataSplits,
+                      settings: LotterySettings) -> PruningRun:
+    """Train ``model`` (theta_0) dense, then ``settings.rounds`` rounds of prune, rewind,
+    train; ``model`` ends as the last round's trained ticket."""
+    theta_0 = snapshot(model)
+    masks = full_masks(model)
+    rewind = train_masked(model, data, masks, settings.fit, keep_at=settings.rewind_step)
+    run = PruningRun(rewind if rewind is not None else theta_0,
+                     measure(model, data.val)["accuracy"])
+    for round_index in range(settings.rounds):
+        masks = prune_by_magnitude(model, masks, settings.prune_fraction)
+        load_weights(model, run.rewind)
+        train_masked(model, data, masks, settings.fit)
+        run.masks.append(masks)
+        run.rounds.append({"round": round_index + 1, "sparsity": sparsity(masks),
+                           "accuracy": measure(model, data.val)["accuracy"]})
+    return run
+
+
+def train_control(model: nn.Module, data: DataSplits, run: PruningRun, masks: Masks,
+                  control: str, fit_settings: FitSettings) -> Masks:
+    """The paper's controls at the sparsity of ``masks``, trained in ``model``: ``reinit``
+    (the masks from a fresh random initialisation) or ``random`` (random masks of each
+    layer's count from the rewound weights); returns the masks trained with."""
+    generator = torch.Generator().manual_seed(fit_settings.seed + 1)
+    if control == "random":
+        masks = random_masks_like(masks, generator)
+        load_weights(model, run.rewind)
+    else:
+        load_weights(model, reinitialised(model, fit_settings.seed + 1))
+    train_masked(model, data, masks, fit_settings)
+    return masks
+
+
 def lottery(model: nn.Module, data: DataSplits, settings: LotterySettings,
             context: Context) -> tuple[nn.Module, StageRecord]:
     started = time.perf_counter()
-    theta_0 = snapshot(model)
     before = measure(model, data.val)
-    masks = full_masks(model)
-    rewind = train_masked(model, data, masks, settings.fit, keep_at=settings.rewind_step)
-    dense_accuracy = measure(model, data.val)["accuracy"]
-    rounds = []
-    for round_index in range(settings.rounds):
-        masks = prune_by_magnitude(model, masks, settings.prune_fraction)
-        load_weights(model, rewind if rewind is not None else theta_0)
-        train_masked(model, data, masks, settings.fit)
-        rounds.append({"round": round_index + 1, "sparsity": sparsity(masks),
-                       "accuracy": measure(model, data.val)["accuracy"]})
+    run = iterative_pruning(model, data, settings)
+    masks = run.masks[-1]
     if settings.control != "ticket":
-        generator = torch.Generator().manual_seed(settings.fit.seed + 1)
-        if settings.control == "random":
-            masks = random_masks_like(masks, generator)
-            load_weights(model, rewind if rewind is not None else theta_0)
-        else:
-            load_weights(model, reinitialised(model, settings.fit.seed + 1))
-        train_masked(model, data, masks, settings.fit)
+        masks = train_control(model, data, run, masks, settings.control, settings.fit)
     return model, timed_record("lottery", settings, before, model, data, started,
-                               dense_accuracy=dense_accuracy, rounds=rounds,
+                               dense_accuracy=run.dense_accuracy, rounds=run.rounds,
                                sparsity=sparsity(masks))
 
 

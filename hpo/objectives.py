@@ -85,7 +85,7 @@ class ObjectiveSpec:
     kind: str = "hypervolume"
     name: str | None = None  # the built-in objective, for kind "synthetic"
     probe: str = "A"
-    complexity: Literal["params", "cell_params", "latency"] = "params"
+    complexity: Literal["params", "cell_params", "latency", "bytes"] = "params"
     reference_accuracy: float = 0.0
     reference_complexity: float | None = None
     path: str | None = None  # the table, for kind "table"
@@ -193,7 +193,7 @@ def check_table(spec: ObjectiveSpec, param_names: Collection[str]) -> None:
 
 
 COMPLEXITY_NAMES = {"params": "parameters", "cell_params": "cell parameters",
-                    "latency": "latency ms"}
+                    "latency": "latency ms", "bytes": "bytes"}
 
 
 def probe_accuracy_name(spec: ObjectiveSpec) -> tuple[str, ...]:

@@ -132,32 +132,66 @@ def compressed_family(result: SearchResult, data: DataSplits, pipeline: Pipeline
                       params: Mapping[str, Any], table: FamilyTable,
                       timing: Any = None) -> tuple[FamilyTable, list[dict[str, Any]]]:
     """The pipeline's probes, each run through the stages from the supernet's weights: a
-    family table of the compressed members (accuracy, parameters that are not zero,
-    measured latency) on ``table``'s axis and reference, and each member's stage records."""
+    family table of the compressed members (accuracy, parameters that are not zero, stored
+    bytes, measured latency) on ``table``'s axis and reference, and per member its stage
+    records and the searched member it came from (``searched``: accuracy, parameters,
+    float32 bytes and latency measured beside the compressed one), for the extended front.
+
+    A member quantised to 8 bits everywhere is deployed as torch's int8 model: its accuracy
+    and latency are that model's; other widths are simulated (``kernels``)."""
     from dataclasses import replace
 
     from compress import run_stage
-    from compress.base import Context, nonzero_params, size_bytes
+    from compress.base import Context, nonzero_params
     from search_core.family import family_table
     from search_core.latency import TimingSettings, measure_many
+    from search_core.train import accuracy
 
     timing = timing or TimingSettings(rounds=14, passes=7)
     settings = stage_settings(pipeline, params)
     members, records = [], []
     x = data.val.x[:1]
     for member in (m for m in table.members if m.probe in pipeline.probes):
-        model = result.model(member.s, data)
+        searched = model = result.model(member.s, data)  # run_stage works on a copy
         stages = []
         for name, stage_settings_ in settings:
             model, record = run_stage(name, model, data, stage_settings_, Context(model))
             stages.append(record.to_dict())
-        bits = next((s["extra"]["bits"] for s in reversed(stages) if "bits" in s["extra"]),
-                    None)
-        latency = measure_many([lambda model=model: model(x)], timing)[0].median_ms
-        accuracy = stages[-1]["after"]["accuracy"]
-        members.append(replace(member, accuracy=accuracy, params=nonzero_params(model),
-                               latency_ms=latency))
-        records.append({"probe": member.probe, "stages": stages, "latency_ms": latency,
-                        "bytes": size_bytes(model, bits, sparse=True)})
+        deployed, kernels = deployed_model(model, stages, data)
+        before, after = measure_many([lambda net=searched: net(x),
+                                      lambda net=deployed: net(x)], timing)
+        score = (accuracy(deployed, data.val) if kernels == "int8"
+                 else stages[-1]["after"]["accuracy"])
+        stored = stored_bytes(model, stages)
+        members.append(replace(member, accuracy=score, params=nonzero_params(model),
+                               latency_ms=after.median_ms, bytes=stored))
+        records.append({"probe": member.probe, "stages": stages, "accuracy": score,
+                        "latency_ms": after.median_ms, "bytes": stored, "kernels": kernels,
+                        "searched": {"accuracy": member.accuracy, "params": member.params,
+                                     "bytes": member.size_bytes,
+                                     "latency_ms": before.median_ms}})
     return family_table(table.ops, members, table.complexity, table.reference,
                         accuracy_kind="compressed"), records
+
+
+def stored_bytes(model: Any, stages: list[dict[str, Any]]) -> int:
+    """The compressed model's weights: the last quantise stage's widths, non-zeros only."""
+    from compress.base import size_bytes
+
+    bits = next((s["extra"]["bits"] for s in reversed(stages) if "bits" in s["extra"]), None)
+    return size_bytes(model, bits, sparse=True)
+
+
+def deployed_model(model: Any, stages: list[dict[str, Any]],
+                   data: DataSplits) -> tuple[Any, str]:
+    """What a compressed member runs as: torch's int8 model where the last quantise stage
+    ran on int8 kernels (8 bits everywhere), else the float model ("float"; quantised
+    widths without kernels are simulated: "simulated")."""
+    quantised = next((s for s in reversed(stages) if s["stage"] == "quantise"), None)
+    if quantised is None:
+        return model, "float"
+    if "int8" not in quantised["extra"]:
+        return model, "simulated"
+    from compress.quantise import to_int8
+
+    return to_int8(model, data), "int8"

@@ -206,6 +206,85 @@ def union_front(study: optuna.Study, complexity: str = "params") -> Front | None
     return Front(members, complexity, title="union over trials")
 
 
+EXTENDED_AXES = (LATENCY, "bytes")  # the axes a compressed member is measured on
+
+
+def extended_members(study: optuna.Study) -> pd.DataFrame:
+    """A pipeline study's members before and after compression, one row each per complete
+    trial and compressed probe: ``kind`` searched (the search's member: its accuracy,
+    parameters, float32 bytes and latency measured beside the compressed one) or compressed
+    (the deployed model: int8 kernels where they ran; with its speed-up over the searched
+    member in % and the share of bytes saved in %), with the trial's ``pipeline.*``
+    parameters. Empty for other studies and for trials recorded without the searched
+    member."""
+    rows = []
+    for trial in complete_trials(study):
+        tuned = {k: v for k, v in trial.params.items() if k.startswith(PIPELINE_PREFIX)}
+        for member in TrialRecord.from_frozen(trial).pipeline:
+            searched = member.get("searched")
+            if not isinstance(searched, dict):
+                continue
+            stages = member.get("stages") or [{}]
+            compressed = {"accuracy": member.get("accuracy",
+                                                 stages[-1].get("after", {}).get("accuracy")),
+                          "params": stages[-1].get("after", {}).get("nonzero_params"),
+                          "bytes": member.get("bytes"), LATENCY: member.get("latency_ms")}
+            searched = {"accuracy": searched.get("accuracy"), "params": searched.get("params"),
+                        "bytes": searched.get("bytes"), LATENCY: searched.get("latency_ms")}
+            gains = {"speedup_pct": _ratio_pct(searched[LATENCY], compressed[LATENCY]),
+                     "bytes_saved_pct": -_ratio_pct(compressed["bytes"], searched["bytes"])}
+            rows.append({"trial": trial.number, "probe": member.get("probe"),
+                         "kind": "searched", **searched, "kernels": "float", **tuned})
+            rows.append({"trial": trial.number, "probe": member.get("probe"),
+                         "kind": "compressed", **compressed, **gains,
+                         "kernels": member.get("kernels"), **tuned})
+    return pd.DataFrame(rows)
+
+
+def _ratio_pct(numerator: Any, denominator: Any) -> float:
+    """100 x (numerator / denominator - 1): a speed-up in % from (before, after) latency;
+    NaN where either is missing or the denominator is not positive."""
+    try:
+        return 100.0 * (float(numerator) / float(denominator) - 1.0)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return float("nan")
+
+
+@dataclass
+class ExtendedFront:
+    """Searched and compressed members on one axis: the front over both, the front of the
+    searched members alone, and each one's hypervolume in the same box."""
+
+    front: Front  # over searched and compressed members (column kind)
+    searched_front: pd.DataFrame
+    reference: tuple[float, float]
+    hypervolume: float
+    searched_hypervolume: float
+
+
+def extended_front(study: optuna.Study, axis: str,
+                   reference: tuple[float, float] | None = None) -> ExtendedFront | None:
+    """The front a pipeline study reaches on ``axis`` (``latency_ms`` or ``bytes``) with
+    its compressed members against the searched members' own; ``reference``: the box
+    (default: accuracy 0 and the largest value on the axis of any member)."""
+    members = _measured(extended_members(study), axis)
+    if members.empty:
+        return None
+    members = members.assign(accuracy=pd.to_numeric(members["accuracy"], errors="coerce"))
+    members = members[members["accuracy"].notna()]
+    searched = _flag_front(members[members["kind"] == "searched"], axis)
+    both = _flag_front(members, axis)
+    if reference is None:
+        reference = (0.0, float(members[axis].max()))
+
+    def volume(frame: pd.DataFrame) -> float:
+        return hypervolume_2d(frame["accuracy"].to_list(), frame[axis].to_list(), reference)
+
+    return ExtendedFront(Front(both, axis, title="searched and compressed"),
+                         searched[searched["on_pareto"]].sort_values(axis), reference,
+                         volume(both), volume(searched))
+
+
 def objective_kind(study: optuna.Study) -> str | None:
     """The objective kind of the saved study file (None if unknown)."""
     kind = stored_objective(study).get("kind")

@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.data import LATENCY, Front, ProxyFidelity
+from reports.data import LATENCY, ExtendedFront, Front, ProxyFidelity
 from reports.latency import LatencyValidation
 from reports.stats import Verdict
 
 ACC_LABEL = "validation accuracy (fraction)"
 LATENCY_LABEL = "latency (ms, batch 1, measured on the target device)"
 COMPLEXITY_LABELS = {"params": "parameters (count)", "cell_params": "cell parameters (count)",
-                     LATENCY: LATENCY_LABEL}
+                     LATENCY: LATENCY_LABEL, "bytes": "stored weights (bytes)"}
 
 
 def _plt() -> Any:
@@ -75,6 +75,37 @@ def family_front(best: Front | None, union: Front | None, out_dir: Path, stem: s
     ax.set_ylabel(ACC_LABEL)
     ax.set_title(title)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
+    return _save(fig, out_dir, stem)
+
+
+def extended_front(extended: ExtendedFront, out_dir: Path, stem: str,
+                   title: str) -> list[Path]:
+    """Searched members (hollow) and compressed ones (filled) of every trial, a line from
+    each member to its compressed model, the searched members' front and the front over
+    both (the extended front), each with its hypervolume."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    axis = extended.front.complexity
+    members = extended.front.members
+    searched = members[members["kind"] == "searched"]
+    compressed = members[members["kind"] == "compressed"]
+    for (_, _), pair in members.groupby(["trial", "probe"]):
+        if len(pair) == 2:
+            ax.plot(pair[axis], pair["accuracy"], color="0.85", lw=0.8, zorder=1)
+    ax.scatter(searched[axis], searched["accuracy"], s=22, facecolors="none",
+               edgecolors="tab:gray", label="searched members", zorder=2)
+    ax.scatter(compressed[axis], compressed["accuracy"], s=22, color="tab:blue",
+               label="compressed members", zorder=2)
+    f = extended.searched_front
+    ax.step(f[axis], f["accuracy"], where="post", color="tab:gray", ls="--",
+            label=f"searched front (HV {extended.searched_hypervolume:.3f})")
+    f = extended.front.front
+    ax.step(f[axis], f["accuracy"], where="post", color="tab:blue", marker="o",
+            label=f"extended front (HV {extended.hypervolume:.3f})")
+    ax.set_xlabel(COMPLEXITY_LABELS.get(axis, axis))
+    ax.set_ylabel(ACC_LABEL)
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, out_dir, stem)
 
 
@@ -425,6 +456,10 @@ def stage_effect(frame: pd.DataFrame, param: str, out_dir: Path, stem: str,
         left.scatter(part[param], part["accuracy_before"], marker=marker, facecolors="none",
                      edgecolors="0.5", label=f"{probe} before")
         right.scatter(part[param], part["member_latency_ms"], marker=marker, label=probe)
+    values = pd.to_numeric(frame[param], errors="coerce").dropna()
+    if len(values) and values.min() > 0 and values.max() / values.min() >= 20:
+        for ax in (left, right):  # a setting tuned over decades (log: true)
+            ax.set_xscale("log")
     left.set_xlabel(param)
     left.set_ylabel(ACC_LABEL)
     left.set_title("accuracy before and after the stage", fontsize="small")

@@ -151,6 +151,7 @@ def _pipeline_section(section: Section, study: optuna.Study, out_dir: Path,
     frame = data.pipeline_frame(study)
     if frame.empty:
         return
+    _extended_front_sections(section, study, out_dir, stem)
     _table(section, out_dir, f"{stem}-pipeline", "Compression stages: validation accuracy, "
            "non-zero parameters and bytes before and after, per trial and member", frame)
     for param in [c for c in frame.columns if c.startswith(data.PIPELINE_PREFIX)]:
@@ -159,6 +160,60 @@ def _pipeline_section(section: Section, study: optuna.Study, out_dir: Path,
         _figure(section, f"Stage {stage}: accuracy and latency over {param}",
                 figures.stage_effect(rows, param, out_dir, f"{stem}-{_slug(param)}",
                                      f"{study.study_name}: {stage} over {param}"))
+
+
+def _extended_front_sections(section: Section, study: optuna.Study, out_dir: Path,
+                             stem: str) -> None:
+    """A pipeline study's extended front on latency and on bytes: what compression adds to
+    the searched members' front, with both hypervolumes in one box."""
+    gains = ""
+    for axis in data.EXTENDED_AXES:
+        extended = data.extended_front(study, axis, _extended_reference(study, axis))
+        if extended is None:
+            continue
+        what = "latency" if axis == data.LATENCY else "stored bytes"
+        front = extended.front.front
+        section.findings.append(
+            f"Compression extends the front on {what}: hypervolume "
+            f"{extended.searched_hypervolume:.3f} over the searched members, "
+            f"{extended.hypervolume:.3f} with the compressed ones (box: accuracy "
+            f"{extended.reference[0]:g}, {what} {extended.reference[1]:g}); "
+            f"{int((front['kind'] == 'compressed').sum())} of the {len(front)} points on the "
+            "extended front are compressed (searched members: their accuracy on the "
+            "supernet's weights; compressed: after every stage, fine-tuning included).")
+        gains = _gains_sentence(extended.front.members)  # the same members on either axis
+        name = f"{stem}-extended-front-{'latency' if axis == data.LATENCY else 'bytes'}"
+        _figure(section, f"Extended front: accuracy vs {what}, searched and compressed "
+                "members", figures.extended_front(extended, out_dir, name,
+                                                  f"{study.study_name}: accuracy vs {what}"))
+        cols = ["trial", "probe", "kind", "kernels", "accuracy", axis, "params", "speedup_pct",
+                "bytes_saved_pct",
+                *[c for c in front.columns if c.startswith(data.PIPELINE_PREFIX)]]
+        _table(section, out_dir, name, f"Extended front ({what})",
+               front[[c for c in cols if c in front]])
+    if gains:
+        section.findings.append(gains)
+
+
+def _gains_sentence(members: pd.DataFrame) -> str:
+    """Median speed-up and bytes saved of the compressed members, and accuracy lost."""
+    compressed = members[members["kind"] == "compressed"].set_index(["trial", "probe"])
+    searched = members[members["kind"] == "searched"].set_index(["trial", "probe"])
+    lost = (searched["accuracy"] - compressed["accuracy"]).dropna()
+    return (f"Over {len(compressed)} compressed members: median speed-up "
+            f"{compressed['speedup_pct'].median():+.0f} % (batch 1, measured), median bytes "
+            f"saved {compressed['bytes_saved_pct'].median():.0f} %, accuracy change "
+            f"{-lost.median():+.3f} (median; compressed minus searched).")
+
+
+def _extended_reference(study: optuna.Study, axis: str) -> tuple[float, float] | None:
+    """The study's own hypervolume box where ``axis`` is its objective's complexity axis."""
+    if {"latency": data.LATENCY, "bytes": "bytes"}.get(
+            data.objective_complexity(study) or "") != axis:
+        return None
+    reference = study.user_attrs.get(REFERENCE_ATTR)
+    accuracy = data.stored_objective(study).get("reference_accuracy", 0.0) or 0.0
+    return (float(accuracy), float(reference)) if reference else None
 
 
 def _reevaluation_section(section: Section, study: optuna.Study, out_dir: Path,

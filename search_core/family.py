@@ -50,8 +50,9 @@ class TrainedSearch(Protocol):
 
     def genotype(self, s: Sequence[float] | torch.Tensor) -> Genotype: ...
 
-Complexity = Literal["params", "cell_params", "latency"]
-COMPLEXITIES = ("params", "cell_params", "latency")
+Complexity = Literal["params", "cell_params", "latency", "bytes"]
+COMPLEXITIES = ("params", "cell_params", "latency", "bytes")
+FLOAT_BYTES = 4  # a float32 parameter
 
 # The seed's probes, as (penalised-op value, other-op value) per penalised role, for its
 # two op sets (METHOD.md section 5). Rows are renormalised to sum to 1.
@@ -113,12 +114,19 @@ class FamilyMember:
     cell_params: int
     op_counts: dict[str, dict[str, int]]
     latency_ms: float | None = None  # measured end to end, batch 1
+    bytes: int | None = None  # the stored weights, when compressed (else float32: 4 x params)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.bytes if self.bytes is not None else FLOAT_BYTES * self.params
 
     def complexity(self, axis: Complexity) -> float:
         if axis == "latency":
             if self.latency_ms is None:
                 raise ConfigError(f"probe {self.probe}: latency was not measured")
             return self.latency_ms
+        if axis == "bytes":
+            return float(self.size_bytes)
         return float(self.params if axis == "params" else self.cell_params)
 
 
@@ -147,7 +155,7 @@ class FamilyTable:
             row: dict[str, Any] = {"probe": m.probe}
             row |= {f"s_{op}": s for op, s in zip(self.ops, m.s)}
             row |= {"accuracy": m.accuracy, "params": m.params, "cell_params": m.cell_params,
-                    "latency_ms": m.latency_ms}
+                    "latency_ms": m.latency_ms, "bytes": m.size_bytes}
             for kind in ("total", *CELL_TYPES):
                 prefix = "n" if kind == "total" else kind
                 row |= {f"{prefix}_{op}": m.op_counts[kind].get(op, 0) for op in self.ops}
@@ -198,11 +206,12 @@ def heaviest_complexity(space: SearchSpace, info: dict[str, Any], complexity: Co
                         latency: TimingSettings | None = None) -> float:
     """Complexity of the heaviest architecture of the space: the default hypervolume box.
     For latency: the measured latency of the slowest architecture (the slowest op on every
-    edge, by a quick part table)."""
+    edge, by a quick part table). For bytes: its parameters in float32."""
     if complexity == "latency":
         return slowest_latency(space, info, latency or TimingSettings())
     params, cell_params = parameter_counts(heaviest_genotype(space), space, info)
-    return float(params if complexity == "params" else cell_params)
+    return float({"params": params, "cell_params": cell_params,
+                  "bytes": FLOAT_BYTES * params}[complexity])
 
 
 def info_layout(space: SearchSpace, info: dict[str, Any]) -> NetworkLayout:

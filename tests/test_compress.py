@@ -5,6 +5,7 @@ budget, pruning masks and rewinding, and the gates' expectations and bookkeeping
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -217,6 +218,26 @@ def test_a_ticket_reaches_its_sparsity_and_controls_run(tiny_data: DataSplits) -
         assert other.extra["sparsity"] == pytest.approx(0.75, abs=0.01)
 
 
+def test_a_rounds_masks_do_not_depend_on_the_rounds_after_it(tiny_data: DataSplits) -> None:
+    """What lets one pruning run serve the controls of every sparsity: round k's masks and
+    accuracy are the same in a 1-round and a 2-round run, and the stage's control at one
+    round equals train_control on the longer run's first masks."""
+    from compress.lottery import iterative_pruning, train_control
+
+    settings = LotterySettings(prune_fraction=0.5, rounds=2, fit=ONE_EPOCH)
+    long = iterative_pruning(mlp(), tiny_data, settings)
+    short = iterative_pruning(mlp(), tiny_data, replace(settings, rounds=1))
+    assert short.rounds[0] == long.rounds[0]
+    for name, mask in short.masks[0].items():
+        assert torch.equal(mask, long.masks[0][name])
+    control = mlp()
+    train_control(control, tiny_data, long, long.masks[0], "random", settings.fit)
+    staged, _ = run_stage("lottery", mlp(), tiny_data,
+                          replace(settings, rounds=1, control="random"))
+    for (name, w), (_, v) in zip(weights(control), weights(staged)):
+        assert torch.equal(w, v), name
+
+
 # ----------------------------------------------------------------------------- gates
 
 
@@ -301,9 +322,16 @@ def test_a_study_pipeline_compresses_the_probes_with_the_trials_settings(cli) ->
         assert record["latency_ms"] > 0 and record["bytes"] > 0
     family = {row["probe"]: row for row in trial.user_attrs["family"]}
     assert set(family) == {"A", "B"}  # the trial's family: the compressed members
-    for record in records:
-        assert family[record["probe"]]["accuracy"] == record["stages"][-1]["after"]["accuracy"]
+    for record in records:  # 8 bits everywhere: the member is torch's int8 model
+        assert record["kernels"] == "int8"
+        assert family[record["probe"]]["accuracy"] == record["accuracy"]
+        assert record["accuracy"] == pytest.approx(
+            record["stages"][-1]["after"]["accuracy"], abs=0.1)
         assert family[record["probe"]]["latency_ms"] == record["latency_ms"]
+        assert family[record["probe"]]["bytes"] == record["bytes"]
+        searched = record["searched"]  # the member before compression, measured beside it
+        assert searched["bytes"] == 4 * searched["params"] and searched["latency_ms"] > 0
+        assert record["bytes"] < searched["bytes"] / 4 + 200  # 8 bits, pruned, + thresholds
 
     frame = data.pipeline_frame(cli.study("piped"))
     assert len(frame) == 2 * 3 and set(frame["stage"]) == {"train", "lottery", "quantise"}
@@ -312,6 +340,44 @@ def test_a_study_pipeline_compresses_the_probes_with_the_trials_settings(cli) ->
     index = write_report(str(cli.storage), ["piped"], cli.tmp / "report")
     assert (cli.tmp / "report" / "piped-pipeline.lottery.prune_fraction.png").exists()
     assert "Stage lottery: accuracy and latency over" in index.read_text()
+    for axis in ("latency", "bytes"):
+        assert (cli.tmp / "report" / f"piped-extended-front-{axis}.png").exists()
+    assert "Compression extends the front on stored bytes" in index.read_text()
+    assert "median speed-up" in index.read_text()
+
+
+def test_an_extended_front_flags_the_compressed_members_that_beat_the_searched() -> None:
+    """Oracle: two members; compression keeps B's accuracy at a quarter of its bytes, so the
+    extended front is searched A + compressed B, and its hypervolume is the exact area."""
+    import optuna
+
+    from hpo.records import TrialRecord
+
+    def member(probe: str, acc: float, size: int, acc_after: float, size_after: int) -> dict:
+        return {"probe": probe, "accuracy": acc_after, "bytes": size_after,
+                "latency_ms": 1.0, "kernels": "simulated", "stages": [],
+                "searched": {"accuracy": acc, "params": size // 4, "bytes": size,
+                             "latency_ms": 1.0}}
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    record = TrialRecord(pipeline=(member("A", 0.5, 100, 0.3, 110),
+                                   member("B", 0.9, 400, 0.9, 100)))
+    for key, value in record.to_user_attrs().items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, [0.5, 1.0])
+    extended = data.extended_front(study, "bytes", reference=(0.0, 400.0))
+    front = extended.front.front
+    assert list(zip(front["probe"], front["kind"])) == [("B", "compressed")]
+    assert list(extended.searched_front["probe"]) == ["A", "B"]
+    # searched: A (100 B, 0.5) and B (400 B, 0.9): 0.5 x 300 of 400 x 1 -> 0.375;
+    # compressed B at 100 B with 0.9 dominates A: 0.9 x 300 / 400 = 0.675
+    assert extended.searched_hypervolume == pytest.approx(0.375)
+    assert extended.hypervolume == pytest.approx(0.675)
+    rows = data.extended_members(study).set_index(["probe", "kind"])
+    assert rows.loc[("B", "compressed"), "bytes_saved_pct"] == pytest.approx(75.0)
+    assert rows.loc[("A", "compressed"), "bytes_saved_pct"] == pytest.approx(-10.0)
+    assert rows.loc[("B", "compressed"), "speedup_pct"] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize(("pipeline", "params", "wanted"), [
@@ -352,3 +418,15 @@ def test_the_magnitude_baseline_runs_as_a_stage(tiny_space, tiny_data) -> None:
     assert record.extra["kept_latency_ms"] <= len(costs) / 2
     for name in record.extra["pruned"]:
         assert isinstance(pruned.get_submodule(name), PrunedEdge)
+
+
+def test_a_member_runs_on_int8_kernels_only_where_its_quantise_stage_did() -> None:
+    from hpo.pipeline import deployed_model, stored_bytes
+
+    model = nn.Sequential(nn.Linear(4, 3))
+    four_bits = {"stage": "quantise", "extra": {"bits": {"0.weight": 4}}}
+    assert deployed_model(model, [{"stage": "train", "extra": {}}], None) == (model, "float")
+    assert deployed_model(model, [four_bits], None) == (model, "simulated")
+    # 12 weights at 4 bits + their 4-byte threshold, 3 float32 biases
+    assert stored_bytes(model, [four_bits]) == 12 * 4 // 8 + 4 + 3 * 4
+    assert stored_bytes(model, []) == 15 * 4

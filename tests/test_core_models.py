@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from search_core.costs import heaviest_genotype
 from search_core.discrete import DiscreteNetwork
 from search_core.engine import EpochMetrics, search
 from search_core.errors import ConfigError, DivergenceError
-from search_core.family import default_probes, seed_probes
+from search_core.family import default_probes, heaviest_complexity, seed_probes
 from search_core.genotype import Genotype, derive
 from search_core.metrics import hypervolume_2d
 from search_core.ops import OPS, build_op, count_params
@@ -413,13 +414,18 @@ def test_evaluate_family_on_tiny_result(tiny_result, tiny_family, tiny_data):
     )
     frame = tiny_family.to_frame()
     assert len(frame) == len(probes)
-    expected = {"probe", "accuracy", "params", "cell_params", "latency_ms", "on_front",
+    expected = {"probe", "accuracy", "params", "cell_params", "latency_ms", "bytes", "on_front",
                 "genotype"}
     expected |= {f"s_{op}" for op in space.ops}
     expected |= {f"{p}_{op}" for p in ("n", "normal", "reduce") for op in space.ops}
     assert set(frame.columns) == expected
     assert (frame[[f"n_{op}" for op in space.ops]].sum(axis=1) == 2 * space.num_edges).all()
     assert frame["on_front"].sum() == len(tiny_family.front)
+    assert (frame["bytes"] == 4 * frame["params"]).all()  # uncompressed: float32 weights
+    member = tiny_family.members[0]
+    assert member.complexity("bytes") == 4 * member.params
+    assert replace(member, bytes=123).complexity("bytes") == 123.0
+    assert heaviest_complexity(space, tiny_result.data_info, "bytes") == 4 * heavy
 
 
 def test_seed_probes_three_ops():
