@@ -39,6 +39,7 @@ from typing import Any
 from search_core.threads import configure_process
 
 OPS = ("max_pool_3x3", "skip_connect", "sep_conv_3x3")
+DISTILL_DEFAULTS = {"alpha": 0.9, "temperature": 4.0}  # compress.distill.DistillSettings'
 
 
 def build(channels: int, data: Any, seed: int) -> Any:
@@ -198,7 +199,7 @@ def distill(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable
                        alpha=args.alpha, temperature=args.temperature)
 
         yield f"distill seed={seed} alone", alone
-        default = (args.alpha, args.temperature) == (0.9, 4.0)
+        default = {"alpha": args.alpha, "temperature": args.temperature} == DISTILL_DEFAULTS
         yield (f"distill seed={seed} taught" if default else
                f"distill seed={seed} taught alpha={args.alpha} T={args.temperature}"), taught
 
@@ -251,7 +252,7 @@ def summary(rows: list[dict[str, Any]]) -> None:
     alone = {r["seed"]: r for r in rows if r["experiment"] == "distill"
              and r["teacher"] == "none"}
     for (teacher, alpha, temperature), runs in sorted(group("distill", lambda r: (
-            r["teacher"], r.get("alpha", 0.9), r.get("temperature", 4.0))).items()):
+            r["teacher"], *(r.get(k, v) for k, v in DISTILL_DEFAULTS.items()))).items()):
         gaps = [round(r["test_acc"] - alone[r["seed"]]["test_acc"], 4) for r in runs
                 if r["seed"] in alone]
         print(f"distill teacher={teacher}" + (f" alpha={alpha} T={temperature}"
@@ -278,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=0.54)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rewind", type=int, default=0)
-    parser.add_argument("--alpha", type=float, default=0.9, help="distill: teacher's weight")
-    parser.add_argument("--temperature", type=float, default=4.0, help="distill: T")
+    parser.add_argument("--alpha", type=float, default=DISTILL_DEFAULTS["alpha"],
+                        help="distill: teacher's weight")
+    parser.add_argument("--temperature", type=float, default=DISTILL_DEFAULTS["temperature"],
+                        help="distill: T")
     args = parser.parse_args(argv)
     configure_process(threads=1)
     out = Path(args.out)

@@ -22,10 +22,10 @@ from torch import nn
 
 from search_core.data import DataSplits, Split, batches
 from search_core.errors import ConfigError
+from search_core.family import FLOAT_BYTES
 from search_core.registry import Registry
 from search_core.train import accuracy
 
-FLOAT_BYTES = 4  # a float32 weight
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -214,9 +214,9 @@ def extended_members(study: optuna.Study) -> pd.DataFrame:
     trial and compressed probe: ``kind`` searched (the search's member: its accuracy,
     parameters, float32 bytes and latency measured beside the compressed one) or compressed
     (the deployed model: int8 kernels where they ran; with its speed-up over the searched
-    member in % and the share of bytes saved in %), with the trial's ``pipeline.*``
-    parameters. Empty for other studies and for trials recorded without the searched
-    member."""
+    member in %, the share of bytes saved in % and its accuracy minus the searched
+    member's), with the trial's ``pipeline.*`` parameters. Empty for other studies and for
+    trials recorded without the searched member."""
     rows = []
     for trial in complete_trials(study):
         tuned = {k: v for k, v in trial.params.items() if k.startswith(PIPELINE_PREFIX)}
@@ -232,13 +232,23 @@ def extended_members(study: optuna.Study) -> pd.DataFrame:
             searched = {"accuracy": searched.get("accuracy"), "params": searched.get("params"),
                         "bytes": searched.get("bytes"), LATENCY: searched.get("latency_ms")}
             gains = {"speedup_pct": _ratio_pct(searched[LATENCY], compressed[LATENCY]),
-                     "bytes_saved_pct": -_ratio_pct(compressed["bytes"], searched["bytes"])}
+                     "bytes_saved_pct": -_ratio_pct(compressed["bytes"], searched["bytes"]),
+                     "accuracy_change": _difference(compressed["accuracy"],
+                                                    searched["accuracy"])}
             rows.append({"trial": trial.number, "probe": member.get("probe"),
                          "kind": "searched", **searched, "kernels": "float", **tuned})
             rows.append({"trial": trial.number, "probe": member.get("probe"),
                          "kind": "compressed", **compressed, **gains,
                          "kernels": member.get("kernels"), **tuned})
     return pd.DataFrame(rows)
+
+
+def _difference(a: Any, b: Any) -> float:
+    """a - b, NaN where either is missing."""
+    try:
+        return float(a) - float(b)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _ratio_pct(numerator: Any, denominator: Any) -> float:
@@ -262,12 +272,13 @@ class ExtendedFront:
     searched_hypervolume: float
 
 
-def extended_front(study: optuna.Study, axis: str,
+def extended_front(members: pd.DataFrame, axis: str,
                    reference: tuple[float, float] | None = None) -> ExtendedFront | None:
     """The front a pipeline study reaches on ``axis`` (``latency_ms`` or ``bytes``) with
-    its compressed members against the searched members' own; ``reference``: the box
-    (default: accuracy 0 and the largest value on the axis of any member)."""
-    members = _measured(extended_members(study), axis)
+    its compressed members against the searched members' own (``members``: its
+    ``extended_members``); ``reference``: the box (default: accuracy 0 and the largest
+    value on the axis of any member)."""
+    members = _measured(members, axis)
     if members.empty:
         return None
     members = members.assign(accuracy=pd.to_numeric(members["accuracy"], errors="coerce"))

@@ -162,16 +162,19 @@ def _pipeline_section(section: Section, study: optuna.Study, out_dir: Path,
                                      f"{study.study_name}: {stage} over {param}"))
 
 
+EXTENDED_AXIS_NAMES = {data.LATENCY: "latency", "bytes": "stored bytes"}
+
+
 def _extended_front_sections(section: Section, study: optuna.Study, out_dir: Path,
                              stem: str) -> None:
     """A pipeline study's extended front on latency and on bytes: what compression adds to
     the searched members' front, with both hypervolumes in one box."""
-    gains = ""
+    members = data.extended_members(study)
     for axis in data.EXTENDED_AXES:
-        extended = data.extended_front(study, axis, _extended_reference(study, axis))
+        extended = data.extended_front(members, axis, _extended_reference(study, axis))
         if extended is None:
             continue
-        what = "latency" if axis == data.LATENCY else "stored bytes"
+        what = EXTENDED_AXIS_NAMES[axis]
         front = extended.front.front
         section.findings.append(
             f"Compression extends the front on {what}: hypervolume "
@@ -181,7 +184,6 @@ def _extended_front_sections(section: Section, study: optuna.Study, out_dir: Pat
             f"{int((front['kind'] == 'compressed').sum())} of the {len(front)} points on the "
             "extended front are compressed (searched members: their accuracy on the "
             "supernet's weights; compressed: after every stage, fine-tuning included).")
-        gains = _gains_sentence(extended.front.members)  # the same members on either axis
         name = f"{stem}-extended-front-{'latency' if axis == data.LATENCY else 'bytes'}"
         _figure(section, f"Extended front: accuracy vs {what}, searched and compressed "
                 "members", figures.extended_front(extended, out_dir, name,
@@ -191,19 +193,18 @@ def _extended_front_sections(section: Section, study: optuna.Study, out_dir: Pat
                 *[c for c in front.columns if c.startswith(data.PIPELINE_PREFIX)]]
         _table(section, out_dir, name, f"Extended front ({what})",
                front[[c for c in cols if c in front]])
-    if gains:
-        section.findings.append(gains)
+    if not members.empty:
+        section.findings.append(_gains_sentence(members))
 
 
 def _gains_sentence(members: pd.DataFrame) -> str:
-    """Median speed-up and bytes saved of the compressed members, and accuracy lost."""
-    compressed = members[members["kind"] == "compressed"].set_index(["trial", "probe"])
-    searched = members[members["kind"] == "searched"].set_index(["trial", "probe"])
-    lost = (searched["accuracy"] - compressed["accuracy"]).dropna()
+    """Median speed-up, bytes saved and accuracy change of the compressed members."""
+    compressed = members[members["kind"] == "compressed"]
     return (f"Over {len(compressed)} compressed members: median speed-up "
             f"{compressed['speedup_pct'].median():+.0f} % (batch 1, measured), median bytes "
             f"saved {compressed['bytes_saved_pct'].median():.0f} %, accuracy change "
-            f"{-lost.median():+.3f} (median; compressed minus searched).")
+            f"{compressed['accuracy_change'].median():+.3f} (median; compressed minus "
+            "searched).")
 
 
 def _extended_reference(study: optuna.Study, axis: str) -> tuple[float, float] | None:

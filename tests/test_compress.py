@@ -366,7 +366,8 @@ def test_an_extended_front_flags_the_compressed_members_that_beat_the_searched()
     for key, value in record.to_user_attrs().items():
         trial.set_user_attr(key, value)
     study.tell(trial, [0.5, 1.0])
-    extended = data.extended_front(study, "bytes", reference=(0.0, 400.0))
+    extended = data.extended_front(data.extended_members(study), "bytes",
+                                   reference=(0.0, 400.0))
     front = extended.front.front
     assert list(zip(front["probe"], front["kind"])) == [("B", "compressed")]
     assert list(extended.searched_front["probe"]) == ["A", "B"]
