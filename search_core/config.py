@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from search_core.configtools import from_mapping, shown, to_plain
 from search_core.data import DataConfig
+from search_core.device import check_device_name, check_precision
 from search_core.errors import ConfigError
 from search_core.ops import OPS
 from search_core.placements import PLACEMENTS
@@ -275,8 +276,14 @@ class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
     threads: int | None = None
+    # where and in what precision it runs (search_core.device); the device, like threads,
+    # is not part of what a search computes: a checkpoint resumes on another device
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     def __post_init__(self) -> None:
+        check_device_name(self.device)
+        check_precision(self.precision)
         costs = self.train.op_costs
         if not isinstance(costs, str):
             missing = sorted(set(self.space.ops) - set(costs))
@@ -298,6 +305,14 @@ class SearchConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def identity(self) -> dict[str, Any]:
+        """What the search computes: the settings less where it runs (``threads``,
+        ``device``). Two configs with one identity train the same networks."""
+        plain = self.to_dict()
+        for key in ("threads", "device"):
+            plain.pop(key)
+        return plain
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:

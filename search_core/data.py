@@ -14,7 +14,7 @@ import gzip
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,12 @@ class Split:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def to(self, device: torch.device) -> Split:
+        """This split on ``device`` (itself when it is there already)."""
+        if self.x.device == device:
+            return self
+        return Split(self.x.to(device), self.y.to(device))
+
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None) -> Iterator[
     tuple[torch.Tensor, torch.Tensor]
@@ -129,6 +135,7 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None) ->
     """Minibatches of a split, shuffled by ``generator`` (in order when it is None)."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order.to(split.x.device)  # drawn on the CPU: the same batches on every device
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
         yield split.x[index], split.y[index]
@@ -154,6 +161,12 @@ class DataSplits:
             "in_channels": self.in_channels,
             "image_size": list(self.image_size),
         }
+
+    def to(self, device: torch.device) -> DataSplits:
+        """Every split moved to ``device`` once (a data set of these sizes fits in a GPU's
+        memory), so minibatches are slices on the device, not copies per step."""
+        return replace(self, train=self.train.to(device), val=self.val.to(device),
+                       test=self.test.to(device))
 
 
 def resolve_root(root: str | None) -> Path:

@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +22,15 @@ from torch import nn
 from search_core.config import SearchConfig, TrainConfig
 from search_core.costs import complexity_cost, op_cost_weights
 from search_core.data import DataSplits, batches, load_data
-from search_core.errors import DivergenceError
+from search_core.device import (
+    autocast,
+    check_device_precision,
+    device_record,
+    grad_scaler,
+    resolve_device,
+)
+from search_core.errors import ConfigError, DataError, DivergenceError
+from search_core.files import write_atomically
 from search_core.hypernet import build_hypernet
 from search_core.result import SearchResult
 from search_core.schedules import progress, temperature
@@ -28,6 +39,8 @@ from search_core.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
+STATE_KIND = "search-state"  # a resume checkpoint (``search(..., state=PATH)``)
+STATE_VERSION = 1
 CHANCE_MARGIN = 1.25  # training accuracy below CHANCE_MARGIN / num_classes counts as chance
 
 
@@ -105,15 +118,21 @@ def build_optimizers(
 class _Trainer:
     """Holds the models, optimisers and generators of one search."""
 
-    def __init__(self, config: SearchConfig, data: DataSplits) -> None:
+    def __init__(self, config: SearchConfig, data: DataSplits, device: torch.device) -> None:
         self.config = config
-        self.data = data
+        self.device = device
+        self.data = data.to(device)
         space, train = config.space, config.train
-        self.supernet = SuperNet(space, data.in_channels, data.num_classes)
-        self.hypernet = build_hypernet(config)
+        # built on the CPU from the seeded global generator: the same initial weights on
+        # every device
+        self.supernet = SuperNet(space, data.in_channels, data.num_classes).to(device)
+        self.hypernet = build_hypernet(config).to(device)
         self.op_costs = op_cost_weights(config, data.in_channels, data.image_size,
                                         data.num_classes)
-        self.torch_rng = torch.Generator().manual_seed(config.seed)
+        if self.op_costs is not None:
+            self.op_costs = self.op_costs.to(device)
+        self.scaler = grad_scaler(device, config.precision)
+        self.torch_rng = torch.Generator().manual_seed(config.seed)  # on the CPU, see batches
         self.numpy_rng = np.random.default_rng(config.seed)
         self.steps_per_epoch = math.ceil(len(data.train) / train.batch_size)
         self.w_optimizer, self.a_optimizer, self.w_scheduler = self._optimizers()
@@ -141,22 +160,29 @@ class _Trainer:
 
     def draw_s(self) -> torch.Tensor:
         k = self.config.space.num_ops
-        return torch.as_tensor(self.numpy_rng.dirichlet(np.ones(k)), dtype=torch.float32)
+        return torch.as_tensor(self.numpy_rng.dirichlet(np.ones(k)), dtype=torch.float32,
+                               device=self.device)
+
+    def forward(self, x: torch.Tensor, **weights: torch.Tensor) -> torch.Tensor:
+        """The supernet's logits under the search's precision (float32 out)."""
+        with autocast(self.device, self.config.precision):
+            return self.supernet(x, **weights).float()
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, t: float) -> tuple[torch.Tensor, ...]:
         """(loss, cross-entropy, cost, correct) averaged over ``s_draws`` draws of s."""
         train = self.config.train
         per_example = x.shape[0] if train.gumbel_per_example else 0
-        total_loss = total_ce = total_cost = torch.zeros(())
-        correct = torch.zeros(())
+        total_loss = total_ce = total_cost = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
         for _ in range(train.s_draws):
             s = self.draw_s()
             alpha = self.hypernet(s)  # (2, E, k)
             gamma = gumbel_softmax(alpha, t, self.torch_rng, samples=per_example)
             if train.mode == "single_path":  # GDAS: one op per edge, straight-through
-                logits = self.supernet.single_path(x, straight_through(gamma))
+                with autocast(self.device, self.config.precision):
+                    logits = self.supernet.single_path(x, straight_through(gamma)).float()
             else:
-                logits = self.supernet(x, gamma=gamma)
+                logits = self.forward(x, gamma=gamma)
             ce = nn.functional.cross_entropy(logits, y)
             cost_t = t if train.cost_uses_temperature else None
             cost = complexity_cost(alpha, s, cost_t, self.op_costs)
@@ -208,12 +234,22 @@ class _Trainer:
     def step(self, loss: torch.Tensor) -> None:
         self.w_optimizer.zero_grad(set_to_none=True)
         self.a_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = self.config.train.grad_clip
-        if clip:
-            nn.utils.clip_grad_norm_(self.supernet.parameters(), clip)
-        self.w_optimizer.step()
-        self.a_optimizer.step()
+        clip, scaler = self.config.train.grad_clip, self.scaler
+        if scaler is None:
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(self.supernet.parameters(), clip)
+            self.w_optimizer.step()
+            self.a_optimizer.step()
+        else:  # fp16: scaled loss; gradients unscaled before clipping; skipped steps on inf
+            scaler.scale(loss).backward()
+            scaler.unscale_(self.w_optimizer)
+            scaler.unscale_(self.a_optimizer)
+            if clip:
+                nn.utils.clip_grad_norm_(self.supernet.parameters(), clip)
+            scaler.step(self.w_optimizer)
+            scaler.step(self.a_optimizer)
+            scaler.update()
         self.hypernet.project_points_()
 
     @torch.no_grad()
@@ -221,20 +257,62 @@ class _Trainer:
         """Accuracy of the soft supernet at the centroid s, softmax(alpha/t) weights."""
         self.supernet.eval()
         k = self.config.space.num_ops
-        gamma = torch.softmax(self.hypernet(torch.full((k,), 1.0 / k)) / t, dim=-1)
-        correct = 0
+        centroid = torch.full((k,), 1.0 / k, device=self.device)
+        gamma = torch.softmax(self.hypernet(centroid) / t, dim=-1)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for x, y in batches(self.data.val, 256, None):
-            correct += int((self.supernet(x, gamma=gamma).argmax(1) == y).sum())
-        return correct / max(len(self.data.val), 1)
+            correct += (self.forward(x, gamma=gamma).argmax(1) == y).sum()
+        return int(correct) / max(len(self.data.val), 1)
+
+    def state(self, history: list[EpochMetrics], seconds: float) -> dict[str, Any]:
+        """Everything the next epoch depends on (a resume checkpoint: plain data only)."""
+        return {
+            "version": STATE_VERSION, "kind": STATE_KIND,
+            "identity": json.dumps(self.config.identity(), sort_keys=True),
+            "supernet": self.supernet.state_dict(), "hypernet": self.hypernet.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "a_optimizer": self.a_optimizer.state_dict(),
+            "w_scheduler": self.w_scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "torch_rng": self.torch_rng.get_state(),
+            "numpy_rng": json.dumps(self.numpy_rng.bit_generator.state),
+            "global_rng": torch.get_rng_state(),
+            "start_ce": self.start_ce, "previous_ce": self.previous_ce,
+            "history": [m.to_dict() for m in history], "seconds": seconds,
+        }
+
+    def restore(self, saved: Mapping[str, Any]) -> tuple[list[EpochMetrics], float]:
+        """Continue from ``state``'s payload; the epochs done and the seconds they took."""
+        self.supernet.load_state_dict(saved["supernet"])
+        self.hypernet.load_state_dict(saved["hypernet"])
+        self.w_optimizer.load_state_dict(saved["w_optimizer"])
+        self.a_optimizer.load_state_dict(saved["a_optimizer"])
+        self.w_scheduler.load_state_dict(saved["w_scheduler"])
+        if self.scaler is not None and saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        self.torch_rng.set_state(saved["torch_rng"])
+        self.numpy_rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        torch.set_rng_state(saved["global_rng"])
+        self.start_ce, self.previous_ce = saved["start_ce"], saved["previous_ce"]
+        history = [EpochMetrics(**{k: (int(v) if k in ("epoch", "epochs") else v)
+                                   for k, v in m.items()}) for m in saved["history"]]
+        return history, float(saved["seconds"])
 
 
 def search(
     config: SearchConfig,
     data: DataSplits | None = None,
     on_epoch: EpochCallback | None = None,
+    state: Path | None = None,
 ) -> SearchResult:
     """Run one search. ``on_epoch`` gets ``EpochMetrics`` after every epoch; an exception it
     raises (e.g. a pruning signal) stops the search and propagates.
+
+    ``state``: a resume checkpoint. Written (atomically) at every epoch's end, the last
+    only; when it exists at the start, the search continues after its last complete epoch
+    and, on the same device and threads, ends exactly as an uninterrupted run would. A
+    checkpoint of another configuration is a ``ConfigError``. The caller deletes it when
+    the search's result is safe (``SearchResult.resumed_from`` says where it resumed).
 
     Divergence raises ``DivergenceError`` (the harness records the trial as failed, with the
     message as its reason): a non-finite loss at any step, and, unless
@@ -242,12 +320,19 @@ def search(
     network trained to chance with an exploding but finite loss, ``w_lr: 1e6``). The rules
     read only losses and accuracies, so they are as deterministic as the search."""
     started = time.perf_counter()
+    device = resolve_device(config.device)
+    check_device_precision(device, config.precision)
     data = data if data is not None else load_data(config.data)
     history: list[EpochMetrics] = []
+    earlier = 0.0  # seconds spent before a resume
     with torch_threads(config.threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        trainer = _Trainer(config, data)
-        for epoch in range(config.train.epochs):
+        trainer = _Trainer(config, data, device)
+        if state is not None and state.exists():
+            history, earlier = trainer.restore(load_state(state, config))
+            log.info("resuming %s after epoch %d", state, len(history))
+        resumed_from = len(history) if history else None
+        for epoch in range(len(history), config.train.epochs):
             epoch_start = time.perf_counter()
             stats = trainer.train_epoch(epoch)
             metrics = EpochMetrics(
@@ -262,6 +347,9 @@ def search(
                 seconds=time.perf_counter() - epoch_start,
             )
             history.append(metrics)
+            if state is not None:
+                seconds = earlier + time.perf_counter() - started
+                write_atomically(state, trainer.state(history, seconds))
             log.debug("epoch %s", metrics)
             if on_epoch is not None:
                 on_epoch(metrics)
@@ -271,5 +359,41 @@ def search(
         hypernet=trainer.hypernet,
         history=[m.to_dict() for m in history],
         data_info=data.summary(),
-        seconds=time.perf_counter() - started,
+        seconds=earlier + time.perf_counter() - started,
+        resumed_from=resumed_from,
+        device=device_record(device),
     )
+
+
+def load_state(path: Path, config: SearchConfig) -> dict[str, Any]:
+    """A resume checkpoint of ``config``'s search, read as data only."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is refused the same way
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise DataError(f"{path}: not a search checkpoint of this tool; refused to load it "
+                        f"({first}); delete it to start the search afresh") from None
+    if not isinstance(saved, dict) or saved.get("kind") != STATE_KIND \
+            or saved.get("version") != STATE_VERSION:
+        raise DataError(f"{path}: not a search checkpoint of version {STATE_VERSION}; "
+                        "delete it to start the search afresh")
+    mine = config.identity()
+    theirs = json.loads(saved["identity"])
+    if theirs != mine:
+        differ = sorted(differing_keys(theirs, mine))
+        raise ConfigError(f"{path}: a search checkpoint of another configuration (differs in "
+                          f"{', '.join(differ[:5])}{'...' if len(differ) > 5 else ''}); "
+                          "delete it or use another folder")
+    return saved
+
+
+def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths where two nested mappings differ."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, Mapping) and isinstance(right, Mapping):
+            keys += differing_keys(left, right, f"{prefix}{key}.")
+        elif left != right:
+            keys.append(f"{prefix}{key}")
+    return keys

@@ -19,6 +19,7 @@ import torch
 from search_core.config import CELL_TYPES, SearchSpace
 from search_core.costs import heaviest_genotype
 from search_core.data import DataSplits
+from search_core.device import autocast
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype, derive
@@ -183,16 +184,19 @@ class FamilyTable:
 
 @torch.no_grad()
 def hard_accuracy(supernet: SuperNet, choice: torch.Tensor, data: DataSplits,
-                  split: Literal["val", "test"] = "val") -> float:
+                  split: Literal["val", "test"] = "val", precision: str = "fp32") -> float:
     """Accuracy of the one-hot architecture with recalibrated BN statistics on the
-    validation split (the proxy; ``test``: for reporting only, never to choose)."""
-    held_out = data.val if split == "val" else data.test
-    with recalibrated_bn(supernet, choice, data.train):
-        correct = 0
+    validation split (the proxy; ``test``: for reporting only, never to choose), on the
+    supernet's device, its forward passes in ``precision``."""
+    device = next(supernet.parameters()).device
+    held_out = (data.val if split == "val" else data.test).to(device)
+    with recalibrated_bn(supernet, choice, data.train.to(device), precision=precision):
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for start in range(0, len(held_out), 256):
             x, y = held_out.x[start : start + 256], held_out.y[start : start + 256]
-            correct += int((supernet(x, choice=choice).argmax(1) == y).sum())
-    return correct / max(len(held_out), 1)
+            with autocast(device, precision):
+                correct += (supernet(x, choice=choice).argmax(1) == y).sum()
+    return int(correct) / max(len(held_out), 1)
 
 
 def parameter_counts(genotype: Genotype, space: SearchSpace, info: dict[str, Any]) -> tuple[
@@ -270,11 +274,13 @@ def evaluate_family(
     space, info = result.config.space, result.data_info
     probes = list(probes) if probes is not None else default_probes(space.ops)
     cache: dict[Genotype, tuple[float, int, int]] = {}
+    data = data.to(next(result.supernet.parameters()).device)  # each split moved once
     members = []
     for probe in probes:
         genotype = result.genotype(probe.s)
         if genotype not in cache:
-            acc = (hard_accuracy(result.supernet, genotype.choice(space), data)
+            acc = (hard_accuracy(result.supernet, genotype.choice(space), data,
+                                 precision=result.config.precision)
                    if finetune is None else
                    fine_tuned_accuracy(genotype, space, data, result.supernet, finetune))
             cache[genotype] = (acc, *parameter_counts(genotype, space, info))

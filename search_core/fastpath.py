@@ -95,9 +95,9 @@ def _blend_running_stats(
 def _batch_statistics_buffers(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Fresh running mean and variance buffers: BN with momentum 1 fills them with the batch
     mean and (unbiased) variance, which ``_blend_running_stats`` hands on to the modules."""
-    channels = y.shape[1]
-    return (torch.zeros(channels, dtype=y.dtype, device=y.device),
-            torch.ones(channels, dtype=y.dtype, device=y.device))
+    channels = y.shape[1]  # float32 whatever y is: the modules' buffers are (autocast)
+    return (torch.zeros(channels, dtype=torch.float32, device=y.device),
+            torch.ones(channels, dtype=torch.float32, device=y.device))
 
 
 def shared_batch_norm(y: torch.Tensor, bns: Sequence[nn.BatchNorm2d]) -> torch.Tensor:

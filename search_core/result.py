@@ -49,6 +49,8 @@ class SearchResult:
     history: list[dict[str, float]] = field(default_factory=list)
     data_info: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    resumed_from: int | None = None  # epochs done before this run resumed them, if it did
+    device: dict[str, Any] = field(default_factory=dict)  # where it ran (device_record)
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -56,8 +58,9 @@ class SearchResult:
 
     @torch.no_grad()
     def alpha(self, s: Sequence[float] | torch.Tensor) -> torch.Tensor:
-        """Architecture logits (2, E, k) for complexity vector s."""
-        return self.hypernet(as_simplex_point(s, len(self.ops)))
+        """Architecture logits (2, E, k) for complexity vector s (on the CPU)."""
+        device = self.hypernet.logits.device
+        return self.hypernet(as_simplex_point(s, len(self.ops)).to(device)).cpu()
 
     def genotype(self, s: Sequence[float] | torch.Tensor) -> Genotype:
         return derive(self.alpha(s), self.config.space)
@@ -74,7 +77,9 @@ class SearchResult:
         )
         if data is None:
             return net.inherit_from(self.supernet).eval()
-        with recalibrated_bn(self.supernet, genotype.choice(self.config.space), data.train):
+        device = next(self.supernet.parameters()).device
+        with recalibrated_bn(self.supernet, genotype.choice(self.config.space).to(device),
+                             data.train.to(device)):
             return net.inherit_from(self.supernet).eval()
 
     def family(self, data: DataSplits, probes: Sequence[Probe] | None = None,
@@ -90,8 +95,8 @@ class SearchResult:
         payload = {
             "version": CHECKPOINT_VERSION,
             "config": self.config.to_dict(),
-            "supernet": self.supernet.state_dict(),
-            "hypernet": self.hypernet.state_dict(),
+            "supernet": cpu_state(self.supernet),
+            "hypernet": cpu_state(self.hypernet),
             "history": self.history,
             "data_info": self.data_info,
             "seconds": self.seconds,
@@ -109,6 +114,11 @@ class SearchResult:
         hypernet.load_state_dict(payload["hypernet"])
         return cls(config, supernet.eval(), hypernet, payload["history"], info,
                    payload["seconds"])
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict on the CPU: a checkpoint loads on any machine."""
+    return {key: value.cpu() for key, value in module.state_dict().items()}
 
 
 def load_payload(path: str | Path, keys: Sequence[str]) -> dict[str, Any]:

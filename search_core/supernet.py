@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from search_core.config import SearchSpace
+from search_core.device import autocast
 from search_core.fastpath import (
     CHANNELS_LAST,
     GROUP_MAX_ELEMENTS,
@@ -315,7 +316,8 @@ def gumbel_softmax(
     example and returns (..., samples, k). Noise comes from ``generator`` only."""
     shape = alpha.shape if samples == 0 else (*alpha.shape[:-1], samples, alpha.shape[-1])
     logits = alpha if samples == 0 else alpha.unsqueeze(-2)
-    uniform = torch.rand(shape, generator=generator, dtype=alpha.dtype)
+    # drawn on the generator's device (the CPU): the same noise on every device
+    uniform = torch.rand(shape, generator=generator, dtype=alpha.dtype).to(alpha.device)
     neg_log_u = (-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20)
     gumbel = -torch.log(neg_log_u)
     return torch.softmax((logits + gumbel) / temperature, dim=-1)
@@ -331,7 +333,8 @@ def straight_through(soft: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def recalibrated_bn(
-    net: nn.Module, choice: torch.Tensor, train: Split, batches: int = 8, batch_size: int = 128
+    net: nn.Module, choice: torch.Tensor, train: Split, batches: int = 8, batch_size: int = 128,
+    precision: str = "fp32",
 ) -> Iterator[None]:
     """Inside the block, ``net``'s BN statistics are re-estimated for the hard architecture
     ``choice`` on up to ``batches`` train batches; outside, they are restored."""
@@ -344,9 +347,10 @@ def recalibrated_bn(
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the recalibration batches
         net.train()
-        with torch.no_grad():
+        device = next(net.parameters()).device
+        with torch.no_grad(), autocast(device, precision):
             for start in range(0, min(len(train), batches * batch_size), batch_size):
-                net(train.x[start : start + batch_size], choice=choice)
+                net(train.x[start : start + batch_size].to(device), choice=choice)
         net.eval()
         yield
     finally:
