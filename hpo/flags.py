@@ -9,6 +9,9 @@ from hpo.backends.registry import BACKENDS
 from hpo.options import RunOptions, check_flags, trial_threads
 from hpo.samplers import PRUNERS, SAMPLERS
 from hpo.study import check_study_name
+from search_core.device import check_device_name, check_precision
+
+MAX_GPUS_PER_TRIAL = 64
 
 
 def check_run_flags(options: RunOptions) -> RunOptions:
@@ -28,6 +31,17 @@ def check_run_flags(options: RunOptions) -> RunOptions:
          "--address and --concurrency need --backend ray"),
         (ray.cpus_per_trial >= 1 and ray.retries >= 0 and (ray.concurrency or 1) >= 1,
          "--cpus-per-trial and --concurrency need >= 1, --retries >= 0"),
+        (options.backend == "ray" or not ray.gpus_per_trial,
+         "--gpus-per-trial needs --backend ray (local workers: --trials-per-gpu)"),
+        (0 <= ray.gpus_per_trial <= MAX_GPUS_PER_TRIAL,
+         f"--gpus-per-trial: got {ray.gpus_per_trial}; need 0..{MAX_GPUS_PER_TRIAL} (a "
+         "fraction such as 0.25 shares a GPU between four trials)"),
+        (options.trials_per_gpu >= 1,
+         f"--trials-per-gpu: got {options.trials_per_gpu}; need >= 1"),
     ])
+    if options.device is not None:
+        check_device_name(options.device, "--device")
+    if options.precision is not None:
+        check_precision(options.precision, "--precision")
     trial_threads(options)  # raises on a bad --threads
     return options

@@ -8,6 +8,8 @@ everything worth recording.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from search_core.data import DataSplits
     from search_core.engine import EpochMetrics
     from search_core.family import FamilyTable
+    from search_core.result import SearchResult
     from search_core.train import TrainRecipe
 
 
@@ -73,8 +76,46 @@ class Evaluation:
     seconds: float = 0.0
     checkpoint: str | None = None
     threads: dict[str, Any] = field(default_factory=dict)  # what the trial ran with
+    device: dict[str, Any] = field(default_factory=dict)  # where (search_core.device)
+    precision: str | None = None
+    resumed_from: int | None = None  # epochs an earlier attempt had done, when it resumed
     test_values: list[float] | None = None  # the objective on the test split (reporting only)
     pipeline: list[dict[str, Any]] = field(default_factory=list)  # per compressed member
+
+
+RESUME_FOLDER = "resume"  # beside a study's trial checkpoints: searches to resume
+
+
+def resume_path(checkpoint: Path | None, config: SearchConfig) -> Path | None:
+    """Where the search of ``config`` keeps its resume point: in the study's artifacts,
+    named by what it computes (``SearchConfig.identity``), so that a trial run again after
+    a worker died, a Ctrl-C or a lost Ray node finds its predecessor's epochs, whatever its
+    trial number; None without artifacts."""
+    if checkpoint is None:
+        return None
+    text = json.dumps(config.identity(), sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    folder = checkpoint.parent / RESUME_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{digest}.pt"
+
+
+def search_or_forget(config: SearchConfig, data: DataSplits,
+                     on_epoch: Callable[[EpochMetrics], None] | None,
+                     state: Path | None) -> SearchResult:
+    """The search, resumable from ``state``. Its resume point is kept when the process is
+    interrupted (Ctrl-C) or the disk fails, to be resumed; a search that ended otherwise
+    (pruned, diverged, a bad setting) would end so again, and its point is deleted."""
+    from search_core.engine import search
+
+    try:
+        return search(config, data, on_epoch=on_epoch, state=state)
+    except (KeyboardInterrupt, OSError):
+        raise
+    except Exception:
+        if state is not None:
+            state.unlink(missing_ok=True)
+        raise
 
 
 def finetune_recipe(spec: StudySpec, seed: int, threads: int | None) -> TrainRecipe | None:
@@ -110,15 +151,15 @@ def evaluate(
         seconds = (objective.clock(spec.objective, params) if objective.clock is not None
                    else time.perf_counter() - started)
         return Evaluation(values, None, seconds=seconds)
-    from search_core.engine import search
     from search_core.family import evaluate_family
     from search_core.threads import in_effect, torch_threads
 
     config = build_search_config(spec, params, seed=seed).replace(threads=threads)
     data = cached_data(config.data)
+    state = resume_path(checkpoint, config)
     with torch_threads(threads):  # the family evaluation too, not only the search
         threads_used = in_effect()
-        result = search(config, data, on_epoch=on_epoch)
+        result = search_or_forget(config, data, on_epoch, state)
 
         def family(held_out: DataSplits) -> FamilyTable:
             return evaluate_family(
@@ -141,8 +182,13 @@ def evaluate(
 
             table, stages = compressed_family(result, data, spec.pipeline, params, table)
     saved = str(result.save(checkpoint)) if checkpoint is not None else None
+    if state is not None:  # the trial's result is safe: its resume point is not needed
+        state.unlink(missing_ok=True)
     assert objective.from_family is not None
     return Evaluation(
+        device=result.device,
+        precision=config.precision,
+        resumed_from=result.resumed_from,
         test_values=(objective.from_family(spec.objective, test_table)
                      if test_table is not None else None),
         values=objective.from_family(spec.objective, table),

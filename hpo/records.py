@@ -123,6 +123,9 @@ class TrialRecord:
     family_summary: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None
     threads: dict[str, Any] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)  # where it ran: device, device_name
+    precision: str | None = None
+    resumed_from: int | None = None  # epochs done by an earlier attempt, when it resumed
     checkpoint: str | None = None
     fail_reason: str | None = None
     grid_cell: str | None = None

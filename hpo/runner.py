@@ -39,7 +39,7 @@ from hpo.records import (
 from hpo.samplers import SAMPLERS, build_sampler
 from hpo.stopping import StopRule, state_counts
 from hpo.storage import open_storage, storage_label, study_names
-from hpo.study import StudySpec, load_study
+from hpo.study import StudySpec, load_study, with_run_settings
 from hpo.trial import INTERRUPTED
 from search_core.errors import ConfigError, NasHpoError
 from search_core.threads import oversubscription
@@ -80,13 +80,36 @@ def validate(options: RunOptions) -> tuple[StudySpec, float]:
     folder fails here), unless ``options.reference`` already gives it. ``options`` come
     from ``check_run_flags`` (no study file, no torch), as ``run`` and ``hpo compare``
     pass them."""
-    spec = load_study(options.study_path)
+    spec = run_study(options)
     build_sampler(options.sampler, options.seed, spec.objective.directions)
+    check_device(spec, options)
     if options.sampler == "grid" and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
     if options.reference is not None:
         return spec, options.reference
     return spec, reference_complexity(spec)
+
+
+def run_study(options: RunOptions) -> StudySpec:
+    """The study file with ``--device`` and ``--precision`` in place of its own."""
+    return with_run_settings(load_study(options.study_path), options.device, options.precision)
+
+
+def check_device(spec: StudySpec, options: RunOptions) -> None:
+    """The study's device and precision where its trials will run: this machine, unless
+    they go to a Ray cluster (``--address``: its nodes may have the GPUs this one lacks).
+    CUDA asked for and missing is a ``ConfigError`` before anything is written."""
+    if not spec.objective.entry.trains:
+        return
+    if options.backend == "ray" and options.ray.address:
+        return
+    from search_core.device import check_device_precision, resolve_device
+
+    device = resolve_device(spec.device, "device")
+    check_device_precision(device, spec.precision)
+    if options.ray.gpus_per_trial and device.type != "cuda":
+        raise ConfigError("--gpus-per-trial: this machine has no CUDA GPU for a local Ray "
+                          "cluster; join a GPU cluster with --address, or leave it out")
 
 
 def study_name(options: RunOptions, spec: StudySpec) -> str:

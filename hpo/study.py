@@ -20,6 +20,7 @@ of a study that trains does, to validate its settings against ``search_core.conf
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -50,6 +51,7 @@ from search_core.configtools import (
     shown,
     to_plain,
 )
+from search_core.device import check_device_name, check_precision
 from search_core.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
@@ -78,7 +80,8 @@ ALIASES = {
 }
 SECTIONS = ("space", "hypernet", "temperature", "train")
 STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid",
-              "training_seed", "pipeline")
+              "training_seed", "pipeline", "device", "precision")
+RUN_KEYS = ("device", "precision")  # top-level keys only, never under search:
 DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "digits.yaml"
 MAX_STUDY_BYTES = 1 << 20  # 1 MiB; the shipped studies are about 1 KB
 MAX_DEPTH = 32  # nesting levels of YAML collections; the shipped studies use 4
@@ -236,6 +239,10 @@ class StudySpec:
     # params); per_trial: a seed derived from --seed and the trial number (hpo.trial)
     training_seed: Literal["common", "per_trial"] = "common"
     pipeline: PipelineSpec | None = None  # compression stages after the search (hpo.pipeline)
+    # where trials run (not part of what they compute: left out of the fingerprint, so a
+    # study resumes on another machine) and in what precision (part of it)
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     source: str = ""  # path of the study file
 
     @property
@@ -259,6 +266,9 @@ class StudySpec:
             plain["objective"].pop("path", None)
         if plain["training_seed"] == "common":
             plain.pop("training_seed")
+        plain.pop("device")
+        if plain["precision"] == "fp32":
+            plain.pop("precision")
         if self.pipeline is None:
             plain.pop("pipeline")
         else:
@@ -280,6 +290,18 @@ class StudySpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def with_run_settings(spec: StudySpec, device: str | None = None,
+                      precision: str | None = None) -> StudySpec:
+    """``spec`` with ``--device`` / ``--precision`` in place of the file's (None: keep it).
+    The precision is part of the fingerprint: resuming a study in another one is refused."""
+    changes: dict[str, Any] = {}
+    if device is not None:
+        changes["device"] = check_device_name(device, "--device")
+    if precision is not None:
+        changes["precision"] = check_precision(precision, "--precision")
+    return dataclasses.replace(spec, **changes) if changes else spec
+
+
 def param_path(name: str) -> str:
     """The SearchConfig path a parameter name sets (alias or dotted path)."""
     return ALIASES.get(name, name)
@@ -296,9 +318,14 @@ def build_search_config(
 
     tree: dict[str, Any] = copy.deepcopy(dict(spec.search))
     try:
+        for key in RUN_KEYS:
+            if key in tree:
+                raise ConfigError(f"search.{key}: set {key} at the top level of the study "
+                                  f"file ({key}: {shown(tree[key])}), not under search")
         tree["train"] = {**_section(tree, "train"), "epochs": spec.epochs}
         tree["data"] = dict(spec.data)
         tree["seed"] = seed
+        tree["device"], tree["precision"] = spec.device, spec.precision
         settings = {**spec.fidelity.settings(),
                     **{param_path(name): value for name, value in params.items()
                        if not is_pipeline_param(name)}}
@@ -497,6 +524,8 @@ def parse_study(raw: Any, source: str = "") -> StudySpec:
     top.setdefault("name", Path(source).stem or "study")
     spec = from_mapping(StudySpec, top)
     check_study_name(spec.name)
+    check_device_name(spec.device)
+    check_precision(spec.precision)
     spec = StudySpec(**{**spec.__dict__, "fidelity": fidelity, "params": params, "grid": grid,
                         "pipeline": pipeline, "source": source})
     _validate_against_search(spec)

@@ -138,6 +138,7 @@ def run_trial(task: TrialTask, on_epoch: EpochCallback | None = None) -> TrialOu
     table = result.family
     record = replace(
         started, history=tuple(result.history), seconds=result.seconds, threads=result.threads,
+        device=result.device, precision=result.precision, resumed_from=result.resumed_from,
         checkpoint=result.checkpoint,
         family=tuple(table.rows()) if table is not None else (),
         family_summary=table.summary() if table is not None else {},

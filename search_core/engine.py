@@ -369,7 +369,7 @@ def load_state(path: Path, config: SearchConfig) -> dict[str, Any]:
     """A resume checkpoint of ``config``'s search, read as data only."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is refused the same way
+    except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise DataError(f"{path}: not a search checkpoint of this tool; refused to load it "
                         f"({first}); delete it to start the search afresh") from None

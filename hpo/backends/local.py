@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,11 @@ from hpo.liveness import (
     recover_stale_trials,
 )
 from hpo.options import RunOptions, trial_threads
+from hpo.placement import VISIBLE_VAR, worker_gpu
 from hpo.records import (
     HISTORY_ATTR,
     REFERENCE_ATTR,
+    RETRY_OF_ATTR,
     SAMPLER_SEED_ATTR,
     WORKER_ATTR,
     worker_id,
@@ -44,7 +48,7 @@ from hpo.records import (
 from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
 from hpo.stopping import StopRule, state_counts
 from hpo.storage import open_storage
-from hpo.study import StudySpec, load_study
+from hpo.study import StudySpec, load_study, with_run_settings
 from hpo.trial import TrialTask, record_outcome, run_trial, sample_params, training_seed
 from search_core.errors import disk_full
 from search_core.threads import child_environment
@@ -109,7 +113,7 @@ def run_worker(options: RunOptions, name: str, stop: StopRule, progress: Any = N
                batch: Batch | None = None, driver: int | None = None) -> None:
     """Ask, run and tell trials until ``stop`` says stop (or the ``driver`` process that
     started this worker is gone)."""
-    spec = load_study(options.study_path)
+    spec = with_run_settings(load_study(options.study_path), options.device, options.precision)
     study = optuna.load_study(
         study_name=name,
         storage=open_storage(options.storage),
@@ -189,7 +193,7 @@ def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, 
 
     task = TrialTask(
         number=trial.number, params=params, spec=spec,
-        seed=training_seed(spec, options.seed, trial.number),
+        seed=training_seed(spec, options.seed, seed_number(study, trial)),
         reference=study.user_attrs[REFERENCE_ATTR],
         checkpoint=Path(options.artifacts) / study.study_name / f"trial-{trial.number}.pt",
         threads=trial_threads(options),
@@ -199,6 +203,24 @@ def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, 
     record_outcome(study, trial, outcome, params)
     if outcome.interrupted:
         raise KeyboardInterrupt
+
+
+def seed_number(study: optuna.Study, trial: optuna.Trial) -> int:
+    """The trial number that seeds this trial's search: a retry's (a worker died, Ctrl-C)
+    is its original trial's, so with ``training_seed: per_trial`` it runs the same search
+    and resumes that search's epochs (``hpo.objective.resume_path``)."""
+    origin = trial.user_attrs.get(RETRY_OF_ATTR)
+    if origin is None:
+        return trial.number
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    number, seen = int(origin), {trial.number}
+    while number not in seen and trials.get(number) is not None:
+        seen.add(number)
+        earlier = trials[number].user_attrs.get(RETRY_OF_ATTR)
+        if earlier is None:
+            break
+        number = int(earlier)
+    return number
 
 
 def _worker_entry(options: RunOptions, name: str, stop: StopRule, batch: Batch,
@@ -214,6 +236,24 @@ def _worker_entry(options: RunOptions, name: str, stop: StopRule, batch: Batch,
         sys.exit(EXIT_DISK_FULL)  # the driver says it, in one line
 
 
+@contextmanager
+def worker_gpu_environment(index: int, options: RunOptions) -> Iterator[None]:
+    """Worker ``index`` started inside the block sees only its GPU (``options.gpus``, from
+    ``--trials-per-gpu``); nothing changes without GPU slots."""
+    if not options.gpus:
+        yield
+        return
+    saved = os.environ.get(VISIBLE_VAR)
+    os.environ[VISIBLE_VAR] = worker_gpu(index, options.gpus)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(VISIBLE_VAR, None)
+        else:
+            os.environ[VISIBLE_VAR] = saved
+
+
 def run_processes(job: RunJob) -> list[str]:
     """--jobs worker processes; one that dies (OOM killer, segfault, kill -9) is noticed
     within a second: its trial is failed and re-enqueued, and a new worker takes its place
@@ -225,8 +265,8 @@ def run_processes(job: RunJob) -> list[str]:
     def start(index: int) -> Any:
         worker = ctx.Process(target=_worker_entry, name=f"hpo-worker-{index}",
                              args=(options, study.study_name, job.stop, batch, os.getpid()))
-        with child_environment(trial_threads(options)):  # read before it imports torch
-            worker.start()
+        with child_environment(trial_threads(options)), worker_gpu_environment(index, options):
+            worker.start()  # both read before it imports torch
         return worker
 
     workers = {index: start(index) for index in range(options.jobs or 1)}

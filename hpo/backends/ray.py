@@ -215,6 +215,16 @@ def init_ray(options: RunOptions) -> bool:
     return True
 
 
+def trial_resources(options: RunOptions) -> dict[str, float]:
+    """What each Ray trial asks the cluster for: ``--cpus-per-trial`` CPUs and, with
+    ``--gpus-per-trial``, that share of a GPU (Ray then sets the trial's
+    ``CUDA_VISIBLE_DEVICES``; ``device: auto`` uses it)."""
+    resources: dict[str, float] = {"cpu": options.ray.cpus_per_trial}
+    if options.ray.gpus_per_trial:
+        resources["gpu"] = options.ray.gpus_per_trial
+    return resources
+
+
 def run_round(job: RunJob, budget: int) -> None:
     from ray import tune
 
@@ -232,7 +242,7 @@ def run_round(job: RunJob, budget: int) -> None:
         tune.with_resources(
             tune.with_parameters(trainable, spec=spec, options=options, reference=reference,
                                  study_name=study.study_name),
-            {"cpu": options.ray.cpus_per_trial},
+            trial_resources(options),
         ),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
