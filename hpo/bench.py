@@ -3,6 +3,10 @@
     hpo bench supernet                      # the seed's Experiment 1 shape, 28x28x1 input
     hpo bench supernet --compare --json     # fast and per-edge in one run, and the speed-up
     hpo bench supernet --channels 8 --image 8 --threads 1    # the digits shape
+    hpo bench supernet --device cuda --precision bf16        # on the GPU, bf16 autocast
+
+``--device`` is cpu unless given (the numbers in benchmarks/results are CPU numbers; auto
+would change their meaning on a GPU machine); the device and precision are in the record.
 
 ``hpo bench contention``: the same steps beside 0, 1 and 2 busy neighbour processes that it
 starts and stops itself, for the thread policy before and after (hpo/contention.py).
@@ -17,6 +21,7 @@ import json
 import sys
 from typing import Any
 
+from search_core.device import add_device_arguments
 from search_core.errors import ConfigError
 from search_core.threads import WAIT_POLICIES
 
@@ -51,6 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     net.add_argument("--compare", action="store_true",
                      help="time fast and per-edge in one run (alternating steps)")
     net.add_argument("--json", action="store_true", help='one line {"images_per_s": ...}')
+    add_device_arguments(net, default_device="cpu")
     net.add_argument("--debug", action="store_true", help="tracebacks on errors")
     _add_contention(kinds)
     return bench
@@ -176,12 +182,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_supernet(args: argparse.Namespace) -> int:
     from search_core.bench import bench_supernet, compare_supernets, machine
+    from search_core.device import check_device_precision, device_record, resolve_device
     from search_core.threads import threads_per_trial
 
+    precision = args.precision or "fp32"
+    device = resolve_device(args.device, "--device")  # one line, before any work
+    check_device_precision(device, precision, "--precision")
     space = _space(args)
     shape = {"image": _int(args, "image", 1), "in_channels": _int(args, "in_channels", 1),
              "batch": _int(args, "batch", 2), "steps": _int(args, "steps", 1),
              "warmup": _int(args, "warmup", 0), "max_seconds": _seconds(args.max_seconds)}
+    where = {"device": args.device, "precision": precision}
     impl = _choice(args.impl, "--impl", IMPLS)
     mode = MODES[_choice(args.mode, "--mode", MODES)]
     threads = threads_per_trial(None if args.threads is None else _int(args, "threads", 1))
@@ -189,23 +200,26 @@ def cmd_supernet(args: argparse.Namespace) -> int:
         raise ConfigError("--mode single-path runs on the fast supernet only; "
                           "drop --impl per-edge / --compare")
     if args.compare:
-        per_edge, fast = compare_supernets(space, mode=mode, threads=threads, **shape)
+        per_edge, fast = compare_supernets(space, mode=mode, threads=threads, **shape,
+                                           **where)
         record = _record(fast) | {
             "per_edge_images_per_s": per_edge.images_per_s,
             "per_edge_step_seconds_median": per_edge.step_seconds_median,
             "speedup": fast.images_per_s / per_edge.images_per_s,
         }
     else:
-        record = _record(bench_supernet(space, impl=impl, mode=mode, threads=threads, **shape))
+        record = _record(bench_supernet(space, impl=impl, mode=mode, threads=threads, **shape,
+                                        **where))
     record |= {"ops": list(space.ops), "cells": space.cells, "nodes": space.nodes,
                "channels": space.channels, "machine": machine()}
+    record |= device_record(device)  # the device again, and a GPU's name
     print(json.dumps(record) if args.json else _text(record, args.compare))
     return 0
 
 
 def _record(result: Any) -> dict[str, Any]:
     keys = ("images_per_s", "step_seconds_median", "impl", "mode", "batch", "image",
-            "in_channels", "warmup", "threads", "peak_rss_mib")
+            "in_channels", "warmup", "threads", "peak_rss_mib", "device", "precision")
     data = result.to_dict()
     return {key: data[key] for key in keys} | {"steps": len(result.step_seconds)}
 
@@ -213,8 +227,8 @@ def _record(result: Any) -> dict[str, Any]:
 def _text(record: dict[str, Any], compare: bool) -> str:
     shape = (f"{','.join(record['ops'])}; {record['cells']} cells x {record['nodes']} nodes, "
              f"C={record['channels']}; batch {record['batch']} x {record['in_channels']}x"
-             f"{record['image']}x{record['image']}; {record['threads']} thread(s), median of "
-             f"{record['steps']} steps")
+             f"{record['image']}x{record['image']}; {record['threads']} thread(s), "
+             f"{record['device']} {record['precision']}, median of {record['steps']} steps")
     lines = [shape]
     if compare:
         lines.append(f"per-edge      {record['per_edge_images_per_s']:10.1f} images/s")

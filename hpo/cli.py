@@ -17,6 +17,7 @@ from hpo import profile as profile_cli
 from hpo import reevaluate, table, train_cli
 from hpo.storage import STORAGE_HELP
 from reports import cli as report_cli
+from search_core.device import add_device_arguments
 from search_core.errors import NasHpoError, disk_full
 from search_core.threads import configure_process
 
@@ -36,6 +37,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None,
                         help=STORAGE_HELP)
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
+
+
+def _placement(parser: argparse.ArgumentParser) -> None:
+    """Where trials run: --device, --precision, --trials-per-gpu."""
+    add_device_arguments(parser)
+    parser.add_argument("--trials-per-gpu", type=int, default=1,
+                        help="local: workers per visible GPU on a GPU machine (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", default=None,
                      help="folder with the data set's files (sets NAS_HPO_DATA)")
     run.add_argument("--threads", type=int, default=None,
-                     help="torch threads per trial (default 1)")
+                     help="torch threads per trial (default: CPUs / trials at once)")
     run.add_argument("--backend", default="local", help="local (processes) or ray (Ray Tune)")
     run.add_argument("--address", default=None,
                      help="ray: join a running cluster (auto or HOST:PORT); default: start one")
@@ -71,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ray: CPUs reserved per trial = torch threads per trial")
     run.add_argument("--retries", type=int, default=2,
                      help="ray: retries of a trial whose worker died")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0,
+                     help="ray: GPUs per trial; a fraction shares a GPU (0.25: four trials)")
+    _placement(run)
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     _common(run)
@@ -87,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="trials at once per study (default: one per CPU)")
     cmp.add_argument("--artifacts", default="runs", help="folder for trial checkpoints")
     cmp.add_argument("--threads", type=int, default=None,
-                     help="torch threads per trial (default 1)")
+                     help="torch threads per trial (default: CPUs / trials at once)")
+    _placement(cmp)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     cmp.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     _common(cmp)
@@ -119,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --latency-budget: batch size the budget is for")
     export.add_argument("--out", required=True, help="genotype JSON file to write")
     export.add_argument("--model", default=None, help="also write the network weights here")
+    # where the member's accuracy and the model's BN statistics are computed; the model is
+    # written from the CPU whatever the device
+    add_device_arguments(export)
     _common(export)
 
     report_cli.add_parser(sub)

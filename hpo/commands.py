@@ -38,8 +38,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs=args.jobs, seed=args.seed, name=args.name, storage=args.storage,
         pruner=args.pruner, max_failures=args.max_failures, artifacts=args.artifacts,
         threads=args.threads, backend=args.backend, verbose=args.verbose,
+        device=args.device, precision=args.precision, trials_per_gpu=args.trials_per_gpu,
         ray=RayOptions(address=args.address, concurrency=args.concurrency,
-                       cpus_per_trial=args.cpus_per_trial, retries=args.retries),
+                       cpus_per_trial=args.cpus_per_trial, retries=args.retries,
+                       gpus_per_trial=args.gpus_per_trial),
     ))  # the flags and the study file first: a bad one fails before torch is imported
     load_study(options.study_path)
     from hpo.progress import StudyProgress
@@ -82,7 +84,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     base = RunOptions(study_path=args.study, trials=args.trials, jobs=args.jobs, seed=args.seed,
                       storage=args.storage, artifacts=args.artifacts, threads=args.threads,
-                      backend=args.backend, verbose=args.verbose)
+                      backend=args.backend, verbose=args.verbose, device=args.device,
+                      precision=args.precision, trials_per_gpu=args.trials_per_gpu)
     samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
     options = CompareOptions(run=base, samplers=samplers, repeats=args.repeats,
                              group=args.name)
@@ -247,9 +250,19 @@ def load_trial_result(args: argparse.Namespace) -> tuple[optuna.Study, Any, str,
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """The member's genotype (and with ``--model`` its network, written from the CPU);
+    ``--device`` and ``--precision`` say where and how its accuracy is measured and the
+    model's BN statistics recalibrated (default: auto, and the trial's precision)."""
+    from search_core.device import check_device_precision, resolve_device
     from search_core.result import as_simplex_point, save_model
 
+    device = resolve_device(args.device or "auto", "--device")  # one line, before any work
     study, trial, _, result = load_trial_result(args)
+    precision = args.precision or result.config.precision
+    check_device_precision(device, precision, "--precision")
+    result.config = result.config.replace(device=args.device or "auto", precision=precision)
+    result.supernet.to(device)
+    result.hypernet.to(device)
     payload: dict[str, Any] = {"study": study.study_name, "trial": trial.number}
     if args.latency_budget is not None:
         s, extra = pick_under_budget(args, result)

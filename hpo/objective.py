@@ -127,7 +127,7 @@ def finetune_recipe(spec: StudySpec, seed: int, threads: int | None) -> TrainRec
     from search_core.train import TrainRecipe
 
     return TrainRecipe(epochs=spec.probes.finetune_epochs, init="inherit", seed=seed,
-                       threads=threads)
+                       threads=threads, device=spec.device, precision=spec.precision)
 
 
 def evaluate(

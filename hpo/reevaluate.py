@@ -11,13 +11,16 @@ Every finished evaluation is stored at once in the study (user attribute
 ``reevaluated_trial_N``: {seed: {value, test_value, seconds}}), so a rerun continues where a
 killed one stopped, and a rerun with more ``--seeds`` or a larger ``--top`` adds only what
 is missing. ``hpo report`` shows the result beside the search values.
+
+``--device`` and ``--precision`` say where and how the evaluations run (default: auto, and
+the study's precision); a device this machine lacks is one line on stderr before any runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -25,6 +28,7 @@ import optuna
 from hpo.options import check_flags
 from hpo.pool import run_in_processes
 from hpo.records import REEVALUATED_ATTR, REFERENCE_ATTR, STUDY_FILE_ATTR, TrialRecord
+from search_core.device import add_device_arguments
 from search_core.errors import ConfigError
 
 FRESH_SEED_BASE = 1000  # fresh seeds are the first integers from here that no trial used
@@ -43,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                                             "process and thread each)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per evaluation")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_device_arguments(parser)
     parser.add_argument("--storage", default=None, help=STORAGE_HELP)
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     return parser
@@ -59,26 +64,37 @@ class Job:
     study: dict[str, Any]  # StudySpec.to_dict
     reference: float
     threads: int
+    device: str | None = None  # --device (None: the study's)
+    precision: str | None = None  # --precision (None: the study's)
 
 
 def cmd_reevaluate(args: argparse.Namespace) -> int:
     from hpo.storage import load_existing_study
+    from search_core.device import check_device_precision, resolve_device
 
     check_flags([(args.top >= 1, f"--top: got {args.top}; need >= 1"),
                  (args.seeds >= 1, f"--seeds: got {args.seeds}; need >= 1"),
                  (args.jobs >= 1, f"--jobs: got {args.jobs}; need >= 1"),
                  (args.threads >= 1, f"--threads: got {args.threads}; need >= 1")])
+    # here, not in a worker: a device this machine lacks is one line before anything runs
+    device = resolve_device(args.device or "auto", "--device")
+    if args.precision is not None:
+        check_device_precision(device, args.precision, "--precision")
     study = load_existing_study(args.storage, args.name)
     print(format_summary(study.study_name, reevaluate(study, args.top, args.seeds, args.jobs,
-                                                      args.threads, args.quiet)))
+                                                      args.threads, args.quiet, args.device,
+                                                      args.precision)))
     return 0
 
 
 def reevaluate(study: optuna.Study, top: int, seeds: int, workers: int, threads: int,
-               quiet: bool = False) -> list[dict[str, Any]]:
+               quiet: bool = False, device: str | None = None,
+               precision: str | None = None) -> list[dict[str, Any]]:
     """Evaluate what is missing of ``top`` x ``seeds``, storing each result as it finishes;
-    the summary rows, best fresh-seed mean first."""
-    jobs = plan(study, top, seeds, threads)
+    the summary rows, best fresh-seed mean first. ``device``, ``precision``: in place of the
+    study's (None: keep it)."""
+    jobs = [replace(job, device=device, precision=precision)
+            for job in plan(study, top, seeds, threads)]
     for job, record in run_in_processes(evaluate_job, jobs, workers, "reevaluate", quiet):
         store(study, job, record)
     return summarise(study)
@@ -128,9 +144,9 @@ def plan(study: optuna.Study, top: int, seeds: int, threads: int) -> list[Job]:
 def evaluate_job(job: Job) -> dict[str, Any]:
     """One evaluation in this process: the objective's value and its test value."""
     from hpo.objective import evaluate
-    from hpo.study import StudySpec
+    from hpo.study import StudySpec, with_run_settings
 
-    spec = StudySpec.from_dict(job.study)
+    spec = with_run_settings(StudySpec.from_dict(job.study), job.device, job.precision)
     result = evaluate(spec, job.params, job.seed, job.reference, threads=job.threads,
                       test=True)
     return {"value": result.values[0],

@@ -12,6 +12,10 @@ format version, the study (settings and fingerprint), the design, and the enviro
 
 A study then answers its trials from the table (``objective: {kind: table, path: PATH}``,
 hpo/surrogate.py) in milliseconds instead of minutes.
+
+``--device`` and ``--precision`` replace the study file's settings (``hpo.study.
+with_run_settings``); the device is where the evaluations run (recorded in the metadata, not
+part of the study's fingerprint), the precision is part of what they compute.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from hpo.tablefile import (
     read_rows,
     write_json,
 )
+from search_core.device import add_device_arguments
 from search_core.errors import ConfigError
 
 MAX_CONFIGS = 100_000
@@ -58,6 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     build.add_argument("--design-seed", type=int, default=0, help="seed of the Sobol design")
     build.add_argument("--out", default=None, help="table file (default tables/STUDY.csv)")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_device_arguments(build)
     build.add_argument("--debug", action="store_true", help="tracebacks on errors")
     show = sub.add_parser("show", help="a table's size, cost and surrogate fit")
     show.add_argument("path", help="table file (CSV) written by hpo table build")
@@ -75,6 +81,7 @@ class TableJob:
     seed: int
     study: dict[str, Any]  # StudySpec.to_dict
     reference: float
+    device: str = "auto"  # where it runs (StudySpec.to_dict leaves the device out)
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -85,7 +92,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from hpo.objective import reference_complexity
-    from hpo.study import load_study
+    from hpo.study import load_study, with_run_settings
+    from search_core.device import check_device_precision, resolve_device
 
     check_flags([(1 <= args.configs <= MAX_CONFIGS,
                   f"--configs: got {args.configs}; need 1..{MAX_CONFIGS}"),
@@ -94,7 +102,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = load_study(args.study)
+    spec = with_run_settings(load_study(args.study), args.device, args.precision)
+    # here, not in a worker: a device this machine lacks is one line before anything is written
+    check_device_precision(resolve_device(spec.device, "device"), spec.precision)
     if not spec.objective.entry.trains:
         raise ConfigError(f"--study: {args.study} computes its objective from the parameters "
                           f"(kind {spec.objective.kind}); a table is for a trained objective")
@@ -107,7 +117,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     check_meta(path, meta)
     done = {(int(r["config"]), int(r["seed"])) for r in read_rows(path)}
     reference = reference_complexity(spec)
-    jobs = [TableJob(i, source, params, seed, spec.to_dict(), reference)
+    jobs = [TableJob(i, source, params, seed, spec.to_dict(), reference, spec.device)
             for i, (source, params) in enumerate(design) for seed in range(args.seeds)
             if (i, seed) not in done]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,12 +163,12 @@ def evaluate_job(job: TableJob) -> dict[str, Any]:
     """One evaluation in this process (one torch thread): value, test value, seconds; a
     failing evaluation is a row with its error (the build goes on)."""
     from hpo.objective import evaluate
-    from hpo.study import StudySpec
+    from hpo.study import StudySpec, with_run_settings
 
     started, cpu = time.perf_counter(), time.process_time()
     try:
-        result = evaluate(StudySpec.from_dict(job.study), job.params, job.seed, job.reference,
-                          threads=1, test=True)
+        spec = with_run_settings(StudySpec.from_dict(job.study), job.device)
+        result = evaluate(spec, job.params, job.seed, job.reference, threads=1, test=True)
     except Exception as err:  # recorded, and the table goes on
         return {"value": math.nan, "test_value": math.nan,
                 "seconds": time.perf_counter() - started,
@@ -185,11 +195,19 @@ def table_meta(spec: Any, args: argparse.Namespace, configs: int) -> dict[str, A
         "directions": spec.objective.directions,
         "design": {"sobol": args.configs, "grid": configs - args.configs,
                    "design_seed": args.design_seed, "seeds": args.seeds},
-        "evaluation": {"threads": 1, "jobs": args.jobs},
+        "evaluation": {"threads": 1, "jobs": args.jobs, "device": spec.device,
+                       "precision": spec.precision},
         "environment": environment(threads=1),  # versions, commit, CPU, cores
         "command": f"hpo table build --study {args.study} --configs {args.configs} "
-                   f"--seeds {args.seeds} --jobs {args.jobs}",
+                   f"--seeds {args.seeds} --jobs {args.jobs}" + _device_flags(args),
     }
+
+
+def _device_flags(args: argparse.Namespace) -> str:
+    """``--device`` and ``--precision`` as given on the command line (none: nothing)."""
+    flags = [f" --{name} {value}" for name in ("device", "precision")
+             if (value := getattr(args, name, None)) is not None]
+    return "".join(flags)
 
 
 def check_meta(path: Path, meta: dict[str, Any]) -> None:

@@ -6,6 +6,10 @@ reports test accuracy (mean ± sd over seeds), parameters and the proxy accuracy
 (genotype, seed) training checkpoints after each epoch under ``--out``: a rerun of the same
 command continues where it stopped. The results are recorded in the study (user attribute
 ``trained_trial_N``), where ``hpo report`` reads them.
+
+``--device`` (default auto: CUDA when torch sees a GPU) and ``--precision`` (default fp32)
+say where and how the networks are trained; a device this machine lacks is one line on
+stderr before anything is written. Latencies are measured on the CPU whatever the device.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from hpo.options import check_flags
 from hpo.records import TRAINED_ATTR, TrialRecord
+from search_core.device import add_device_arguments
 from search_core.errors import ConfigError
 
 
@@ -54,6 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument("--threads", type=int, default=1, help="torch threads per training")
     train.add_argument("--out", default=None,
                        help="folder for checkpoints and results (default runs/NAME/trained)")
+    add_device_arguments(train, default_device="auto")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--storage", default=None, help=STORAGE_HELP)
     train.add_argument("--debug", action="store_true", help="tracebacks on errors")
@@ -92,11 +98,16 @@ def _check(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from hpo.commands import load_trial_result
+    from search_core.device import check_device_precision, resolve_device
     from search_core.train import TrainRecipe
 
     _check(args)
+    # here, not in a worker: a device this machine lacks is one line before anything runs
+    precision = args.precision or "fp32"
+    check_device_precision(resolve_device(args.device, "--device"), precision, "--precision")
     recipe = TrainRecipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         augment=args.augment, init=args.init, threads=args.threads)
+                         augment=args.augment, init=args.init, threads=args.threads,
+                         device=args.device, precision=precision)
     study, trial, checkpoint, result = load_trial_result(args)
     members = pick_members(args, trial, result)
     data = _data_config(result.config.data, args.train_limit)
