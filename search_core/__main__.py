@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from search_core.device import add_device_arguments
 from search_core.errors import NasHpoError
-from search_core.threads import configure_process, threads_per_trial
+from search_core.threads import configure_process, threads_per_trial, usable_cpus
 
 if TYPE_CHECKING:
     from search_core.config import SearchConfig
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--placement", default="vertices")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: the thread policy's, 1)")
+                   help="torch threads (default: every usable CPU: one search alone)")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for checkpoint.pt, family.csv and summary.json (and, while "
                         f"the search runs, its resume point {STATE_FILE})")
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         args = parse_args(argv)
-        threads = threads_per_trial(args.threads)
+        threads = threads_per_trial(args.threads if args.threads else usable_cpus())
         configure_process(threads)  # before torch is imported
         from search_core.data import load_data
         from search_core.device import check_device_precision, resolve_device

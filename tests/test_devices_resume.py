@@ -427,3 +427,25 @@ def test_train_config_epochs_of_a_resumed_state_are_checked(tiny_data, tmp_path:
     longer = config.replace(train=dataclasses.replace(config.train, epochs=3))
     with pytest.raises(ConfigError, match=r"train\.epochs"):
         search(longer, state=state)
+
+
+def test_a_strided_depthwise_conv_under_cpu_autocast_computes_the_strided_conv() -> None:
+    """The bf16 fast path runs strided depthwise convs unstrided and subsamples (oneDNN's
+    strided bf16 backward is slow): the same values and gradients, to bf16 rounding."""
+    from search_core.fastpath import conv
+
+    torch.manual_seed(0)
+    module = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False)
+    x = torch.randn(4, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    plain = x.clone().requires_grad_()
+    fast = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = module(plain)
+        got = conv(module, fast)
+    assert got.shape == expected.shape == (4, 8, 5, 5)
+    assert torch.allclose(got.float(), expected.float(), atol=2e-2, rtol=2e-2)
+    expected.float().square().sum().backward()
+    got.float().square().sum().backward()
+    assert torch.allclose(fast.grad, plain.grad, atol=5e-2, rtol=5e-2)
+    # without autocast it is the module's own conv, exactly
+    assert torch.equal(conv(module, x), module(x))
