@@ -42,12 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    from seed_table import probe_numbers
+
     from hpo.objective import cached_data, evaluate, reference_complexity
     from hpo.study import build_search_config, load_study, with_run_settings
     from search_core.device import resolve_device
-    from search_core.family import hard_accuracy
-    from search_core.genotype import Genotype
-    from search_core.ops import op_role
     from search_core.result import SearchResult
 
     spec = with_run_settings(load_study(args.study), args.device, args.precision)
@@ -67,16 +66,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     search = SearchResult.load(checkpoint)
     search.supernet.to(resolve_device(spec.device))  # the test split where it ran
     rows = {row["probe"]: row for row in result.family.rows()}  # type: ignore[union-attr]
-    probes = {}
-    for probe in PROBES:
-        row = rows[probe]
-        genotype = Genotype.from_json(row["genotype"])
-        roles = {"pool": 0, "conv": 0, "identity": 0}
-        for op, count in genotype.op_counts()["total"].items():
-            roles[op_role(op)] += count
-        test = hard_accuracy(search.supernet, genotype.choice(config.space), data, "test")
-        probes[probe] = {"val_acc": 100 * row["accuracy"], "test_acc": 100 * test,
-                         "cell_params": row["cell_params"], **roles}
+    probes = {probe: probe_numbers(search.supernet, config.space, data, rows[probe])
+              for probe in PROBES}
     sizes = [row["cell_params"] for row in rows.values()]
     return {"study": spec.name, "seed": seed, "wall_s": wall, "trial_s": result.seconds,
             "device": result.device, "precision": result.precision,

@@ -29,6 +29,22 @@ PROBES = ("A", "B", "C", "D")
 REMOVES = {"B": "conv", "C": "pool", "D": "identity"}  # the op each probe penalises
 
 
+def probe_numbers(supernet: Any, space: Any, data: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """A family row's validation accuracy (%), the same architecture's test accuracy (%) on
+    the shared weights (reported only), in-cell parameters and op counts by role."""
+    from search_core.family import hard_accuracy
+    from search_core.genotype import Genotype
+    from search_core.ops import op_role
+
+    genotype = Genotype.from_json(row["genotype"])
+    roles = {"pool": 0, "conv": 0, "identity": 0}
+    for op, count in genotype.op_counts()["total"].items():
+        roles[op_role(op)] += count
+    test = hard_accuracy(supernet, genotype.choice(space), data, "test")
+    return {"val_acc": 100 * row["accuracy"], "test_acc": 100 * test,
+            "cell_params": row["cell_params"], **roles}
+
+
 def probe_rows(study_name: str, storage: str, trial: int) -> list[dict[str, Any]]:
     """Probes A-D of one search, and its family's smallest and largest in-cell params."""
     import optuna
@@ -36,9 +52,6 @@ def probe_rows(study_name: str, storage: str, trial: int) -> list[dict[str, Any]
     from hpo.records import TrialRecord
     from hpo.storage import open_storage
     from search_core.data import load_data
-    from search_core.family import hard_accuracy
-    from search_core.genotype import Genotype
-    from search_core.ops import op_role
     from search_core.result import SearchResult
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
@@ -46,16 +59,9 @@ def probe_rows(study_name: str, storage: str, trial: int) -> list[dict[str, Any]
     result = SearchResult.load(record.checkpoint)
     data = load_data(result.config.data)
     family = {row["probe"]: row for row in record.family}
-    rows = []
-    for probe in PROBES:
-        row = family[probe]
-        genotype = Genotype.from_json(row["genotype"])
-        roles = {"pool": 0, "conv": 0, "identity": 0}
-        for op, count in genotype.op_counts()["total"].items():
-            roles[op_role(op)] += count
-        test = hard_accuracy(result.supernet, genotype.choice(result.config.space), data, "test")
-        rows.append({"study": study_name, "probe": probe, "val_acc": 100 * row["accuracy"],
-                     "test_acc": 100 * test, "cell_params": row["cell_params"], **roles})
+    rows = [{"study": study_name, "probe": probe,
+             **probe_numbers(result.supernet, result.config.space, data, family[probe])}
+            for probe in PROBES]
     sizes = [row["cell_params"] for row in record.family]
     rows.append({"study": study_name, "probe": "family", "min_cell_params": min(sizes),
                  "max_cell_params": max(sizes)})

@@ -114,6 +114,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
             super().__init__(**kwargs)
             self.reported: dict[str, set[int]] = {}  # Tune trial -> epochs reported so far
             self.restarts: dict[str, int] = {}  # Tune trial -> restarts after a worker died
+            self.pids: dict[str, list[int]] = {}  # Tune trial -> processes that reported
             self.nodes: dict[str, list[str]] = {}  # Tune trial -> nodes its attempts ran on
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -133,7 +134,14 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
                 nodes.append(result["ray_node_id"])  # every node an attempt of it ran on
                 ot_trial.set_user_attr("ray_nodes", nodes)
             epoch, seen = int(result["epoch"]), self.reported.setdefault(trial_id, set())
-            if epoch == 0 and 0 in seen:  # Tune restarted it: its worker died
+            pids = self.pids.setdefault(trial_id, [])
+            pid = result.get("worker_pid")
+            new_process = pid is not None and pid not in pids
+            if new_process:
+                pids.append(pid)
+            # Tune restarted it (its worker died): another process reports, or an epoch
+            # comes again; a resumed search does not start at epoch 0
+            if (new_process and len(pids) > 1) or (not new_process and epoch in seen):
                 self.restarts[trial_id] = self.restarts.get(trial_id, 0) + 1
                 ot_trial.set_user_attr("ray_restarts", self.restarts[trial_id])
             if epoch not in seen:  # an intermediate value is reported once per epoch
