@@ -449,3 +449,26 @@ def test_a_strided_depthwise_conv_under_cpu_autocast_computes_the_strided_conv()
     assert torch.allclose(fast.grad, plain.grad, atol=5e-2, rtol=5e-2)
     # without autocast it is the module's own conv, exactly
     assert torch.equal(conv(module, x), module(x))
+
+
+@no_cuda
+def test_compare_with_cuda_missing_is_refused_before_anything_is_written(cli: Hpo) -> None:
+    result = cli("compare", "--study", TINY, "--samplers", "random,tpe", "--trials", 1,
+                 "--repeats", 1, "--artifacts", cli.artifacts, "--device", "cuda", "-q")
+    assert result.code == 2 and "no CUDA GPU" in result.err
+    assert cli.nothing_written()
+
+
+@no_cuda
+def test_ray_gpu_shares_need_gpus_unless_a_cluster_brings_them() -> None:
+    from hpo.runner import check_device
+
+    spec = load_study(TINY)
+    local_ray = RunOptions(study_path=None, backend="ray", ray=RayOptions(gpus_per_trial=0.5))
+    with pytest.raises(ConfigError, match="--gpus-per-trial: this machine has no CUDA GPU"):
+        check_device(spec, local_ray)
+    cluster = RunOptions(study_path=None, backend="ray",
+                         ray=RayOptions(address="127.0.0.1:6379", gpus_per_trial=0.5))
+    check_device(with_run_settings(spec, device="cuda"), cluster)  # its nodes may have them
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        check_device(with_run_settings(spec, device="cuda"), RunOptions(study_path=None))
