@@ -21,13 +21,19 @@ from search_core.errors import DivergenceError
 STUDIES = sorted((Path(__file__).resolve().parent.parent / "studies").glob("*.yaml"))
 
 
+# studies that reproduce one configuration of docs/results.md (a one-cell grid: its seeds
+# differ, not its parameters)
+ONE_CONFIGURATION = {"fashion-mnist-exp1-full"}
+
+
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_shipped_study_validates_and_has_a_grid(path: Path) -> None:
     spec = load_study(path)
     assert spec.name == path.stem
     assert spec.params, "a study tunes something"
     cells = grid_cells(spec)
-    assert len(cells) == len({tuple(sorted(c.items())) for c in cells}) >= 2
+    least = 1 if path.stem in ONE_CONFIGURATION else 2
+    assert len(cells) == len({tuple(sorted(c.items())) for c in cells}) >= least
 
 
 def test_default_study_is_digits_with_the_seed_experiment_1_ops() -> None:
