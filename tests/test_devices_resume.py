@@ -266,7 +266,7 @@ def test_hpo_run_killed_mid_trial_resumes_the_search_on_the_next_run(cli: Hpo) -
     assert states(trials) == {"FAIL": 1, "COMPLETE": 1}
     (done,) = of_state(trials, TrialState.COMPLETE)
     assert done.user_attrs["retry_of"] == of_state(trials, TrialState.FAIL)[0].number
-    assert 1 <= done.user_attrs["resumed_from"] <= 4
+    assert 1 <= done.user_attrs["resumed_from"] <= 5  # killed after its first epoch, or later
     assert done.values == expected.values
     assert not any(resume.glob("*.pt"))
 
