@@ -107,7 +107,7 @@ def test_bf16_autocast_runs_a_tiny_search_on_the_cpu(tiny_config, tiny_data) -> 
     assert bf16.device == {"device": "cpu"}
 
 
-def test_autocast_is_a_no_op_in_fp32_and_bf16_on_the_cpu() -> None:
+def test_cpu_autocast_casts_in_bf16_and_not_in_fp32() -> None:
     cpu = torch.device("cpu")
     x = torch.randn(4, 8)
     w = torch.randn(8, 8)
