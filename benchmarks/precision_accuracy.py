@@ -1,5 +1,6 @@
 """What bf16 autocast does to a search: its speed and its probes A-D, paired with fp32 on the
-same search seeds.
+same search seeds. ``--eval-precision fp32`` measures bf16-trained supernets' families in fp32
+(and compares them with fp32's): is a loss the training's or the evaluation's?
 
     python benchmarks/precision_accuracy.py --data fashion-mnist --train-limit 2000 \\
         --val-limit 2000 --epochs 10 --seeds 0,1,2 --out benchmarks/results/precision.jsonl
@@ -37,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval-precision", default=None,
+                   help="evaluate the family (BN recalibration, validation, test) in this "
+                        "precision instead of the search's: tells training from evaluation")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/precision.jsonl"))
     p.add_argument("--summary-only", action="store_true")
     return p.parse_args(argv)
@@ -64,6 +68,8 @@ def run_one(args: argparse.Namespace, seed: int, precision: str) -> dict[str, An
     config = config_for(args, seed, precision)
     data = load_data(config.data)
     result = search(config, data)
+    evaluated = args.eval_precision or precision
+    result.config = config.replace(precision=evaluated)  # what the family is measured in
     family = evaluate_family(result, data, seed_probes(config.space.ops),
                              complexity="cell_params")
     probes: dict[str, Any] = {}
@@ -72,13 +78,14 @@ def run_one(args: argparse.Namespace, seed: int, precision: str) -> dict[str, An
         for op, count in member.op_counts["total"].items():
             roles[op_role(op)] += count
         test = hard_accuracy(result.supernet, member.genotype.choice(config.space), data,
-                             "test", precision=precision)
+                             "test", precision=evaluated)
         probes[member.probe] = {"val_acc": member.accuracy, "test_acc": test,
                                 "cell_params": member.cell_params, **roles}
     return {"data": args.data, "train_limit": args.train_limit, "train": len(data.train),
             "val": len(data.val),
             "epochs": args.epochs, "channels": args.channels, "threads": args.threads,
-            "seed": seed, "precision": precision, "search_seconds": result.seconds,
+            "seed": seed, "precision": precision, "eval_precision": evaluated,
+            "search_seconds": result.seconds,
             "final_train_loss": result.history[-1]["train_loss"],
             "final_val_acc": result.history[-1]["val_acc"], "probes": probes}
 
@@ -86,7 +93,7 @@ def run_one(args: argparse.Namespace, seed: int, precision: str) -> dict[str, An
 def key(row: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two rows the same measurement."""
     return (row["data"], row["train_limit"], row["epochs"], row["channels"], row["threads"],
-            row["seed"], row["precision"])
+            row["seed"], row["precision"], row.get("eval_precision", row["precision"]))
 
 
 def summary(rows: list[dict[str, Any]], precisions: list[str]) -> None:
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             for precision in precisions:
                 wanted = {"data": args.data, "train_limit": args.train_limit,
                           "epochs": args.epochs, "channels": args.channels,
-                          "threads": args.threads, "seed": seed, "precision": precision}
+                          "threads": args.threads, "seed": seed, "precision": precision,
+                          "eval_precision": args.eval_precision or precision}
                 if key(wanted) in done:
                     continue
                 row = run_one(args, seed, precision)
@@ -150,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"seed {seed} {precision}: {row['search_seconds']:.0f} s, probe A val "
                       f"{row['probes']['A']['val_acc']:.3f}", flush=True)
     here = (args.data, args.train_limit, args.epochs, args.channels, args.threads)
-    selected = [r for r in rows if key(r)[:5] == here]
+    selected = [r for r in rows if key(r)[:5] == here
+                and key(r)[7] == (args.eval_precision or r["precision"])]
     summary(selected, precisions)
     return 0
 
