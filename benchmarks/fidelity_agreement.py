@@ -58,7 +58,7 @@ def configurations(study_path: str, count: int, seed: int) -> list[dict[str, Any
 def evaluate_one(job: dict[str, Any]) -> dict[str, Any]:
     """One search + family evaluation of ``job``'s configuration at its fidelity."""
     configure_process(threads=1)
-    from hpo.objective import evaluate, reference_complexity
+    from hpo.evaluation import evaluate, reference_complexity
     from hpo.study import load_study
 
     spec = load_study(job["study"])

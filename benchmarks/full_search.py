@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from seed_table import probe_numbers
 
-    from hpo.objective import cached_data, evaluate, reference_complexity
+    from hpo.evaluation import cached_data, evaluate, reference_complexity
     from hpo.study import build_search_config, load_study, with_run_settings
     from search_core.device import resolve_device
     from search_core.result import SearchResult

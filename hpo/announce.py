@@ -60,13 +60,15 @@ def banner(name: str, study_file: str, sampler: str, seed: int, trials: int, job
 
 
 def stop_reason_words(reason: str, trials: int) -> str:
-    """``StopRule.reason``'s code in words."""
+    """``StopRule.final_reason``'s code in words."""
     if reason == "trials":
         return f"{trials} trials finished"
     if reason == "grid":
         return "every grid cell has run"
+    if reason == "timeout":
+        return "--timeout reached before the budget"
     if reason == "stopped early":
-        return "stopped before the budget (--timeout, or no trial could finish)"
+        return "stopped before the budget (no trial could finish)"
     return reason
 
 

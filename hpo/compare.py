@@ -14,18 +14,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from hpo.announce import shown_path
-from hpo.flags import check_run_flags
+from hpo.groups import Group, group_attrs, group_maximises, group_studies
 from hpo.objectives import MAXIMIZE, MINIMIZE
-from hpo.options import RunOptions
-from hpo.samplers import SAMPLERS, build_sampler
+from hpo.options import RunOptions, checked, read_study
+from hpo.samplers import SAMPLERS, check_sampler
 from hpo.storage import open_storage, storage_label, study_names
-from hpo.study import StudySpec, check_study_name, load_study
+from hpo.study import StudySpec, check_study_name
 from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from reports.data import Group
 
 
 @dataclass(frozen=True)
@@ -54,28 +52,25 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
     samplers = [SAMPLERS.canonical(sampler, "--samplers") for sampler in options.samplers]
     if len(set(samplers)) < len(samplers):
         raise ConfigError(f"--samplers: {','.join(options.samplers)} names a sampler twice")
-    run_options = check_run_flags(options.run)
-    load_study(run_options.study_path)  # the file's own errors, before torch is imported
+    run_options = checked(options.run)
     from hpo.runner import validate
 
-    spec, reference = validate(run_options)  # one reference for the whole group: a
+    spec = read_study(run_options)  # the file's own errors, before torch is imported
+    reference = validate(run_options, spec)  # one reference for the whole group: a
     # measured one (latency) would otherwise differ by noise between its studies
     directions = spec.objective.directions
     if len(directions) > 1 and directions != [MAXIMIZE, MINIMIZE]:
         raise ConfigError(f"hpo compare: objectives {directions}; it compares one value or "
                           "an (accuracy, complexity) pair (by hypervolume)")
     for sampler in samplers:
-        build_sampler(sampler, 0, spec.objective.directions)
+        check_sampler(sampler, spec.objective.directions)
     group = check_study_name(options.group or f"{spec.name}-compare", "--name")
     optimum = known_optimum(spec)
     runs = []
     for repeat in range(options.repeats):
         for sampler in samplers:
             seed = options.run.seed + repeat
-            attrs: dict[str, Any] = {"compare_group": group, "repeat": repeat, "seed": seed,
-                                     "budget": options.run.trials}
-            if optimum is not None:
-                attrs["known_optimum"] = optimum
+            attrs = group_attrs(group, repeat, seed, options.run.trials, optimum)
             runs.append(replace(
                 options.run, sampler=sampler, seed=seed, name=study_name(group, sampler, repeat),
                 grid_budget=options.run.trials if sampler == "grid" else None,
@@ -90,13 +85,12 @@ def compare(options: CompareOptions, progress: Any = None,
     gets a one-line banner before the first study runs."""
     spec, group, runs = plan(options)
     from hpo.runner import run  # imports torch: after the flags are checked
-    from reports import data
 
     if announce is not None:
         announce(compare_banner(options, spec, group, runs))
     for run_options in runs:
-        run(run_options, progress() if progress else None)
-    return data.group_studies(open_storage(options.run.storage), group)
+        run(run_options, progress() if progress else None, spec=spec)
+    return group_studies(open_storage(options.run.storage), group)
 
 
 def compare_banner(options: CompareOptions, spec: StudySpec, group: str,
@@ -117,11 +111,9 @@ def compare_banner(options: CompareOptions, spec: StudySpec, group: str,
 
 
 def summarise_group(found: Group, finals: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per sampler: repeats and the median, min and max of ``finals`` (reports.data
+    """Per sampler: repeats and the median, min and max of ``finals`` (the report's
     ``final_best``: for an (accuracy, complexity) group the final hypervolume of the
     trial-level front), best first."""
-    from reports import data
-
     finals = finals.dropna(subset=["best"])
     known = [v for v in found.meta["known_optimum"] if v is not None and v == v]
     rows = []
@@ -132,5 +124,5 @@ def summarise_group(found: Group, finals: pd.DataFrame) -> list[dict[str, Any]]:
         if known:
             row["median_gap_to_optimum"] = float(known[0]) - row["median_best"]
         rows.append(row)
-    sign = -1.0 if data.group_maximises(found) else 1.0
+    sign = -1.0 if group_maximises(found) else 1.0
     return sorted(rows, key=lambda r: sign * r["median_best"])

@@ -208,7 +208,7 @@ def table_metric_name(spec: ObjectiveSpec) -> tuple[str, ...]:
     """The tabulated study's metric, marked as a surrogate's."""
     from pathlib import Path
 
-    from hpo.tablefile import read_meta
+    from hpo.table_file import read_meta
 
     try:
         tabulated = ObjectiveSpec(**read_meta(Path(spec.path or "")).get("study", {})

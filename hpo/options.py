@@ -1,4 +1,6 @@
-"""What ``hpo run`` is asked to do: ``RunOptions``, and the thread decisions that follow."""
+"""What ``hpo run`` is asked to do: ``RunOptions``, the checks of its flags that need no
+study file (``checked``: run first, so a bad flag fails in a fraction of a second; nothing
+here imports torch), and the thread decisions that follow."""
 
 from __future__ import annotations
 
@@ -6,9 +8,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from hpo.backends.registry import BACKENDS, BackendEntry
 from hpo.placement import gpu_slots, threads_for, visible_gpus, wants_gpu
+from hpo.samplers import PRUNERS, SAMPLERS
+from hpo.study import check_study_name, load_study, with_run_settings
+from search_core.device import check_device_name, check_precision
 from search_core.errors import ConfigError
 from search_core.threads import threads_per_trial, usable_cpus, workers_per_machine
+
+MAX_GPUS_PER_TRIAL = 64
 
 if TYPE_CHECKING:
     from hpo.study import StudySpec
@@ -51,6 +59,10 @@ class RunOptions:
     study_attrs: tuple[tuple[str, Any], ...] = ()  # extra study user attributes
     reference: float | None = None  # hypervolume reference, when known (a compare group's)
 
+    @property
+    def backend_entry(self) -> BackendEntry:
+        return BACKENDS.get(self.backend, "--backend")
+
 
 def check_flags(checks: Iterable[tuple[bool, str]]) -> None:
     """Raise ``ConfigError`` with the message of the first check that fails."""
@@ -59,11 +71,49 @@ def check_flags(checks: Iterable[tuple[bool, str]]) -> None:
             raise ConfigError(message)
 
 
+def checked(options: RunOptions) -> RunOptions:
+    """``options`` after every check of the command-line flags that needs no study file,
+    with the registered spelling of the sampler, pruner and backend (``TPE`` is ``tpe``)."""
+    options = replace(options, sampler=SAMPLERS.canonical(options.sampler, "--sampler"),
+                      pruner=PRUNERS.canonical(options.pruner, "--pruner"),
+                      backend=BACKENDS.canonical(options.backend, "--backend"))
+    if options.name is not None:
+        check_study_name(options.name, "--name")
+    ray, cluster = options.ray, options.backend_entry.cluster
+    check_flags([
+        (options.trials >= 1, f"--trials: got {options.trials}; need >= 1"),
+        (options.jobs is None or options.jobs >= 1, f"--jobs: got {options.jobs}; need >= 1"),
+        (cluster or not (ray.address or ray.concurrency),
+         "--address and --concurrency need --backend ray"),
+        (ray.cpus_per_trial >= 1 and ray.retries >= 0 and (ray.concurrency or 1) >= 1,
+         "--cpus-per-trial and --concurrency need >= 1, --retries >= 0"),
+        (cluster or not ray.gpus_per_trial,
+         "--gpus-per-trial needs --backend ray (local workers: --trials-per-gpu)"),
+        (0 <= ray.gpus_per_trial <= MAX_GPUS_PER_TRIAL,
+         f"--gpus-per-trial: got {ray.gpus_per_trial}; need 0..{MAX_GPUS_PER_TRIAL} (a "
+         "fraction such as 0.25 shares a GPU between four trials)"),
+        (options.trials_per_gpu >= 1,
+         f"--trials-per-gpu: got {options.trials_per_gpu}; need >= 1"),
+    ])
+    if options.device is not None:
+        check_device_name(options.device, "--device")
+    if options.precision is not None:
+        check_precision(options.precision, "--precision")
+    trial_threads(options)  # raises on a bad --threads
+    return options
+
+
+def read_study(options: RunOptions) -> StudySpec:
+    """The study file (read here, once per run) with ``--device`` and ``--precision`` in
+    place of its own; every layer and worker after this gets the spec, not the path."""
+    return with_run_settings(load_study(options.study_path), options.device, options.precision)
+
+
 def trial_threads(options: RunOptions) -> int:
     """Torch threads of one trial: ``--threads``, else for local workers the usable CPUs
     shared by the ``--jobs`` trials that run at once (one search alone uses every core;
     jobs not decided yet counts as one per CPU); on Ray, the CPUs reserved per trial."""
-    if options.backend == "ray":
+    if options.backend_entry.cluster:
         threads = options.ray.cpus_per_trial if options.threads is None else options.threads
         return threads_per_trial(threads)
     if options.threads is not None:
@@ -76,9 +126,9 @@ def with_jobs(options: RunOptions, spec: StudySpec) -> RunOptions:
     """``options`` with ``jobs`` decided: on a GPU machine (device auto or cuda, local
     backend), ``--trials-per-gpu`` workers per visible GPU, each slot's GPU in ``gpus``;
     else the thread policy's number of workers for this machine; never more than the
-    trials; one for the Ray backend (it runs no local workers) and for objectives that do
+    trials; one for a backend without local workers (Ray) and for objectives that do
     not train (microseconds per trial: a worker costs more)."""
-    if options.backend != "local" or not spec.objective.entry.trains:
+    if not options.backend_entry.local_workers or not spec.objective.entry.trains:
         return replace(options, jobs=options.jobs or 1)
     gpus = visible_gpus() if wants_gpu(spec.device) else []
     slots = tuple(gpu_slots(gpus, options.trials_per_gpu)) if gpus else ()

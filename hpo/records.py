@@ -32,7 +32,13 @@ FAIL_REASON_ATTR = "fail_reason"
 GRID_CELL_ATTR = "grid_cell"  # the grid cell an enqueued trial runs (grid_key)
 RETRY_OF_ATTR = "retry_of"  # the trial whose configuration this one runs again
 SAMPLER_SEED_ATTR = "sampler_seed"
-RAY_ATTRS = ("ray_node_id", "ray_node_ip", "ray_nodes", "ray_restarts", "ray_worker_pid")
+RAY_NODE_ID_ATTR = "ray_node_id"  # the Ray node that ran a trial's last attempt
+RAY_NODE_IP_ATTR = "ray_node_ip"
+RAY_NODES_ATTR = "ray_nodes"  # every node an attempt of the trial ran on
+RAY_RESTARTS_ATTR = "ray_restarts"  # Tune restarted it (its worker died)
+RAY_WORKER_PID_ATTR = "ray_worker_pid"  # the process running it now
+RAY_ATTRS = (RAY_NODE_ID_ATTR, RAY_NODE_IP_ATTR, RAY_NODES_ATTR, RAY_RESTARTS_ATTR,
+             RAY_WORKER_PID_ATTR)
 
 # study user attributes
 STUDY_FILE_ATTR = "study_file"  # the parsed study file (StudySpec.to_dict)

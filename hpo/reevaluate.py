@@ -18,39 +18,18 @@ the study's precision); a device this machine lacks is one line on stderr before
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 
-from hpo.options import check_flags
+from hpo.facts import complete_trials, is_multi_objective, maximises
 from hpo.pool import run_in_processes
 from hpo.records import REEVALUATED_ATTR, REFERENCE_ATTR, STUDY_FILE_ATTR, TrialRecord
-from search_core.device import add_device_arguments
 from search_core.errors import ConfigError
 
 FRESH_SEED_BASE = 1000  # fresh seeds are the first integers from here that no trial used
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from hpo.storage import STORAGE_HELP
-
-    parser = subparsers.add_parser(
-        "reevaluate", help="run the top configurations again with fresh seeds (seed-robust "
-                           "best)")
-    parser.add_argument("name", help="study name")
-    parser.add_argument("--top", type=int, default=3, help="configurations (best first)")
-    parser.add_argument("--seeds", type=int, default=5, help="fresh seeds per configuration")
-    parser.add_argument("--jobs", type=int, default=1, help="evaluations at once (one "
-                                                            "process and thread each)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per evaluation")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_device_arguments(parser)
-    parser.add_argument("--storage", default=None, help=STORAGE_HELP)
-    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
-    return parser
 
 
 @dataclass(frozen=True)
@@ -68,25 +47,6 @@ class Job:
     precision: str | None = None  # --precision (None: the study's)
 
 
-def cmd_reevaluate(args: argparse.Namespace) -> int:
-    from hpo.storage import load_existing_study
-    from search_core.device import check_device_precision, resolve_device
-
-    check_flags([(args.top >= 1, f"--top: got {args.top}; need >= 1"),
-                 (args.seeds >= 1, f"--seeds: got {args.seeds}; need >= 1"),
-                 (args.jobs >= 1, f"--jobs: got {args.jobs}; need >= 1"),
-                 (args.threads >= 1, f"--threads: got {args.threads}; need >= 1")])
-    # here, not in a worker: a device this machine lacks is one line before anything runs
-    device = resolve_device(args.device or "auto", "--device")
-    if args.precision is not None:
-        check_device_precision(device, args.precision, "--precision")
-    study = load_existing_study(args.storage, args.name)
-    print(format_summary(study.study_name, reevaluate(study, args.top, args.seeds, args.jobs,
-                                                      args.threads, args.quiet, args.device,
-                                                      args.precision)))
-    return 0
-
-
 def reevaluate(study: optuna.Study, top: int, seeds: int, workers: int, threads: int,
                quiet: bool = False, device: str | None = None,
                precision: str | None = None) -> list[dict[str, Any]]:
@@ -102,13 +62,13 @@ def reevaluate(study: optuna.Study, top: int, seeds: int, workers: int, threads:
 
 def top_trials(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:
     """The ``top`` complete trials, best value first."""
-    if len(study.directions) > 1:
+    if is_multi_objective(study):
         raise ConfigError(f"study {study.study_name!r} has {len(study.directions)} objectives; "
                           "hpo reevaluate ranks configurations by one value")
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = complete_trials(study)
     if not done:
         raise ConfigError(f"study {study.study_name!r} has no complete trial to re-evaluate")
-    maximise = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    maximise = maximises(study)
     done = sorted(done, key=lambda t: (-t.values[0] if maximise else t.values[0], t.number))
     return done[:top]
 
@@ -143,7 +103,7 @@ def plan(study: optuna.Study, top: int, seeds: int, threads: int) -> list[Job]:
 
 def evaluate_job(job: Job) -> dict[str, Any]:
     """One evaluation in this process: the objective's value and its test value."""
-    from hpo.objective import evaluate
+    from hpo.evaluation import evaluate
     from hpo.study import StudySpec, with_run_settings
 
     spec = with_run_settings(StudySpec.from_dict(job.study), job.device, job.precision)
@@ -179,8 +139,7 @@ def store(study: optuna.Study, job: Job, record: dict[str, Any]) -> None:
 def summarise(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per re-evaluated trial, best fresh-seed mean first: search value, fresh-seed
     validation mean ± sd and test mean ± sd, seeds."""
-    maximise = len(study.directions) == 1 and \
-        study.direction == optuna.study.StudyDirection.MAXIMIZE
+    maximise = not is_multi_objective(study) and maximises(study)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     rows = []
     for number, runs in all_stored(study).items():

@@ -18,12 +18,12 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.announce import BestTrial, banner, best_lines, next_commands, stop_reason_words
-from hpo.backends import BACKENDS, RunJob
-from hpo.flags import check_run_flags
+from hpo.backends.base import RunJob
+from hpo.evaluation import reference_complexity
+from hpo.facts import best_trial, state_counts
 from hpo.grid import enqueue_grid, grid_cells
 from hpo.liveness import file_lock, lock_path, recover_stale_trials
-from hpo.objective import reference_complexity
-from hpo.options import RunOptions, trial_threads, with_jobs
+from hpo.options import RunOptions, checked, read_study, trial_threads, with_jobs
 from hpo.records import (
     ENVIRONMENT_ATTR,
     FAIL_REASON_ATTR,
@@ -36,10 +36,10 @@ from hpo.records import (
     STUDY_SOURCE_ATTR,
     environment,
 )
-from hpo.samplers import SAMPLERS, build_sampler
-from hpo.stopping import StopRule, state_counts
+from hpo.samplers import SAMPLERS, check_sampler, study_sampler
+from hpo.stopping import StopRule
 from hpo.storage import open_storage, storage_label, study_names
-from hpo.study import StudySpec, load_study, with_run_settings
+from hpo.study import StudySpec
 from hpo.trial import INTERRUPTED
 from search_core.errors import ConfigError, NasHpoError
 from search_core.threads import oversubscription
@@ -74,25 +74,18 @@ class RunSummary:
         return lines
 
 
-def validate(options: RunOptions) -> tuple[StudySpec, float]:
-    """Everything that can be checked before anything is written; returns the study and
-    its hypervolume reference complexity (this loads the data set, so a missing data
-    folder fails here), unless ``options.reference`` already gives it. ``options`` come
-    from ``check_run_flags`` (no study file, no torch), as ``run`` and ``hpo compare``
-    pass them."""
-    spec = run_study(options)
-    build_sampler(options.sampler, options.seed, spec.objective.directions)
+def validate(options: RunOptions, spec: StudySpec) -> float:
+    """Everything that can be checked before anything is written; returns the study's
+    hypervolume reference complexity (this loads the data set, so a missing data folder
+    fails here), unless ``options.reference`` already gives it. ``options`` come from
+    ``hpo.options.checked`` (no study file, no torch), ``spec`` from ``hpo.options.read_study``."""
+    check_sampler(options.sampler, spec.objective.directions)
     check_device(spec, options)
-    if options.sampler == "grid" and options.grid_budget is None:
+    if SAMPLERS.get(options.sampler).enumerates_grid and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
     if options.reference is not None:
-        return spec, options.reference
-    return spec, reference_complexity(spec)
-
-
-def run_study(options: RunOptions) -> StudySpec:
-    """The study file with ``--device`` and ``--precision`` in place of its own."""
-    return with_run_settings(load_study(options.study_path), options.device, options.precision)
+        return options.reference
+    return reference_complexity(spec)
 
 
 def check_device(spec: StudySpec, options: RunOptions) -> None:
@@ -101,7 +94,7 @@ def check_device(spec: StudySpec, options: RunOptions) -> None:
     CUDA asked for and missing is a ``ConfigError`` before anything is written."""
     if not spec.objective.entry.trains:
         return
-    if options.backend == "ray" and options.ray.address:
+    if options.backend_entry.cluster and options.ray.address:
         return
     from search_core.device import check_device_precision, resolve_device
 
@@ -116,14 +109,14 @@ def study_name(options: RunOptions, spec: StudySpec) -> str:
     return options.name or spec.name  # both checked by check_study_name
 
 
-def create_or_resume(options: RunOptions, spec: StudySpec, reference: float) -> optuna.Study:
+def create_or_resume(options: RunOptions, spec: StudySpec, reference: float,
+                     sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """The study, created or resumed under the workers' lock. Creation is complete from the
     user's view: a study left without its attributes by a killed run (and without trials)
     gets them on the next run; its grid cells are enqueued once each, however often a run is
     killed while enqueueing."""
     name = study_name(options, spec)
     storage = open_storage(options.storage)
-    sampler = build_sampler(options.sampler, options.seed, spec.objective.directions)
     with file_lock(lock_path(options.artifacts, name)):
         if name in study_names(storage):
             study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
@@ -169,17 +162,21 @@ def _set_study_attributes(study: optuna.Study, spec: StudySpec, options: RunOpti
 
 
 def run(options: RunOptions, progress: Any = None,
-        announce: Callable[[str], None] | None = None) -> RunSummary:
+        announce: Callable[[str], None] | None = None,
+        spec: StudySpec | None = None) -> RunSummary:
     """Validate, create or resume the study, run its trials, summarise; ``announce`` gets
     the one-line banner (study, sampler, budget, storage, new or resumed) before the
-    trials start."""
-    options = check_run_flags(options)
-    spec, reference = validate(options)
+    trials start. ``spec``: the study already read (``read_study(options)``); else the
+    study file is read here."""
+    options = checked(options)
+    spec = spec if spec is not None else read_study(options)
+    reference = validate(options, spec)
     options = with_jobs(options, spec)
-    if options.backend == "local" and (
+    sampler = study_sampler(options.sampler, options.seed, spec.objective.directions)
+    if options.backend_entry.local_workers and (
             warning := oversubscription(trial_threads(options), options.jobs or 1)):
         log.warning(warning)
-    study = create_or_resume(options, spec, reference)
+    study = create_or_resume(options, spec, reference, sampler)
     if announce is not None:
         announce(banner(study.study_name, spec.source, options.sampler, options.seed,
                         options.trials, options.jobs or 1, storage_label(options.storage),
@@ -192,10 +189,10 @@ def run(options: RunOptions, progress: Any = None,
     )
     if progress is not None:
         progress.start(study, options.trials)
-    backend = BACKENDS.get(options.backend, "--backend")()
+    backend = options.backend_entry.create()
     first_new = len(study.get_trials(deepcopy=False))
     try:
-        deaths = backend.run(RunJob(options, study, spec, stop, progress))
+        deaths = backend.run(RunJob(options, study, spec, stop, sampler, progress))
     except KeyboardInterrupt:
         if progress is not None:
             progress.close()
@@ -229,12 +226,11 @@ def interrupted_message(study: optuna.Study, first_new: int) -> str:
 def summarise(study: optuna.Study, options: RunOptions, stop: StopRule) -> RunSummary:
     counts = state_counts(study)
     best: BestTrial | None = None
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    trial = best_trial(study)
     names = tuple(study.metric_names or ())
-    if complete and len(study.directions) == 1:
-        trial = study.best_trial
+    if trial is not None and len(study.directions) == 1:
         best = BestTrial(names, trial.number, tuple(trial.values), trial.params)
-    elif complete:
+    elif trial is not None:
         best = BestTrial(names, pareto=tuple(sorted(t.number for t in study.best_trials)))
     return RunSummary(
         name=study.study_name,
@@ -244,7 +240,7 @@ def summarise(study: optuna.Study, options: RunOptions, stop: StopRule) -> RunSu
         best=best,
         storage=storage_label(options.storage),
         artifacts=str(Path(options.artifacts) / study.study_name),
-        stopped_because=stop.reason(counts),
+        stopped_because=stop.final_reason(counts, time.time()),
         trials=options.trials,
     )
 

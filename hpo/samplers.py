@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from search_core.registry import Registry
 
@@ -71,7 +76,8 @@ PRUNERS.add("hyperband", lambda epochs: optuna.pruners.HyperbandPruner(
     min_resource=1, max_resource=max(epochs, 1)))
 
 
-def build_sampler(name: str, seed: int, directions: list[str]) -> optuna.samplers.BaseSampler:
+def check_sampler(name: str, directions: list[str]) -> SamplerEntry:
+    """The registered sampler ``name``, if it can sample an objective with ``directions``."""
     entry = SAMPLERS.get(name, "--sampler")
     if len(directions) > 1 and not entry.multi_objective:
         from search_core.errors import ConfigError
@@ -79,6 +85,79 @@ def build_sampler(name: str, seed: int, directions: list[str]) -> optuna.sampler
         valid = ", ".join(n for n in SAMPLERS if SAMPLERS.get(n).multi_objective)
         raise ConfigError(f"--sampler: {name!r} is single-objective but the study's objective "
                           f"has {len(directions)} values; use one of {valid}")
+    return entry
+
+
+def build_sampler(name: str, seed: int, directions: list[str]) -> optuna.samplers.BaseSampler:
+    entry = check_sampler(name, directions)
     with warnings.catch_warnings():  # the registry's choice, not the user's: no warning
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return entry.build(seed)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed for the trial numbered ``number`` of a study run with ``seed``."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def sampler_seed(name: str, seed: int, number: int) -> int:
+    """The seed that samples trial ``number``: its own (``trial_seed``), or the run's for a
+    sampler with one seed per study (a QMC sequence)."""
+    return trial_seed(seed, number) if SAMPLERS.get(name).seed_per_trial else seed
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """A sampler whose every trial is sampled by ``build(trial_seed(seed, number))``:
+    trial ``number`` gets the same parameters whichever process asks for it and whenever,
+    so a study run with ``--jobs N`` (or on Ray) is reproducible. Built once per study and
+    process; the per-trial samplers are made on demand and the last few kept."""
+
+    KEPT = 8
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._build, self._seed = build, seed
+        self._by_number: OrderedDict[int, optuna.samplers.BaseSampler] = OrderedDict()
+
+    def for_trial(self, number: int) -> optuna.samplers.BaseSampler:
+        sampler = self._by_number.pop(number, None)
+        if sampler is None:
+            with warnings.catch_warnings():  # the registry's choice, not the user's
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                sampler = self._build(trial_seed(self._seed, number))
+        self._by_number[number] = sampler
+        while len(self._by_number) > self.KEPT:
+            self._by_number.popitem(last=False)
+        return sampler
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.for_trial(trial.number).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.for_trial(trial.number).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.for_trial(trial.number).sample_independent(study, trial, param_name,
+                                                               param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.for_trial(trial.number).before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.for_trial(trial.number).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: each trial's seed is fixed by its number."""
+
+
+def study_sampler(name: str, seed: int, directions: list[str]) -> optuna.samplers.BaseSampler:
+    """The sampler of a study run with ``seed``, built once per study (and process): per
+    trial seeded (``TrialSeededSampler``), or one seed for the study (``seed_per_trial``
+    False). Both backends use it."""
+    entry = check_sampler(name, directions)
+    if not entry.seed_per_trial:
+        return build_sampler(name, seed, directions)
+    return TrialSeededSampler(entry.build, seed)

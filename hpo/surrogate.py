@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpo.tablefile import read_meta, read_rows
+from hpo.table_file import read_meta, read_rows
 from search_core.errors import ConfigError
 
 Param = Mapping[str, Any]  # a parameter's range as plain data: type, low, high, log, choices

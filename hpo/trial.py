@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hpo.objective import evaluate
+from hpo.evaluation import evaluate
 from hpo.records import RETRY_OF_ATTR, TrialRecord
 from hpo.study import ParamSpec, StudySpec
 from search_core.errors import disk_full
@@ -65,14 +66,15 @@ class TrialOutcome:
 
     def to_json(self) -> str:
         return json.dumps({"state": self.state.name, "values": self.values,
-                           "record": self.record.to_user_attrs()})
+                           "record": self.record.to_user_attrs(), "requeue": self.requeue})
 
     @classmethod
     def from_json(cls, text: str) -> TrialOutcome:
         data = json.loads(text)
         values = data.get("values")
         return cls(TrialState[data["state"]], tuple(values) if values is not None else None,
-                   TrialRecord.from_user_attrs(data.get("record", {})))
+                   TrialRecord.from_user_attrs(data.get("record", {})),
+                   requeue=bool(data.get("requeue", False)))
 
 
 def training_seed(spec: StudySpec, seed: int, number: int) -> int:
@@ -144,7 +146,25 @@ def run_trial(task: TrialTask, on_epoch: EpochCallback | None = None) -> TrialOu
         family_summary=table.summary() if table is not None else {},
         pipeline=tuple(result.pipeline),
     )
-    return TrialOutcome(TrialState.COMPLETE, tuple(result.values), record)
+    values = tuple(result.values)
+    problem = values_problem(values, len(task.spec.objective.directions))
+    if problem is not None:
+        return TrialOutcome.failed(problem, record)
+    return TrialOutcome(TrialState.COMPLETE, values, record)
+
+
+def values_problem(values: tuple[Any, ...], expected: int) -> str | None:
+    """Why ``values`` cannot be told to a study with ``expected`` objectives (the count, a
+    value that is not a finite number), or None: Optuna would fail such a trial without
+    saying why."""
+    if len(values) != expected:
+        return f"the objective returned {len(values)} value(s); the study has {expected}"
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            return f"the objective returned {value!r}, not a number"
+        if not math.isfinite(float(value)):
+            return f"the objective returned {float(value)}, not a finite number"
+    return None
 
 
 def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 
+from hpo.facts import best_trial, complete_trials, is_multi_objective, maximises
+from hpo.groups import Group, group_maximises, group_names, group_studies  # noqa: F401  TEMP: html
 from hpo.objectives import OBJECTIVES
 from hpo.pipeline import PREFIX as PIPELINE_PREFIX
 from hpo.records import (
     REFERENCE_ATTR,
-    SAMPLER_ATTR,
     TRAINED_ATTR,
     TrialRecord,
     stored_objective,
@@ -28,43 +29,10 @@ from hpo.records import (
 from reports import stats
 from search_core.metrics import hypervolume_2d, pareto_front
 
-COMPLETE = optuna.trial.TrialState.COMPLETE
 SEED_PROBES = ("A", "B", "C", "D")
 
 
 # ----------------------------------------------------------------------------- studies
-
-
-def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials in trial-number order."""
-    trials = study.get_trials(deepcopy=False, states=(COMPLETE,))
-    return sorted(trials, key=lambda t: t.number)
-
-
-def is_multi_objective(study: optuna.Study) -> bool:
-    return len(study.directions) > 1
-
-
-def _maximise(study: optuna.Study) -> bool:
-    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The best complete trial; for a multi-objective study the one with the largest family
-    hypervolume (else the first objective's best)."""
-    trials = complete_trials(study)
-    if not trials:
-        return None
-    if not is_multi_objective(study):
-        return study.best_trial
-
-    def key(t: optuna.trial.FrozenTrial) -> float:
-        hv = TrialRecord.from_frozen(t).hypervolume
-        if hv is not None:
-            return float(hv)
-        return t.values[0] if _maximise(study) else -t.values[0]
-
-    return max(trials, key=key)
 
 
 def study_frame(study: optuna.Study) -> pd.DataFrame:
@@ -96,7 +64,7 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
     if objective is not None:
         done = frame["state"] == "COMPLETE"
         values = frame[objective].where(done).astype(float)
-        running = values.cummax() if _maximise(study) else values.cummin()
+        running = values.cummax() if maximises(study) else values.cummin()
         frame["best_so_far"] = running.where(done | running.notna())
     return frame
 
@@ -433,50 +401,6 @@ def reevaluation_findings(study: optuna.Study, frame: pd.DataFrame) -> list[str]
 
 # ----------------------------------------------------------------------------- groups
 
-GROUP_ATTR = "compare_group"
-
-
-@dataclass
-class Group:
-    name: str
-    studies: list[optuna.Study]
-    meta: pd.DataFrame  # study, sampler, repeat, budget, seed (+ known_optimum)
-    attrs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def samplers(self) -> list[str]:
-        return list(dict.fromkeys(self.meta["sampler"]))
-
-
-def group_names(storage: Any) -> list[str]:
-    names = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        name = summary.user_attrs.get(GROUP_ATTR)
-        if isinstance(name, str) and name not in names:
-            names.append(name)
-    return names
-
-
-def group_studies(storage: Any, name: str) -> Group | None:
-    """The studies whose user attr ``compare_group`` is ``name``; None if there are none."""
-    summaries = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-                 if s.user_attrs.get(GROUP_ATTR) == name]
-    if not summaries:
-        return None
-    summaries.sort(key=lambda s: (str(s.user_attrs.get(SAMPLER_ATTR)),
-                                  int(s.user_attrs.get("repeat", 0)), s.study_name))
-    studies = [optuna.load_study(study_name=s.study_name, storage=storage) for s in summaries]
-    meta = pd.DataFrame([{
-        "study": s.study_name,
-        "sampler": str(s.user_attrs.get(SAMPLER_ATTR, "?")),
-        "repeat": int(s.user_attrs.get("repeat", i)),
-        "budget": s.user_attrs.get("budget"),
-        "seed": s.user_attrs.get("seed"),
-        "known_optimum": s.user_attrs.get("known_optimum"),
-    } for i, s in enumerate(summaries)])
-    return Group(name, studies, meta, [dict(s.user_attrs) for s in summaries])
-
-
 def _group_rows(group: Group):
     for study, (_, meta) in zip(group.studies, group.meta.iterrows()):
         yield study, meta
@@ -509,7 +433,7 @@ def trial_scores(study: optuna.Study,
     and the running best. An (accuracy, complexity) study: the hypervolume of the trial's
     point and of the front of all trials so far (the study's reference box)."""
     if not is_multi_objective(study):
-        better = max if _maximise(study) else min
+        better = max if maximises(study) else min
         values = [t.values[0] for t in trials]
         return values, list(itertools.accumulate(values, better))
     reference = hypervolume_reference(study, trials)
@@ -623,7 +547,7 @@ def incumbent_worth(group: Group) -> pd.DataFrame | None:
                      "study": meta["study"],
                      "best": at[incumbent.number] if incumbent else np.nan,
                      "noisy": incumbent.values[0] if incumbent else np.nan,
-                     "visited": (max if _maximise(study) else min)(means) if means else np.nan,
+                     "visited": (max if maximises(study) else min)(means) if means else np.nan,
                      "trials": len(trials)})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "noisy",
                                        "visited", "trials"])
@@ -657,13 +581,6 @@ def trials_to_target(group: Group, target: float | None = None) -> pd.DataFrame:
                      "elapsed_s": float(hit["elapsed_s"].iloc[0]) if len(hit) else np.nan})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "target", "trials",
                                        "elapsed_s"])
-
-
-def group_maximises(group: Group) -> bool:
-    """Whether the group's score is maximised (a hypervolume always is); a group shares one
-    objective."""
-    return not group.studies or is_multi_objective(group.studies[0]) or \
-        _maximise(group.studies[0])
 
 
 def attainment(group: Group) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from search_core.errors import ConfigError, did_you_mean
@@ -30,6 +31,20 @@ class Registry(Generic[T]):
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry
+
+    @contextmanager
+    def temporarily(self, name: str, entry: T) -> Iterator[T]:
+        """``entry`` registered as ``name`` inside the block only (tests, a plug-in tried
+        out); whatever ``name`` was before comes back after."""
+        before = self._entries.get(name)
+        self._entries[name] = entry
+        try:
+            yield entry
+        finally:
+            if before is None:
+                del self._entries[name]
+            else:
+                self._entries[name] = before
 
     def get(self, name: str, key: str = "") -> T:
         """The entry called ``name`` (in any case); ``key`` (e.g. "space.ops") prefixes the

@@ -284,9 +284,9 @@ def test_max_failures_stops_the_study(cli: Hpo, monkeypatch: pytest.MonkeyPatch)
 
 def test_pruned_trials_count_toward_trials(cli: Hpo, monkeypatch: pytest.MonkeyPatch) -> None:
     # accuracy never reaches 2: every trial is pruned at its first report (epoch 0 of 3)
-    monkeypatch.setitem(PRUNERS._entries, "unreachable",
-                        lambda epochs: optuna.pruners.ThresholdPruner(lower=2.0))
-    result = cli.run("--pruner", "unreachable", "--trials", 3, study=TINY_SLOW)
+    with PRUNERS.temporarily("unreachable",
+                             lambda epochs: optuna.pruners.ThresholdPruner(lower=2.0)):
+        result = cli.run("--pruner", "unreachable", "--trials", 3, study=TINY_SLOW)
     assert result.code == 0, result.err
     assert "3 pruned" in result.out
     trials = cli.trials("tiny_slow")

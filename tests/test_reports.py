@@ -15,9 +15,9 @@ import optuna
 import pandas as pd
 import pytest
 
+from hpo.cli.report import add_parser, cmd_report
 from hpo.storage import open_storage
 from reports import data
-from reports.cli import add_parser, cmd_report
 from reports.html import render_table, report_files, write_report
 from search_core.errors import ConfigError
 from search_core.metrics import pareto_front
@@ -266,7 +266,7 @@ def test_cli(journal, tmp_path, capsys):
 
 
 def test_no_torch(journal, tmp_path):
-    code = ("import sys, reports, reports.data, reports.figures, reports.html, reports.cli\n"
+    code = ("import sys, reports, reports.data, reports.figures, reports.html, hpo.cli.report\n"
             "from reports.html import write_report\n"
             f"write_report({journal!r}, ['tiny', 'cmp'], {str(tmp_path)!r})\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")

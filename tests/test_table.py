@@ -14,8 +14,8 @@ from hpo_helpers import TINY, Hpo
 from hpo.records import TrialRecord
 from hpo.study import load_study, parse_study
 from hpo.surrogate import Surrogate, _forest_predict, cross_validate, encode, load_table
-from hpo.table import configurations
-from hpo.tablefile import TABLE_FORMAT, read_rows
+from hpo.table_build import configurations
+from hpo.table_file import TABLE_FORMAT, read_rows
 from reports import data
 from search_core.configtools import to_plain
 

@@ -3,12 +3,6 @@
 
 ``local``: this process (``--jobs 1``) or ``--jobs`` worker processes on one machine.
 ``ray``: Ray Tune on a cluster (Ray is imported only when it runs).
-A backend implements ``hpo.backends.base.Backend``; see README, "Extending".
+A backend implements ``hpo.backends.base.Backend``; see README, "Extending". Nothing is
+imported here: the registry is light (``hpo.options`` reads it), the contract is not.
 """
-
-from __future__ import annotations
-
-from hpo.backends.base import Backend, RunJob
-from hpo.backends.registry import BACKENDS
-
-__all__ = ["BACKENDS", "Backend", "RunJob"]

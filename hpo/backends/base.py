@@ -14,13 +14,16 @@ from hpo.study import StudySpec
 
 @dataclass(frozen=True)
 class RunJob:
-    """What a backend is given: the created (or resumed) study, its spec, the options, the
-    stop rule and a progress display (``update(study)``; may be None)."""
+    """What a backend is given: the created (or resumed) study, its spec (the study file
+    read once; workers get it, never the path), the options, the stop rule, the study's
+    sampler (``hpo.samplers.study_sampler``, built once) and a progress display
+    (``update(study)``; may be None)."""
 
     options: RunOptions
     study: optuna.Study
     spec: StudySpec
     stop: StopRule
+    sampler: optuna.samplers.BaseSampler
     progress: Any = None
 
 

@@ -3,8 +3,9 @@ processes on one storage.
 
 Exactness of ``--trials`` across workers comes from the study's file lock around "count,
 then ask". Determinism: a study run with the same seed, ``--jobs`` and ``--threads`` is the
-same study. Each trial's parameters are sampled under the lock by a sampler seeded for that
-trial (``trial_seed``), whichever worker asks; with ``--jobs N`` the workers ask in
+same study. Each trial's parameters are sampled under the lock by the study's sampler, which
+samples trial N with a seed of its own (``hpo.samplers.TrialSeededSampler``), whichever
+worker asks; with ``--jobs N`` the workers ask in
 synchronous batches of N (``Batch``): the next batch is asked once every trial of the last
 one has finished, so each batch sees the same history however long its trials took.
 """
@@ -23,11 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 
 from hpo.backends.base import RunJob
 from hpo.compat_optuna import trial_id
+from hpo.facts import state_counts
 from hpo.liveness import (
     HEARTBEAT_S,
     Heartbeat,
@@ -45,10 +46,10 @@ from hpo.records import (
     WORKER_ATTR,
     worker_id,
 )
-from hpo.samplers import PRUNERS, SAMPLERS, build_sampler
-from hpo.stopping import StopRule, state_counts
+from hpo.samplers import PRUNERS, sampler_seed, study_sampler
+from hpo.stopping import StopRule
 from hpo.storage import open_storage
-from hpo.study import StudySpec, load_study, with_run_settings
+from hpo.study import StudySpec
 from hpo.trial import TrialTask, record_outcome, run_trial, sample_params, training_seed
 from search_core.errors import disk_full
 from search_core.threads import child_environment
@@ -64,14 +65,10 @@ class LocalBackend:
 
     def run(self, job: RunJob) -> list[str]:
         if job.options.jobs == 1:
-            run_worker(job.options, job.study.study_name, job.stop, job.progress)
+            run_worker(job.options, job.spec, job.study.study_name, job.stop, job.progress,
+                       sampler=job.sampler)
             return []
         return run_processes(job)
-
-
-def trial_seed(seed: int, number: int) -> int:
-    """The sampler seed for the trial numbered ``number`` of a study run with ``seed``."""
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
 class Batch:
@@ -109,21 +106,24 @@ class Batch:
         return self.count.value >= self.target.value
 
 
-def run_worker(options: RunOptions, name: str, stop: StopRule, progress: Any = None,
-               batch: Batch | None = None, driver: int | None = None) -> None:
+def run_worker(options: RunOptions, spec: StudySpec, name: str, stop: StopRule,
+               progress: Any = None, batch: Batch | None = None, driver: int | None = None,
+               sampler: optuna.samplers.BaseSampler | None = None) -> None:
     """Ask, run and tell trials until ``stop`` says stop (or the ``driver`` process that
-    started this worker is gone)."""
-    spec = with_run_settings(load_study(options.study_path), options.device, options.precision)
+    started this worker is gone). ``spec``: the study as the driver read it (a worker
+    never reads the study file); ``sampler``: the study's, else built here once."""
     study = optuna.load_study(
         study_name=name,
         storage=open_storage(options.storage),
+        sampler=sampler or study_sampler(options.sampler, options.seed,
+                                         spec.objective.directions),
         pruner=PRUNERS.get(options.pruner)(spec.epochs),
     )
     lock = lock_path(options.artifacts, name)
     checked = time.monotonic()
     while True:
         with file_lock(lock):
-            to_start, running = stop.plan(state_counts(study))
+            to_start, running = stop.plan(state_counts(study), time.time())
             if running and time.monotonic() - checked > HEARTBEAT_S:  # a host may be gone
                 recover_stale_trials(study)
                 checked = time.monotonic()
@@ -160,15 +160,12 @@ def _wait_until_asked(batch: Batch, deadline: float | None) -> None:
 
 def ask(study: optuna.Study, spec: StudySpec,
         options: RunOptions) -> tuple[optuna.Trial, dict[str, Any]] | None:
-    """A new trial and its parameters, sampled now (under the lock) by a sampler seeded for
-    this trial; None if sampling failed (the trial is recorded FAIL with the reason)."""
-    entry = SAMPLERS.get(options.sampler)
-    number = len(study.get_trials(deepcopy=False))
-    seed = trial_seed(options.seed, number) if entry.seed_per_trial else options.seed
-    study.sampler = build_sampler(options.sampler, seed, spec.objective.directions)
+    """A new trial and its parameters, sampled now (under the lock) by the study's sampler;
+    None if sampling failed (the trial is recorded FAIL with the reason)."""
     trial = study.ask()
     trial.set_user_attr(WORKER_ATTR, worker_id())
-    trial.set_user_attr(SAMPLER_SEED_ATTR, seed)
+    trial.set_user_attr(SAMPLER_SEED_ATTR, sampler_seed(options.sampler, options.seed,
+                                                        trial.number))
     params = sample_params(study, trial, spec)
     return None if params is None else (trial, params)
 
@@ -208,7 +205,7 @@ def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, 
 def seed_number(study: optuna.Study, trial: optuna.Trial) -> int:
     """The trial number that seeds this trial's search: a retry's (a worker died, Ctrl-C)
     is its original trial's, so with ``training_seed: per_trial`` it runs the same search
-    and resumes that search's epochs (``hpo.objective.resume_path``)."""
+    and resumes that search's epochs (``hpo.evaluation.resume_path``)."""
     origin = trial.user_attrs.get(RETRY_OF_ATTR)
     if origin is None:
         return trial.number
@@ -223,11 +220,11 @@ def seed_number(study: optuna.Study, trial: optuna.Trial) -> int:
     return number
 
 
-def _worker_entry(options: RunOptions, name: str, stop: StopRule, batch: Batch,
-                  driver: int) -> None:
+def _worker_entry(options: RunOptions, spec: StudySpec, name: str, stop: StopRule,
+                  batch: Batch, driver: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        run_worker(options, name, stop, batch=batch, driver=driver)
+        run_worker(options, spec, name, stop, batch=batch, driver=driver)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the driver says it
         sys.exit(EXIT_INTERRUPTED)
     except OSError as err:
@@ -264,7 +261,8 @@ def run_processes(job: RunJob) -> list[str]:
 
     def start(index: int) -> Any:
         worker = ctx.Process(target=_worker_entry, name=f"hpo-worker-{index}",
-                             args=(options, study.study_name, job.stop, batch, os.getpid()))
+                             args=(options, job.spec, study.study_name, job.stop, batch,
+                                   os.getpid()))
         with child_environment(trial_threads(options)), worker_gpu_environment(index, options):
             worker.start()  # both read before it imports torch
         return worker

@@ -11,6 +11,7 @@ in one storage with the same states and attributes, plus the Ray node.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import time
@@ -20,11 +21,20 @@ from typing import TYPE_CHECKING, Any
 from hpo.backends.base import RunJob
 from hpo.compat_optuna import trial_id
 from hpo.compat_ray import optuna_study, optuna_trials, told
+from hpo.facts import state_counts
 from hpo.liveness import Heartbeat
 from hpo.options import RunOptions, trial_threads
-from hpo.records import REFERENCE_ATTR, WORKER_ATTR, TrialRecord, worker_id
-from hpo.samplers import build_sampler
-from hpo.stopping import state_counts
+from hpo.records import (
+    RAY_NODE_ID_ATTR,
+    RAY_NODE_IP_ATTR,
+    RAY_NODES_ATTR,
+    RAY_RESTARTS_ATTR,
+    RAY_WORKER_PID_ATTR,
+    REFERENCE_ATTR,
+    WORKER_ATTR,
+    TrialRecord,
+    worker_id,
+)
 from hpo.storage import open_storage
 from hpo.study import StudySpec
 from hpo.trial import (
@@ -36,6 +46,7 @@ from hpo.trial import (
     training_seed,
 )
 from search_core.data import DEFAULT_DATA_ROOT_ENV
+from search_core.errors import disk_full
 from search_core.threads import openmp_environment
 
 if TYPE_CHECKING:
@@ -44,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TRIAL_KEY = "_optuna_trial"  # the Optuna trial number, passed to the trainable in its config
 OUTCOME_KEY = "hpo_outcome"  # the TrialOutcome as JSON (Tune flattens nested result dicts)
+DISK_FULL_KEY = "hpo_disk_full"  # the trial stopped because its disk was full
+DISK_FULL = "disk full; configuration re-enqueued (free some space and run again)"
 
 
 class RayBackend:
@@ -59,8 +72,10 @@ class RayBackend:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         started = init_ray(job.options)
         try:
-            while (budget := job.stop.plan(state_counts(job.study))[0]) > 0:
-                run_round(job, budget)
+            while (budget := job.stop.plan(state_counts(job.study), time.time())[0]) > 0:
+                if run_round(job, budget):
+                    raise OSError(errno.ENOSPC, "no space left on the device (a Ray trial)",
+                                  job.options.artifacts)
         finally:
             if started:
                 ray.shutdown()
@@ -82,12 +97,12 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
 
     params = dict(config)
     number = params.pop(TRIAL_KEY)
-    node = {"ray_node_id": ray.get_runtime_context().get_node_id(),
-            "ray_node_ip": ray.util.get_node_ip_address()}
+    node = {RAY_NODE_ID_ATTR: ray.get_runtime_context().get_node_id(),
+            RAY_NODE_IP_ATTR: ray.util.get_node_ip_address()}
 
     def on_epoch(metrics: Any, history: list[dict[str, float]]) -> None:
         tune.report({"val_acc": metrics.val_acc, "epoch": metrics.epoch,
-                     "train_loss": metrics.train_loss, "ray_node_id": node["ray_node_id"],
+                     "train_loss": metrics.train_loss, RAY_NODE_ID_ATTR: node[RAY_NODE_ID_ATTR],
                      "worker_pid": os.getpid()})
 
     task = TrialTask(
@@ -96,7 +111,16 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
         checkpoint=Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt",
         threads=trial_threads(options),
     )
-    outcome = run_trial(task, on_epoch)
+    try:
+        outcome = run_trial(task, on_epoch)
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        # a full disk is not the trial's fault, and a retry would meet it again: the driver
+        # re-enqueues the configuration, stops asking, and raises (the backend contract)
+        outcome = dataclasses.replace(TrialOutcome.failed(DISK_FULL), requeue=True)
+        tune.report({"val_acc": 0.0, DISK_FULL_KEY: True, OUTCOME_KEY: outcome.to_json()})
+        return
     outcome = dataclasses.replace(
         outcome, record=dataclasses.replace(outcome.record, ray=node))
     values = dict(zip(objective_metrics(spec), outcome.values or ()))
@@ -105,8 +129,10 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
     tune.report({**values, "val_acc": last_val_acc, OUTCOME_KEY: outcome.to_json()})
 
 
-def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
-    """Ray's OptunaSearch over our study and sampler, recording what the trials report."""
+def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
+                  sampler: Any) -> Any:
+    """Ray's OptunaSearch over our study and its sampler, recording what the trials
+    report; after a trial found the disk full it asks for no more (``disk_full``)."""
     from ray.tune.search.optuna import OptunaSearch
 
     class StudySearcher(OptunaSearch):
@@ -116,8 +142,11 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
             self.restarts: dict[str, int] = {}  # Tune trial -> restarts after a worker died
             self.pids: dict[str, list[int]] = {}  # Tune trial -> processes that reported
             self.nodes: dict[str, list[str]] = {}  # Tune trial -> nodes its attempts ran on
+            self.disk_full = False  # a trial stopped on a full disk: ask no more
 
-        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.disk_full:
+                return self.FINISHED
             params = super().suggest(trial_id)
             ot_trial = optuna_trials(self)[trial_id]
             ot_trial.set_user_attr(WORKER_ATTR, worker_id())  # the driver owns Ray trials
@@ -128,11 +157,12 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
                 return
             ot_trial = optuna_trials(self)[trial_id]
             if "worker_pid" in result:  # the process running it now (ops can find it)
-                ot_trial.set_user_attr("ray_worker_pid", int(result["worker_pid"]))
+                ot_trial.set_user_attr(RAY_WORKER_PID_ATTR, int(result["worker_pid"]))
             nodes = self.nodes.setdefault(trial_id, [])
-            if result.get("ray_node_id") and result["ray_node_id"] not in nodes:
-                nodes.append(result["ray_node_id"])  # every node an attempt of it ran on
-                ot_trial.set_user_attr("ray_nodes", nodes)
+            node = result.get(RAY_NODE_ID_ATTR)
+            if node and node not in nodes:
+                nodes.append(node)  # every node an attempt of it ran on
+                ot_trial.set_user_attr(RAY_NODES_ATTR, nodes)
             epoch, seen = int(result["epoch"]), self.reported.setdefault(trial_id, set())
             pids = self.pids.setdefault(trial_id, [])
             pid = result.get("worker_pid")
@@ -143,7 +173,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
             # comes again; a resumed search does not start at epoch 0
             if (new_process and len(pids) > 1) or (not new_process and epoch in seen):
                 self.restarts[trial_id] = self.restarts.get(trial_id, 0) + 1
-                ot_trial.set_user_attr("ray_restarts", self.restarts[trial_id])
+                ot_trial.set_user_attr(RAY_RESTARTS_ATTR, self.restarts[trial_id])
             if epoch not in seen:  # an intermediate value is reported once per epoch
                 seen.add(epoch)
                 if len(spec.objective.directions) == 1:
@@ -158,8 +188,11 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
             if trial_id in told(self) or trial_id not in optuna_trials(self):
                 return
             outcome = ray_outcome(result, error, options.ray.retries)
-            record_outcome(optuna_study(self), optuna_trials(self)[trial_id], outcome)
+            ot_trial = optuna_trials(self)[trial_id]
+            record_outcome(optuna_study(self), ot_trial, outcome,
+                           params=dict(ot_trial.params) if outcome.requeue else None)
             told(self).add(trial_id)
+            self.disk_full = self.disk_full or bool(result and result.get(DISK_FULL_KEY))
 
     directions = spec.objective.directions
     metrics = objective_metrics(spec)
@@ -168,7 +201,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str) -> Any:
         space=lambda trial: suggest_all(trial, spec),
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
-        sampler=build_sampler(options.sampler, options.seed, directions),
+        sampler=sampler,
         study_name=study_name,
         storage=open_storage(options.storage),
     )
@@ -233,7 +266,8 @@ def trial_resources(options: RunOptions) -> dict[str, float]:
     return resources
 
 
-def run_round(job: RunJob, budget: int) -> None:
+def run_round(job: RunJob, budget: int) -> bool:
+    """One Tune run of at most ``budget`` trials; True if a trial found the disk full."""
     from ray import tune
 
     study, spec, options, progress = job.study, job.spec, job.options, job.progress
@@ -244,7 +278,7 @@ def run_round(job: RunJob, budget: int) -> None:
                 progress.update(study)
 
     reference = study.user_attrs[REFERENCE_ATTR]
-    searcher = make_searcher(spec, options, study.study_name)
+    searcher = make_searcher(spec, options, study.study_name, job.sampler)
     deadline = job.stop.deadline
     tuner = tune.Tuner(
         tune.with_resources(
@@ -270,6 +304,7 @@ def run_round(job: RunJob, budget: int) -> None:
     )
     with Heartbeat(study, lambda: running_trial_ids(searcher)):  # the driver owns the trials
         tuner.fit()
+    return searcher.disk_full
 
 
 def running_trial_ids(searcher: Any) -> list[int]:

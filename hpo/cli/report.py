@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import argparse
 
-from hpo.storage import STORAGE_HELP
+from hpo.cli.common import Subparsers, add_storage
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     report = subparsers.add_parser(
         "report", help="figures, CSV tables and one index.html for studies or compare groups")
     report.add_argument("names", nargs="*", metavar="NAME_OR_GROUP",
                         help="study names and/or comparison-group names (optional with "
                              "--latency)")
     report.add_argument("--out", required=True, help="folder for index.html, figures, CSV")
-    report.add_argument("--storage", default=None,
-                        help=STORAGE_HELP)
     report.add_argument("--latency", default=None, metavar="TABLE.json",
                         help="also report this latency table (hpo profile --out FILE): "
                              "predicted vs measured, correction, machine, parts")
-    report.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    add_storage(report)
+    report.set_defaults(handler=cmd_report)
     return report
 
 

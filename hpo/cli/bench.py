@@ -21,6 +21,7 @@ import json
 import sys
 from typing import Any
 
+from hpo.cli.common import Subparsers, add_debug
 from search_core.device import add_device_arguments
 from search_core.errors import ConfigError
 from search_core.threads import WAIT_POLICIES
@@ -30,7 +31,7 @@ IMPLS = ("fast", "per-edge")
 MODES = {"soft": "soft", "single-path": "single_path"}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     bench = subparsers.add_parser("bench", help="time the supernet's training steps")
     kinds = bench.add_subparsers(dest="target", required=True)
     net = kinds.add_parser(
@@ -57,8 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="time fast and per-edge in one run (alternating steps)")
     net.add_argument("--json", action="store_true", help='one line {"images_per_s": ...}')
     add_device_arguments(net, default_device="cpu")
-    net.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    add_debug(net)
     _add_contention(kinds)
+    bench.set_defaults(handler=cmd_bench)
     return bench
 
 

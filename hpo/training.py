@@ -1,4 +1,5 @@
-"""``hpo train``: train a trial's family members on their own, beside their proxy accuracy.
+"""Training a trial's family members on their own, beside their proxy accuracy (``hpo
+train``).
 
 Picks members of a complete trial's family (``--s``, ``--probes``, or ``--latency-budget``),
 trains each distinct genotype ``--seeds`` times with ``search_core.train.TrainRecipe``, and
@@ -14,10 +15,8 @@ stderr before anything is written. Latencies are measured on the CPU whatever th
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
-import json
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -25,45 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hpo.options import check_flags
-from hpo.records import TRAINED_ATTR, TrialRecord
-from search_core.device import add_device_arguments
+from hpo.records import TrialRecord
 from search_core.errors import ConfigError
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from hpo.storage import STORAGE_HELP
-
-    train = subparsers.add_parser(
-        "train", help="train family members of a trial from scratch (or inherited weights)")
-    train.add_argument("name", help="study name")
-    train.add_argument("--trial", default="best", help="trial number or 'best'")
-    pick = train.add_mutually_exclusive_group(required=True)
-    pick.add_argument("--s", help="complexity vector, comma-separated (one per op)")
-    pick.add_argument("--probes", help="'all' or probe names of the trial's family: A,B,...")
-    pick.add_argument("--latency-budget", help="the most accurate member under this latency, "
-                                               "e.g. 2ms (measured here, batch --batch)")
-    train.add_argument("--latency-table", default=None, help="with --latency-budget: a table "
-                                                             "from hpo profile to pre-filter")
-    train.add_argument("--batch", type=int, default=1, help="with --latency-budget: batch size")
-    train.add_argument("--from", dest="init", choices=("scratch", "inherit"), default="scratch",
-                       help="start from a fresh initialisation or the supernet's weights")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--seeds", type=int, default=3, help="trainings per genotype (seeds 0..K-1)")
-    train.add_argument("--lr", type=float, default=0.025)
-    train.add_argument("--batch-size", type=int, default=96)
-    train.add_argument("--augment", choices=("auto", "none", "crop", "crop_flip"), default="auto")
-    train.add_argument("--train-limit", default=None,
-                       help="training images: the search's by default, a number, or 'all'")
-    train.add_argument("--jobs", type=int, default=1, help="trainings at once (one thread each)")
-    train.add_argument("--threads", type=int, default=1, help="torch threads per training")
-    train.add_argument("--out", default=None,
-                       help="folder for checkpoints and results (default runs/NAME/trained)")
-    add_device_arguments(train, default_device="auto")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--storage", default=None, help=STORAGE_HELP)
-    train.add_argument("--debug", action="store_true", help="tracebacks on errors")
-    return train
 
 
 @dataclass(frozen=True)
@@ -89,57 +51,17 @@ class Job:
     search_checkpoint: str | None  # for --from inherit
 
 
-def _check(args: argparse.Namespace) -> None:
-    check_flags([(args.epochs >= 1, f"--epochs: got {args.epochs}; need >= 1"),
-                 (args.seeds >= 1, f"--seeds: got {args.seeds}; need >= 1"),
-                 (args.jobs >= 1, f"--jobs: got {args.jobs}; need >= 1"),
-                 (args.threads >= 1, f"--threads: got {args.threads}; need >= 1")])
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from hpo.commands import load_trial_result
-    from search_core.device import check_device_precision, resolve_device
-    from search_core.train import TrainRecipe
-
-    _check(args)
-    # here, not in a worker: a device this machine lacks is one line before anything runs
-    precision = args.precision or "fp32"
-    check_device_precision(resolve_device(args.device, "--device"), precision, "--precision")
-    recipe = TrainRecipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         augment=args.augment, init=args.init, threads=args.threads,
-                         device=args.device, precision=precision)
-    study, trial, checkpoint, result = load_trial_result(args)
-    members = pick_members(args, trial, result)
-    data = _data_config(result.config.data, args.train_limit)
-    out = Path(args.out or Path("runs") / study.study_name / "trained") / f"trial-{trial.number}"
-    jobs = [Job(member, seed, replace(recipe, seed=seed).to_dict(), data.to_dict(),
-                _plain(result.config.space),
-                str(out / f"{_key(member.genotype_json)}-seed{seed}.pt"),
-                checkpoint if args.init == "inherit" else None)
-            for member in members for seed in range(args.seeds)]
-    trained = run_jobs(jobs, args.jobs, args.epochs, args.quiet)
-    latency = measure_latency(members, result, args.threads)
-    summary = summarise(members, trained, recipe, data.to_dict(), trial.number, latency)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "trained.json").write_text(json.dumps(summary, indent=1))
-    study.set_user_attr(TRAINED_ATTR.format(number=trial.number), summary)
-    print(format_summary(summary))
-    print(f"results: {out / 'trained.json'} and study {study.study_name!r} (user attribute "
-          f"{TRAINED_ATTR.format(number=trial.number)}); hpo report {study.study_name} draws them")
-    return 0
-
-
-def _plain(obj: Any) -> dict[str, Any]:
+def plain(obj: Any) -> dict[str, Any]:
     from search_core.configtools import to_plain
 
     return to_plain(obj)
 
 
-def _key(genotype_json: str) -> str:
+def genotype_key(genotype_json: str) -> str:
     return hashlib.sha256(genotype_json.encode()).hexdigest()[:12]
 
 
-def _data_config(config: Any, limit: str | None) -> Any:
+def data_config(config: Any, limit: str | None) -> Any:
     """The search's data settings (same splits, same test set), ``--train-limit`` applied."""
     if limit is None:
         return config
@@ -151,37 +73,35 @@ def _data_config(config: Any, limit: str | None) -> Any:
         raise ConfigError(f"--train-limit: got {limit!r}; expected a number or 'all'") from None
 
 
-def pick_members(args: argparse.Namespace, trial: Any, result: Any) -> list[Member]:
-    """The distinct genotypes to train, each with the probes (or s) that chose it."""
+def pick_members(trial: Any, result: Any, probes: str | None,
+                 s: list[float] | None) -> list[Member]:
+    """The distinct genotypes to train, each with the probes (``probes``: 'all' or names)
+    or the complexity vector ``s`` that chose it."""
     from search_core.result import as_simplex_point
 
     family = list(TrialRecord.from_frozen(trial).family)
-    if args.probes is not None:
-        names = [r["probe"] for r in family]
-        wanted = names if args.probes == "all" else [p for p in args.probes.split(",") if p]
-        unknown = [p for p in wanted if p not in names]
-        if unknown or not wanted:
-            raise ConfigError(f"--probes: {unknown or args.probes!r} not in trial "
-                              f"{trial.number}'s family; probes: {', '.join(names[:12])}")
-        rows = [r for r in family if r["probe"] in wanted]
-        by_genotype: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_genotype.setdefault(row["genotype"], []).append(row)
-        return [Member(g, tuple(r["probe"] for r in group), group[0]["accuracy"],
-                       group[0]["params"]) for g, group in by_genotype.items()]
-    if args.latency_budget is not None:
-        from hpo.commands import pick_under_budget
-
-        s, _ = pick_under_budget(args, result)
-    else:
-        try:
-            s = [float(v) for v in args.s.split(",")]
-        except ValueError:
-            raise ConfigError(f"--s: got {args.s!r}; expected comma-separated numbers") from None
+    if probes is not None:
+        return probe_members(trial.number, family, probes)
+    assert s is not None
     s_vec = as_simplex_point(s, len(result.ops))
     genotype = result.genotype(s_vec).to_json()
     proxy = next((r["accuracy"] for r in family if r["genotype"] == genotype), None)
     return [Member(genotype, (f"s={','.join(f'{v:.3g}' for v in s_vec.tolist())}",), proxy)]
+
+
+def probe_members(number: int, family: list[dict[str, Any]], probes: str) -> list[Member]:
+    """The distinct genotypes of the named probes of trial ``number``'s family."""
+    names = [r["probe"] for r in family]
+    wanted = names if probes == "all" else [p for p in probes.split(",") if p]
+    unknown = [p for p in wanted if p not in names]
+    if unknown or not wanted:
+        raise ConfigError(f"--probes: {unknown or probes!r} not in trial "
+                          f"{number}'s family; probes: {', '.join(names[:12])}")
+    by_genotype: dict[str, list[dict[str, Any]]] = {}
+    for row in (r for r in family if r["probe"] in wanted):
+        by_genotype.setdefault(row["genotype"], []).append(row)
+    return [Member(g, tuple(r["probe"] for r in group), group[0]["accuracy"],
+                   group[0]["params"]) for g, group in by_genotype.items()]
 
 
 def train_job(job: Job) -> dict[str, Any]:
@@ -190,7 +110,7 @@ def train_job(job: Job) -> dict[str, Any]:
 
 
 def _train(job: Job, on_epoch: Any) -> dict[str, Any]:
-    from hpo.objective import cached_data
+    from hpo.evaluation import cached_data
     from search_core.config import SearchSpace
     from search_core.configtools import from_mapping
     from search_core.data import DataConfig

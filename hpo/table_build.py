@@ -2,7 +2,7 @@
 
 N configurations of the study's space (a scrambled Sobol design, plus every cell of the
 study's ``grid:``) are each evaluated with K seeds (0..K-1) by the study's own objective
-(``hpo.objective.evaluate``: the search, the family, the value; and the same objective on
+(``hpo.evaluation.evaluate``: the search, the family, the value; and the same objective on
 the test split, for reporting). Every evaluation is appended to ``PATH`` (CSV) as it
 finishes, flushed to disk, so a killed build loses only the evaluations in flight and the
 same command continues it; a larger ``--configs`` or ``--seeds`` adds only what is missing
@@ -20,7 +20,6 @@ part of the study's fingerprint), the precision is part of what they compute.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import io
@@ -34,7 +33,7 @@ from typing import Any
 
 from hpo.options import check_flags
 from hpo.pool import run_in_processes
-from hpo.tablefile import (
+from hpo.table_file import (
     FIXED_COLUMNS,
     RESULT_COLUMNS,
     TABLE_FORMAT,
@@ -43,32 +42,26 @@ from hpo.tablefile import (
     read_rows,
     write_json,
 )
-from search_core.device import add_device_arguments
 from search_core.errors import ConfigError
 
 MAX_CONFIGS = 100_000
 MAX_SEEDS = 100
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    table = subparsers.add_parser("table", help="tabular benchmark of a study's objective")
-    sub = table.add_subparsers(dest="table_command", required=True)
-    build = sub.add_parser("build", help="evaluate N configurations x K seeds into a table")
-    build.add_argument("--study", required=True, help="study file whose objective to tabulate")
-    build.add_argument("--configs", type=int, required=True,
-                       help="Sobol configurations (the study's grid cells come on top)")
-    build.add_argument("--seeds", type=int, default=2, help="seeds per configuration (0..K-1)")
-    build.add_argument("--jobs", type=int, default=1, help="evaluations at once (one process "
-                                                           "and thread each)")
-    build.add_argument("--design-seed", type=int, default=0, help="seed of the Sobol design")
-    build.add_argument("--out", default=None, help="table file (default tables/STUDY.csv)")
-    build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_device_arguments(build)
-    build.add_argument("--debug", action="store_true", help="tracebacks on errors")
-    show = sub.add_parser("show", help="a table's size, cost and surrogate fit")
-    show.add_argument("path", help="table file (CSV) written by hpo table build")
-    show.add_argument("--debug", action="store_true", help="tracebacks on errors")
-    return table
+@dataclass(frozen=True)
+class TableRequest:
+    """What ``hpo table build`` is asked: the study file, the design, where the table goes,
+    and ``--device`` / ``--precision`` in place of the study's."""
+
+    study: str
+    configs: int
+    seeds: int = 2
+    jobs: int = 1
+    design_seed: int = 0
+    out: str | None = None
+    quiet: bool = False
+    device: str | None = None
+    precision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,54 +77,50 @@ class TableJob:
     device: str = "auto"  # where it runs (StudySpec.to_dict leaves the device out)
 
 
-def cmd_table(args: argparse.Namespace) -> int:
-    if args.table_command == "show":
-        return cmd_show(args)
-    return cmd_build(args)
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    from hpo.objective import reference_complexity
+def build_table(request: TableRequest) -> str:
+    """Evaluate what the table at ``request.out`` lacks (appending as each evaluation ends);
+    the sentence to print."""
+    from hpo.evaluation import reference_complexity
     from hpo.study import load_study, with_run_settings
     from search_core.device import check_device_precision, resolve_device
 
-    check_flags([(1 <= args.configs <= MAX_CONFIGS,
-                  f"--configs: got {args.configs}; need 1..{MAX_CONFIGS}"),
-                 (1 <= args.seeds <= MAX_SEEDS, f"--seeds: got {args.seeds}; need 1..{MAX_SEEDS}"),
-                 (args.jobs >= 1, f"--jobs: got {args.jobs}; need >= 1")])
+    check_flags([(1 <= request.configs <= MAX_CONFIGS,
+                  f"--configs: got {request.configs}; need 1..{MAX_CONFIGS}"),
+                 (1 <= request.seeds <= MAX_SEEDS,
+                  f"--seeds: got {request.seeds}; need 1..{MAX_SEEDS}"),
+                 (request.jobs >= 1, f"--jobs: got {request.jobs}; need >= 1")])
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = with_run_settings(load_study(args.study), args.device, args.precision)
+    spec = with_run_settings(load_study(request.study), request.device, request.precision)
     # here, not in a worker: a device this machine lacks is one line before anything is written
     check_device_precision(resolve_device(spec.device, "device"), spec.precision)
     if not spec.objective.entry.trains:
-        raise ConfigError(f"--study: {args.study} computes its objective from the parameters "
+        raise ConfigError(f"--study: {request.study} computes its objective from the parameters "
                           f"(kind {spec.objective.kind}); a table is for a trained objective")
     if len(spec.objective.directions) != 1:
         raise ConfigError("--study: a table holds one value per evaluation; this study has "
                           f"{len(spec.objective.directions)} objectives")
-    path = Path(args.out or Path("tables") / f"{spec.name}.csv")
-    design = configurations(spec, args.configs, args.design_seed)
-    meta = table_meta(spec, args, len(design))
+    path = Path(request.out or Path("tables") / f"{spec.name}.csv")
+    design = configurations(spec, request.configs, request.design_seed)
+    meta = table_meta(spec, request, len(design))
     check_meta(path, meta)
     done = {(int(r["config"]), int(r["seed"])) for r in read_rows(path)}
     reference = reference_complexity(spec)
     jobs = [TableJob(i, source, params, seed, spec.to_dict(), reference, spec.device)
-            for i, (source, params) in enumerate(design) for seed in range(args.seeds)
+            for i, (source, params) in enumerate(design) for seed in range(request.seeds)
             if (i, seed) not in done]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(meta_path(path), meta)
     columns = [*FIXED_COLUMNS, *sorted(spec.params), *RESULT_COLUMNS]
     started = time.perf_counter()
     with appending(path, columns) as out:
-        for job, record in run_in_processes(evaluate_job, jobs, args.jobs, "table",
-                                            args.quiet):
+        for job, record in run_in_processes(evaluate_job, jobs, request.jobs, "table",
+                                            request.quiet):
             append_row(out, columns, job, record)
-    print(f"table {path}: {len(design)} configurations x {args.seeds} seeds; "
-          f"{len(jobs)} evaluated now in {time.perf_counter() - started:.0f} s wall "
-          f"({len(done)} were there); hpo table show {path}")
-    return 0
+    return (f"table {path}: {len(design)} configurations x {request.seeds} seeds; "
+            f"{len(jobs)} evaluated now in {time.perf_counter() - started:.0f} s wall "
+            f"({len(done)} were there); hpo table show {path}")
 
 
 def configurations(spec: Any, count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
@@ -162,7 +151,7 @@ def configurations(spec: Any, count: int, seed: int) -> list[tuple[str, dict[str
 def evaluate_job(job: TableJob) -> dict[str, Any]:
     """One evaluation in this process (one torch thread): value, test value, seconds; a
     failing evaluation is a row with its error (the build goes on)."""
-    from hpo.objective import evaluate
+    from hpo.evaluation import evaluate
     from hpo.study import StudySpec, with_run_settings
 
     started, cpu = time.perf_counter(), time.process_time()
@@ -182,7 +171,7 @@ def evaluate_job(job: TableJob) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- files
 
 
-def table_meta(spec: Any, args: argparse.Namespace, configs: int) -> dict[str, Any]:
+def table_meta(spec: Any, request: TableRequest, configs: int) -> dict[str, Any]:
     from hpo.records import environment
     from search_core.configtools import to_plain
 
@@ -193,20 +182,20 @@ def table_meta(spec: Any, args: argparse.Namespace, configs: int) -> dict[str, A
         "study": spec.to_dict(),
         "params": {name: to_plain(param) for name, param in spec.params.items()},
         "directions": spec.objective.directions,
-        "design": {"sobol": args.configs, "grid": configs - args.configs,
-                   "design_seed": args.design_seed, "seeds": args.seeds},
-        "evaluation": {"threads": 1, "jobs": args.jobs, "device": spec.device,
+        "design": {"sobol": request.configs, "grid": configs - request.configs,
+                   "design_seed": request.design_seed, "seeds": request.seeds},
+        "evaluation": {"threads": 1, "jobs": request.jobs, "device": spec.device,
                        "precision": spec.precision},
         "environment": environment(threads=1),  # versions, commit, CPU, cores
-        "command": f"hpo table build --study {args.study} --configs {args.configs} "
-                   f"--seeds {args.seeds} --jobs {args.jobs}" + _device_flags(args),
+        "command": f"hpo table build --study {request.study} --configs {request.configs} "
+                   f"--seeds {request.seeds} --jobs {request.jobs}" + _device_flags(request),
     }
 
 
-def _device_flags(args: argparse.Namespace) -> str:
+def _device_flags(request: TableRequest) -> str:
     """``--device`` and ``--precision`` as given on the command line (none: nothing)."""
     flags = [f" --{name} {value}" for name in ("device", "precision")
-             if (value := getattr(args, name, None)) is not None]
+             if (value := getattr(request, name, None)) is not None]
     return "".join(flags)
 
 
@@ -268,25 +257,26 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-# ----------------------------------------------------------------------------- show
-
-
-def cmd_show(args: argparse.Namespace) -> int:
+def show_table(path: str) -> list[str]:
+    """What ``hpo table show`` prints: size, cost, the surrogate's held-out fit."""
     from hpo.surrogate import cross_validate, load_table
 
-    table = load_table(Path(args.path))
+    table = load_table(Path(path))
+    lines = []
     meta, frame = table.meta, table.frame
     seconds = frame["cpu_seconds"]
-    print(f"table {args.path}: study {meta['study_name']} (fingerprint {meta['fingerprint']}), "
+    lines.append(f"table {path}: study {meta['study_name']} (fingerprint {meta['fingerprint']}), "
           f"{frame['config'].nunique()} configurations, {len(frame)} evaluations "
           f"({table.failed} failed), seeds {sorted(frame['seed'].unique().tolist())}")
-    print(f"cost: {seconds.sum() / 3600:.2f} CPU hours ({seconds.median():.1f} s median per "
+    lines.append(f"cost: {seconds.sum() / 3600:.2f} CPU hours ({seconds.median():.1f} s median per "
           f"evaluation, {meta['evaluation']['threads']} thread each; wall "
           f"{frame['seconds'].sum() / 3600:.2f} h summed) on {meta['environment']['cpu']} "
           f"({meta['environment']['cores']} CPUs)")
     fit = cross_validate(table)
-    print(f"surrogate ({fit['model']}), {fit['folds']}-fold held-out configurations: "
+    lines.append(f"surrogate ({fit['model']}), {fit['folds']}-fold held-out configurations: "
           f"Spearman {fit['spearman']:.3f}, RMSE {fit['rmse']:.4g} (value sd "
           f"{fit['value_sd']:.4g}); seed vs seed Spearman {fit['seed_spearman']:.3f}, seed "
           f"noise sd {fit['noise_sd']:.4g}")
-    return 0
+    return lines
+
+

@@ -12,26 +12,19 @@ second, held out, says how well the prediction holds.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hpo.grid import whole_range
+from hpo.cli.common import Subparsers, add_debug
 from hpo.options import check_flags
 from search_core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from hpo.study import StudySpec
-    from search_core.latency import NetworkLayout
-
 DEFAULT_TABLE = "runs/latency.json"
-SPACE_PARAMS = ("cells", "nodes", "channels")
-MAX_SPACE_VARIANTS = 16
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     profile = subparsers.add_parser(
         "profile", help="measure a latency lookup table on this machine and validate it")
     profile.add_argument("--study", action="append", default=None,
@@ -51,43 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     profile.add_argument("--compare", default=None, metavar="OLD.json",
                          help="report how well this profile agrees with an earlier one")
     profile.add_argument("--json", action="store_true", help="print the summary as JSON")
-    profile.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    add_debug(profile)
+    profile.set_defaults(handler=cmd_profile)
     return profile
-
-
-def _space_values(spec: StudySpec) -> dict[str, list[Any]]:
-    """Every value a study can give cells / nodes / channels (tuned ones enumerated)."""
-    values: dict[str, list[Any]] = {}
-    for name in SPACE_PARAMS:
-        param = spec.params.get(name)
-        if param is None:
-            continue
-        if (whole := whole_range(param)) is not None:
-            values[name] = whole
-        else:
-            raise ConfigError(f"params.{name}: a float range cannot be profiled; make it an "
-                              "int or categorical parameter")
-    return values
-
-
-def study_layouts(spec: StudySpec) -> list[NetworkLayout]:
-    """The network layouts a study's trials can build (one per space variant)."""
-    from hpo.study import build_search_config
-    from search_core.data import data_shape
-    from search_core.latency import network_layout
-
-    values = _space_values(spec)
-    combos = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
-    if len(combos) > MAX_SPACE_VARIANTS:
-        raise ConfigError(f"the study tunes {', '.join(values)} over {len(combos)} space "
-                          f"variants; profile at most {MAX_SPACE_VARIANTS} (narrow the ranges "
-                          "or profile a study file with fixed values)")
-    layouts = []
-    for combo in combos:
-        config = build_search_config(spec, combo)
-        in_channels, image, classes = data_shape(config.data.name)
-        layouts.append(network_layout(config.space, in_channels, image, classes))
-    return layouts
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -102,6 +61,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from hpo.layouts import study_layouts
     from hpo.study import load_study
     from search_core.latency import (
         LatencyTable,

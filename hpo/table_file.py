@@ -1,6 +1,6 @@
 """The table file of ``hpo table build``: a CSV of evaluations and its JSON metadata.
 
-Read by the table objective (hpo/surrogate.py) and written by hpo/table.py; knows nothing of
+Read by the table objective (hpo/surrogate.py) and written by hpo/table_build.py; knows nothing of
 studies (the metadata carries the table's params and directions as plain data).
 """
 

@@ -1,0 +1,72 @@
+"""What a study's trials say, each fact owned here once: the states a study's trials are
+in, which trials are complete, how many finished, whether the study maximises, and **the**
+best trial (one rule for ``hpo show``, ``hpo export``, ``hpo train``, ``hpo reevaluate``,
+the run summary and the report)."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.records import TrialRecord
+
+StateCounts = dict[TrialState, int]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward --trials
+
+
+def state_counts(study: optuna.Study) -> StateCounts:
+    """How many of the study's trials are in each state (every state present)."""
+    counts = dict.fromkeys(TrialState, 0)
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state] += 1
+    return counts
+
+
+def finished(counts: StateCounts) -> int:
+    """Trials that count toward ``--trials``: COMPLETE or PRUNED."""
+    return sum(counts[state] for state in FINISHED)
+
+
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials in trial-number order."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(trials, key=lambda t: t.number)
+
+
+def is_multi_objective(study: optuna.Study) -> bool:
+    return len(study.directions) > 1
+
+
+def maximises(study: optuna.Study) -> bool:
+    """Whether the study's (first) value is maximised."""
+    return study.directions[0] == StudyDirection.MAXIMIZE
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial, None without one. One value: Optuna's best trial. Several
+    values (a Pareto set): the trial whose family front has the largest hypervolume, else
+    the best first value; ties go to the lower trial number."""
+    trials = complete_trials(study)
+    if not trials:
+        return None
+    if not is_multi_objective(study):
+        return study.best_trial
+    sign = 1.0 if maximises(study) else -1.0
+
+    def score(trial: FrozenTrial) -> tuple[float, float]:
+        hypervolume = TrialRecord.from_frozen(trial).hypervolume
+        first = sign * trial.values[0]
+        return (float(hypervolume), first) if hypervolume is not None else (float("-inf"), first)
+
+    return max(trials, key=score)  # max keeps the first of equal scores
+
+
+def best_numbers(study: optuna.Study) -> set[int]:
+    """The trials a listing marks best: the best trial, or a multi-objective study's
+    Pareto set."""
+    if not complete_trials(study):
+        return set()
+    if is_multi_objective(study):
+        return {t.number for t in study.best_trials}
+    return {study.best_trial.number}
