@@ -27,3 +27,9 @@ def set_trial_attr(study: optuna.Study, storage_id: int, key: str, value: Any) -
 def fail_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Mark a RUNNING trial that this process did not ask as FAIL."""
     study._storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
+
+
+def enqueued_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The parameters an enqueued (WAITING) trial will run with: Optuna keeps them in a
+    system attribute until the trial is asked."""
+    return dict(trial.system_attrs.get("fixed_params") or {})

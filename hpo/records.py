@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from hpo.compat_optuna import enqueued_params
 from search_core.machine import cpu_model
 from search_core.threads import openmp_environment, usable_cpus
 
@@ -213,7 +214,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     if trial.values is not None:
         for i, value in enumerate(trial.values):
             row["value" if len(trial.values) == 1 else f"value_{i}"] = value
-    params = trial.params or trial.system_attrs.get("fixed_params") or {}  # enqueued: fixed
+    params = trial.params or enqueued_params(trial)
     row |= {f"param_{k}": v for k, v in params.items()}
     row["hypervolume"] = record.hypervolume
     row["controllability"] = record.controllability

@@ -92,6 +92,7 @@ def test_every_product_module_is_in_a_layer() -> None:
     assert {layer(module) for module in graph} == set(LAYERS)
 
 
+@pytest.mark.slow
 def test_no_import_runs_up_a_layer() -> None:
     """Nothing outside the command line imports ``reports``; ``search_core`` and
     ``compress`` import nothing above them."""
@@ -121,6 +122,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["hpo.study", "hpo.records", "hpo.objectives",
                                     "hpo.options", "hpo.stopping", "reports.data",
                                     "search_core.threads", "search_core.machine"])
@@ -156,6 +158,7 @@ def private_uses(path: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_private_attributes_of_other_objects_only_in_the_compat_modules() -> None:
     uses = [use for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
             if str(p.relative_to(ROOT)) not in COMPAT for use in private_uses(p)
@@ -196,6 +199,7 @@ def family_size(spec: object, table: object) -> list[float]:
     return [float(len({m.genotype for m in table.members}))]  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_a_new_objective_is_one_registry_line(cli: Hpo) -> None:
     with OBJECTIVES.temporarily("family_size", Objective(
             ("maximize",), "distinct architectures", from_family=family_size)):

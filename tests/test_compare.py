@@ -20,6 +20,7 @@ def compare(cli: Hpo, *args: object):
     return cli("compare", "--study", LOW_DIM, "--artifacts", cli.artifacts, "-q", *args)
 
 
+@pytest.mark.slow
 def test_random_beats_grid_at_equal_budget(cli: Hpo) -> None:
     result = compare(cli, "--samplers", "grid,random", "--trials", 30, "--repeats", 3,
                      "--name", "bb")
@@ -48,6 +49,7 @@ def test_random_beats_grid_at_equal_budget(cli: Hpo) -> None:
     assert "worth on fresh seeds" not in result.out
 
 
+@pytest.mark.slow
 def test_compare_resumes_without_new_trials(cli: Hpo) -> None:
     args = ("--samplers", "grid,tpe", "--trials", 8, "--repeats", 2, "--name", "again")
     assert compare(cli, *args).code == 0
@@ -97,6 +99,7 @@ def test_bad_compare_input_is_one_line_and_writes_nothing(cli: Hpo, args, expect
     assert cli.nothing_written()
 
 
+@pytest.mark.slow
 def test_report_of_a_real_comparison(cli: Hpo) -> None:
     """compare -> report: the lecture's layout numbers come out of the real studies."""
     from reports import data
@@ -117,6 +120,7 @@ def test_report_of_a_real_comparison(cli: Hpo) -> None:
     assert files and all(f.exists() and f.stat().st_size > 0 for f in files)
 
 
+@pytest.mark.slow
 def test_an_accuracy_complexity_study_is_compared_by_hypervolume(cli: Hpo) -> None:
     from hpo_helpers import TINY_MULTI
 

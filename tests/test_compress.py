@@ -149,6 +149,7 @@ def test_quantised_weights_lie_on_their_grid_and_size_counts_bits(tiny_data: Dat
     assert record.extra["simulated"] is True and "int8" not in record.extra  # no 4-bit kernels
 
 
+@pytest.mark.slow
 def test_an_8_bit_model_is_also_measured_on_int8_kernels(tiny_space, tiny_data) -> None:
     net = tiny_network(tiny_space, tiny_data)
     _, record = run_stage("quantise", net, tiny_data,
@@ -241,6 +242,7 @@ def test_a_rounds_masks_do_not_depend_on_the_rounds_after_it(tiny_data: DataSpli
 # ----------------------------------------------------------------------------- gates
 
 
+@pytest.mark.slow
 def test_a_relaxed_gate_is_above_one_half_with_probability_sigmoid_logit() -> None:
     gate = GatedEdge(nn.Identity(), init_logit=0.8, temperature=0.5).train()
     torch.manual_seed(0)
@@ -265,6 +267,7 @@ def test_kept_edges_never_cut_a_node_off() -> None:
     assert kept_edges(probabilities, 0.5, nodes) == {"e0", "e3"}
 
 
+@pytest.mark.slow
 def test_gates_prune_edges_to_zeros_and_measure_latency(tiny_space, tiny_data) -> None:
     net = tiny_network(tiny_space, tiny_data)
     names = edge_names(net)
@@ -302,6 +305,7 @@ def with_pipeline(pipeline: dict, params: dict | None = None):
     return edit
 
 
+@pytest.mark.slow
 def test_a_study_pipeline_compresses_the_probes_with_the_trials_settings(cli) -> None:
     tuned = {"pipeline.lottery.prune_fraction": {"type": "float", "low": 0.2, "high": 0.8}}
     study = cli.write_study(with_pipeline(PIPELINE, tuned))

@@ -30,6 +30,7 @@ def test_digits_search_is_accurate_and_controllable() -> None:
     assert counts["D"].get("skip_connect", 0) <= counts["A"].get("skip_connect", 0)
 
 
+@pytest.mark.slow
 def test_cli_writes_checkpoint_and_family(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = search_main(["--epochs", "1", "--channels", "4", "--nodes", "2", "--out", str(out)])

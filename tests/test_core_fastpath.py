@@ -74,6 +74,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ops,nodes,channels,image,batch,per_example,group", CASES)
 @pytest.mark.parametrize("train", [True, False])
 def test_fast_path_equals_per_edge_oracle(ops, nodes, channels, image, batch, per_example,
@@ -97,6 +98,7 @@ def test_fast_path_equals_per_edge_oracle(ops, nodes, channels, image, batch, pe
     _assert_states_close(fast.state_dict(), oracle.state_dict())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", [ALWAYS, NEVER])
 @pytest.mark.parametrize("momentum", [0.1, None])  # None: cumulative average (BN recalibration)
 def test_training_steps_match_oracle(group, momentum):
@@ -199,6 +201,7 @@ def test_soft_mode_never_takes_the_single_path(tiny_config, tiny_data, monkeypat
     search(tiny_config.replace(train=TrainConfig(epochs=1, batch_size=32)), tiny_data)
 
 
+@pytest.mark.slow
 def test_single_path_search_is_deterministic(tiny_config, tiny_data):
     config = tiny_config.replace(train=TrainConfig(epochs=1, batch_size=32, mode="single_path"))
     first, second = search(config, tiny_data), search(config, tiny_data)

@@ -234,6 +234,7 @@ def test_latency_op_costs_follow_the_table(tmp_path: Path):
         op_cost_weights(config, 1, (28, 28), 10)  # the table has no 28x28 parts
 
 
+@pytest.mark.slow
 def test_family_on_the_latency_axis(tiny_result, tiny_data):
     probes = seed_probes(tiny_result.ops)
     table = evaluate_family(tiny_result, tiny_data, probes, complexity="latency",
@@ -261,6 +262,7 @@ def test_parse_latency_units():
             parse_latency(bad)
 
 
+@pytest.mark.slow
 def test_selection_picks_the_most_accurate_measured_under_the_budget(tiny_result, tiny_data):
     roomy = select_under_budget(tiny_result, tiny_data, 1e4, FAST)
     assert roomy.best is not None and roomy.under_budget == roomy.measured == roomy.architectures

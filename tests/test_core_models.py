@@ -250,6 +250,7 @@ def test_cell_op_params_equals_hand_sum():
 PROBES_S = [(1 / 3, 1 / 3, 1 / 3), (0.15, 0.15, 0.70), (0.70, 0.15, 0.15), (0.15, 0.70, 0.15)]
 
 
+@pytest.mark.slow
 def test_inherited_network_matches_supernet_hard_path(tiny_result, tiny_data, tiny_family):
     """Oracle: the standalone network with recalibrated BN gives the supernet's hard-path
     logits under ``recalibrated_bn``, hence the accuracy the family table reports."""
@@ -301,6 +302,7 @@ def _assert_state_equal(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_search_is_deterministic_for_a_seed(tiny_config, tiny_data):
     first = search(tiny_config, tiny_data)
     second = search(tiny_config, tiny_data)
@@ -321,6 +323,7 @@ def test_search_leaves_caller_rng_state_unchanged(tiny_config, tiny_data):
     assert torch.equal(torch.get_rng_state(), state)
 
 
+@pytest.mark.slow
 def test_progress_callback_called_once_per_epoch(tiny_config, tiny_data):
     seen: list[EpochMetrics] = []
     result = search(_config(tiny_config, epochs=3), tiny_data, on_epoch=seen.append)

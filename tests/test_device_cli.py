@@ -73,6 +73,7 @@ def test_recipes_round_trip_with_device_and_precision() -> None:
     assert TrainRecipe.from_dict(old) == TrainRecipe()  # a recipe saved before they existed
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_before_device_and_precision_still_resumes(
         tiny_data: DataSplits, tmp_path: Path) -> None:
     recipe = TrainRecipe(epochs=2, batch_size=32, threads=1, device="cpu")
@@ -109,6 +110,7 @@ SEARCH_ARGS = ["--epochs", "2", "--channels", "4", "--nodes", "2", "--cells", "3
                "--threads", "1", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_search_main_resumes_from_its_state_and_deletes_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
@@ -186,6 +188,7 @@ def test_hpo_entrances_with_cuda_missing_are_one_line_and_exit_2(
     assert line.startswith("hpo bench: error: --device: cuda") and "CUDA" in line
 
 
+@pytest.mark.slow
 def test_hpo_export_and_train_on_the_cpu_in_bf16(searched: Hpo) -> None:
     exported, model = searched.tmp / "g.json", searched.tmp / "m.pt"
     result = searched("export", "tiny", "--s", "0.2,0.3,0.5", "--out", exported, "--model",

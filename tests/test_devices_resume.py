@@ -92,6 +92,7 @@ def test_fp16_on_the_cpu_is_refused_before_training(tiny_config: SearchConfig) -
         search(tiny_config.replace(precision="fp16", device="cpu"))
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_a_tiny_search_on_the_cpu(tiny_config, tiny_data) -> None:
     fp32 = search(tiny_config, tiny_data)
     bf16 = search(tiny_config.replace(precision="bf16"), tiny_data)
@@ -130,6 +131,7 @@ def test_a_tiny_search_runs_on_the_gpu(tiny_config, tiny_data, precision: str) -
 # resume
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed_after", [0, 1])
 def test_a_search_resumed_after_epoch_k_ends_exactly_as_an_uninterrupted_one(
         tiny_config, tiny_data, tmp_path: Path, killed_after: int) -> None:
@@ -152,6 +154,7 @@ def test_a_search_resumed_after_epoch_k_ends_exactly_as_an_uninterrupted_one(
     assert [m.accuracy for m in a.members] == [m.accuracy for m in b.members]
 
 
+@pytest.mark.slow
 def test_a_finished_state_resumes_to_the_same_result_without_training(
         tiny_config, tiny_data, tmp_path: Path) -> None:
     state = tmp_path / "state.pt"
@@ -162,6 +165,7 @@ def test_a_finished_state_resumes_to_the_same_result_without_training(
     assert same_weights(first.supernet, again.supernet)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_configuration_is_refused(
         tiny_config, tiny_data, tmp_path: Path) -> None:
     state = tmp_path / "state.pt"
@@ -206,6 +210,7 @@ def tiny_task(tmp_path: Path, folder: str) -> TrialTask:
                      checkpoint=tmp_path / folder / "trial-0.pt", threads=1)
 
 
+@pytest.mark.slow
 def test_a_trial_interrupted_at_epoch_k_resumes_and_records_it(tmp_path: Path) -> None:
     whole = run_trial(tiny_task(tmp_path, "whole"))
     assert whole.state == TrialState.COMPLETE and whole.record.resumed_from is None
@@ -235,6 +240,7 @@ def test_a_trial_interrupted_at_epoch_k_resumes_and_records_it(tmp_path: Path) -
     assert not any((tmp_path / "pruned" / "resume").iterdir())
 
 
+@pytest.mark.slow
 def test_hpo_run_killed_mid_trial_resumes_the_search_on_the_next_run(cli: Hpo) -> None:
     """A real SIGKILL of ``hpo run`` after an epoch's checkpoint; the next run re-enqueues
     the trial, which resumes its search and scores exactly what an uninterrupted run does."""
@@ -417,6 +423,7 @@ def test_a_trial_records_its_device_and_precision(cli: Hpo) -> None:
     assert again.code == 2 and "different study file" in again.err
 
 
+@pytest.mark.slow
 def test_train_config_epochs_of_a_resumed_state_are_checked(tiny_data, tmp_path: Path) -> None:
     config = SearchConfig(train=TrainConfig(epochs=2, batch_size=64), threads=1,
                           data=dataclasses.replace(SearchConfig().data, train_limit=100,

@@ -101,6 +101,7 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs, nothing catches it."""
 
 
+@pytest.mark.slow
 def test_a_study_whose_creation_was_cut_short_is_completed_on_resume(
         cli: Hpo, monkeypatch: pytest.MonkeyPatch) -> None:
     def killed(study: optuna.Study, *args: Any) -> None:
@@ -129,6 +130,7 @@ def test_a_foreign_study_with_trials_and_no_fingerprint_is_refused(cli: Hpo) -> 
     assert "not created by hpo run" in line
 
 
+@pytest.mark.slow
 def test_grid_enqueueing_cut_short_enqueues_each_cell_once(
         cli: Hpo, monkeypatch: pytest.MonkeyPatch) -> None:
     enqueue = optuna.Study.enqueue_trial
@@ -157,6 +159,7 @@ def test_grid_enqueueing_cut_short_enqueues_each_cell_once(
 # owners on other hosts: heartbeats
 
 
+@pytest.mark.slow
 def test_a_trial_of_a_silent_host_is_failed_and_rerun(cli: Hpo) -> None:
     assert cli.run("--trials", 1).code == 0
     study = cli.study("tiny")
@@ -195,6 +198,7 @@ def _append_torn_line(journal: Path) -> None:
         f.write(b'{"op_code": 5, "worker_id": "w", "trial_id": 0, "us')  # cut short
 
 
+@pytest.mark.slow
 def test_a_torn_journal_tail_is_cut_off_with_a_backup_and_nothing_is_lost(
         cli: Hpo, caplog: pytest.LogCaptureFixture) -> None:
     assert cli.run("--trials", 2).code == 0
@@ -212,6 +216,7 @@ def test_a_torn_journal_tail_is_cut_off_with_a_backup_and_nothing_is_lost(
     assert cli("show", "tiny").code == 0
 
 
+@pytest.mark.slow
 def test_a_line_glued_onto_a_torn_one_keeps_its_operations(cli: Hpo) -> None:
     """What an older version left: it appended after a torn tail, gluing the two lines."""
     assert cli.run("--trials", 2).code == 0
@@ -334,6 +339,7 @@ def test_study_names_cannot_leave_the_artifacts_folder(cli: Hpo, name: str) -> N
     assert cli.nothing_written()
 
 
+@pytest.mark.slow
 def test_a_storage_password_is_never_printed(cli: Hpo) -> None:
     url = "postgresql://hpo:s3cret-pw@127.0.0.1:9/nowhere"  # nothing listens on port 9
     for result in (cli.run("--trials", 1, "--storage", url), cli("list", "--storage", url)):

@@ -67,6 +67,7 @@ def test_bad_fidelity_and_probe_settings_are_one_line(cli: Hpo, key: str, value:
         assert word in message, (word, message)
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_shared_weights_and_leaves_them(
     tiny_result: SearchResult, tiny_data: DataSplits
 ) -> None:
@@ -86,6 +87,7 @@ def test_fine_tuning_starts_from_the_shared_weights_and_leaves_them(
     assert scratch.history[0]["train_loss"] != trained.history[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_family_accuracy_by_fine_tuning_each_distinct_genotype(
     tiny_result: SearchResult, tiny_data: DataSplits
 ) -> None:
@@ -102,6 +104,7 @@ def test_family_accuracy_by_fine_tuning_each_distinct_genotype(
     assert [m.genotype for m in table.members] == [m.genotype for m in proxy.members]
 
 
+@pytest.mark.slow
 def test_a_study_with_fine_tuned_family_accuracy_runs(cli: Hpo) -> None:
     path = cli.write_study(lambda raw: raw["probes"].update(accuracy="finetune",
                                                             finetune_epochs=1))
@@ -120,6 +123,7 @@ def test_a_study_with_fine_tuned_family_accuracy_runs(cli: Hpo) -> None:
     assert "Trained vs finetune accuracy" in (cli.tmp / "report" / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_rank_correlation_and_its_interval() -> None:
     from reports.data import rank_correlation
 

@@ -53,6 +53,7 @@ from search_core.result import SearchResult, load_model
 # run, resume, crash recovery, parallel workers
 
 
+@pytest.mark.slow
 def test_run_records_complete_trials_with_their_attributes(cli: Hpo) -> None:
     result = cli.run("--sampler", "tpe", "--trials", 3, "--seed", 7)
     assert result.code == 0, result.err
@@ -88,6 +89,7 @@ def test_run_records_complete_trials_with_their_attributes(cli: Hpo) -> None:
     assert attrs["environment"]["cpu"]
 
 
+@pytest.mark.slow
 def test_resume_keeps_earlier_trials_and_tops_up_to_trials(cli: Hpo) -> None:
     assert cli.run("--trials", 3, "--name", "resumed").code == 0
     before = [(t.number, t.values, t.params) for t in cli.trials("resumed")]
@@ -146,6 +148,7 @@ def test_sigkilled_run_resumes_and_retries_the_killed_trial(cli: Hpo) -> None:
     assert {n: trials[n].values for n in done_before} == done_before
 
 
+@pytest.mark.slow
 def test_resume_leaves_a_trial_being_claimed_by_a_live_worker_alone(cli: Hpo) -> None:
     """A worker asks a trial and names itself its owner under the lock; a run starting in
     between must not take the trial, owner not yet written, for a dead worker's."""
@@ -228,6 +231,7 @@ def test_grid_with_two_workers_runs_each_cell_once(cli: Hpo) -> None:
     assert set(cells.values()) == {1}
 
 
+@pytest.mark.slow
 def test_grid_single_worker_covers_the_grid_across_runs(cli: Hpo) -> None:
     assert cli.run("--sampler", "grid", "--trials", 2).code == 0
     first = cli.trials("tiny")
@@ -261,6 +265,7 @@ def _evaluate_failing(monkeypatch: pytest.MonkeyPatch, fails: Callable[[int], bo
     return calls
 
 
+@pytest.mark.slow
 def test_failing_trial_is_recorded_and_the_study_goes_on(
     cli: Hpo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,6 +287,7 @@ def test_max_failures_stops_the_study(cli: Hpo, monkeypatch: pytest.MonkeyPatch)
     assert states(cli.trials("tiny")) == {"FAIL": 1}
 
 
+@pytest.mark.slow
 def test_pruned_trials_count_toward_trials(cli: Hpo, monkeypatch: pytest.MonkeyPatch) -> None:
     # accuracy never reaches 2: every trial is pruned at its first report (epoch 0 of 3)
     with PRUNERS.temporarily("unreachable",
@@ -297,6 +303,7 @@ def test_pruned_trials_count_toward_trials(cli: Hpo, monkeypatch: pytest.MonkeyP
         assert "checkpoint" not in trial.user_attrs
 
 
+@pytest.mark.slow
 def test_multi_objective_study_with_nsga2(cli: Hpo) -> None:
     result = cli.run("--sampler", "nsga2", "--trials", 3, study=TINY_MULTI)
     assert result.code == 0, result.err
@@ -351,6 +358,7 @@ def test_threads_apply_to_the_whole_trial(cli: Hpo, monkeypatch: pytest.MonkeyPa
 # list, show, export
 
 
+@pytest.mark.slow
 def test_list_show_and_export(cli: Hpo) -> None:
     assert cli.run("--trials", 2, "--name", "shown").code == 0
     trials = cli.trials("shown")
@@ -491,6 +499,7 @@ def test_console_script_prints_exactly_one_line_on_bad_input(cli: Hpo) -> None:
     assert cli.nothing_written()
 
 
+@pytest.mark.slow
 def test_changed_study_file_under_the_same_name_is_refused(cli: Hpo) -> None:
     assert cli.run("--trials", 1, "--name", "fixed").code == 0
     journal = cli.storage.read_bytes()
@@ -504,6 +513,7 @@ def test_changed_study_file_under_the_same_name_is_refused(cli: Hpo) -> None:
     assert states(cli.trials("fixed")) == {"COMPLETE": 1}
 
 
+@pytest.mark.slow
 def test_sqlite_storage_url(cli: Hpo) -> None:
     url = f"sqlite:///{cli.tmp / 'studies.db'}"
     result = cli.run("--trials", 2, "--storage", url)  # overrides the journal default

@@ -25,6 +25,7 @@ def profile(cli: Hpo, *args: object) -> Result:
     return Result(code, out, err)
 
 
+@pytest.mark.slow
 def test_profile_writes_a_table_that_predicts_held_out_networks(cli: Hpo) -> None:
     out = cli.tmp / "t.json"
     result = profile(cli, "--out", out)
@@ -71,6 +72,7 @@ def test_profile_on_cuda_without_a_gpu_says_so(cli: Hpo) -> None:
     assert "cuda" in line and "--device cpu" in line
 
 
+@pytest.mark.slow
 def test_a_study_on_the_latency_axis_records_measured_latencies(cli: Hpo) -> None:
     study = cli.write_study(setting("objective.complexity", "latency"))
     assert cli.run("--trials", 1, "--name", "lat", study=study).code == 0
@@ -84,6 +86,7 @@ def test_a_study_on_the_latency_axis_records_measured_latencies(cli: Hpo) -> Non
     assert 0 < trial.value <= reference
 
 
+@pytest.mark.slow
 def test_a_compare_group_shares_one_measured_reference(cli: Hpo) -> None:
     """A measured (noisy) reference measured per study would make the group's hypervolumes
     incomparable: the group measures it once."""
@@ -97,6 +100,7 @@ def test_a_compare_group_shares_one_measured_reference(cli: Hpo) -> None:
     assert len(references) == 1 and references.pop() > 0
 
 
+@pytest.mark.slow
 def test_latency_op_costs_need_a_table_before_anything_is_written(cli: Hpo) -> None:
     missing = cli.tmp / "missing.json"
     study = cli.write_study(lambda raw: raw["search"]["train"].update(
@@ -115,6 +119,7 @@ def test_latency_op_costs_need_a_table_before_anything_is_written(cli: Hpo) -> N
     assert cli.trials("costed")[0].state.name == "COMPLETE"
 
 
+@pytest.mark.slow
 def test_export_under_a_latency_budget(cli: Hpo) -> None:
     assert cli.run("--trials", 1, "--name", "x").code == 0
     table = cli.tmp / "t.json"

@@ -35,6 +35,7 @@ def outcome(cli: Hpo) -> dict[str, Any]:
     return cli.study("tiny").user_attrs[TRAINED_ATTR.format(number=0)]
 
 
+@pytest.mark.slow
 def test_probes_are_trained_per_distinct_genotype_and_recorded(searched: Hpo) -> None:
     result = train(searched, "--probes", "all", *QUICK)
     assert result.code == 0, result.err
@@ -58,6 +59,7 @@ def test_probes_are_trained_per_distinct_genotype_and_recorded(searched: Hpo) ->
     assert "test accuracy mean ± sd" in result.out
 
 
+@pytest.mark.slow
 def test_a_rerun_continues_from_the_checkpoints(searched: Hpo) -> None:
     assert train(searched, "--probes", "A", *QUICK).code == 0
     first = outcome(searched)
@@ -83,6 +85,7 @@ def test_parallel_trainings_give_the_same_results(searched: Hpo, tmp_path: Path)
         [m["test_acc_mean"] for m in sequential["members"]]
 
 
+@pytest.mark.slow
 def test_an_s_vector_and_inherited_weights(searched: Hpo) -> None:
     result = train(searched, "--s", "0.2,0.3,0.5", "--from", "inherit", "--epochs", 1,
                    "--seeds", 1, "--batch-size", 32, "--quiet")
@@ -107,6 +110,7 @@ def test_bad_input_is_one_line_and_exit_2(searched: Hpo, args: tuple, words: lis
     assert TRAINED_ATTR.format(number=0) not in searched.study("tiny").user_attrs
 
 
+@pytest.mark.slow
 def test_the_report_shows_trained_beside_proxy(searched: Hpo) -> None:
     assert train(searched, "--probes", "all", *QUICK).code == 0
     result = searched("report", "tiny", "--out", searched.tmp / "report")
@@ -118,6 +122,7 @@ def test_the_report_shows_trained_beside_proxy(searched: Hpo) -> None:
     assert (searched.tmp / "report" / "tiny-trained-0.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_rank_agreement_and_its_bootstrap_interval() -> None:
     proxy = [0.50, 0.60, 0.70, 0.80, 0.90, 0.95]
     same = pd.DataFrame({"proxy_accuracy": proxy, "test_acc_mean": [p + 0.05 for p in proxy]})
@@ -132,6 +137,7 @@ def test_rank_agreement_and_its_bootstrap_interval() -> None:
     assert math.isnan(rank_agreement(same.head(2), "kendall")[0])  # too few to rank
 
 
+@pytest.mark.slow
 def test_the_member_under_a_latency_budget(searched: Hpo) -> None:
     result = train(searched, "--latency-budget", "1000ms", "--epochs", 1, "--seeds", 1,
                    "--batch-size", 32, "--quiet")

@@ -84,6 +84,7 @@ def _names(cli: Hpo) -> list[str]:
     return study_names(open_storage(str(cli.storage)))
 
 
+@pytest.mark.slow
 def test_trials_run_on_both_nodes_and_survive_a_killed_worker(cli: Hpo, cluster) -> None:
     killed: list[int] = []
     killer = threading.Thread(target=kill_one_worker_mid_trial, args=(cli, "tiny_slow", killed))
@@ -108,6 +109,7 @@ def test_trials_run_on_both_nodes_and_survive_a_killed_worker(cli: Hpo, cluster)
         assert trial.intermediate_values  # per-epoch val_acc reported through Ray
 
 
+@pytest.mark.slow
 def test_ray_and_local_trials_share_one_study(cli: Hpo, cluster) -> None:
     assert cli.run("--trials", 2).code == 0  # local backend first
     result = cli.run("--backend", "ray", "--address", cluster.address, "--trials", 4)
@@ -129,6 +131,7 @@ def test_ray_and_local_trials_share_one_study(cli: Hpo, cluster) -> None:
     assert shown.code == 0 and len(shown.out.strip().splitlines()) == 1 + 4
 
 
+@pytest.mark.slow
 def test_grid_through_ray_runs_every_cell_once(cli: Hpo, cluster) -> None:
     result = cli.run("--backend", "ray", "--address", cluster.address, "--sampler", "grid",
                      "--trials", 100, "--concurrency", 2)
@@ -138,6 +141,7 @@ def test_grid_through_ray_runs_every_cell_once(cli: Hpo, cluster) -> None:
     assert sorted(cell(t.params) for t in trials) == sorted(grid_product(TINY))
 
 
+@pytest.mark.slow
 def test_asha_prunes_through_ray(cli: Hpo, cluster) -> None:
     result = cli.run("--backend", "ray", "--address", cluster.address, "--pruner", "hyperband",
                      "--trials", 6, "--concurrency", 2, study=TINY_SLOW)
@@ -146,6 +150,7 @@ def test_asha_prunes_through_ray(cli: Hpo, cluster) -> None:
     assert counts["COMPLETE"] + counts["PRUNED"] == 6 and not counts["FAIL"]
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_without_losing_complete_trials(cli: Hpo, cluster) -> None:
     argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--backend", "ray", "--address",
                                cluster.address, "--trials", 4, "--concurrency", 1)
@@ -180,6 +185,7 @@ def _complete_and_running(cli: Hpo, name: str) -> bool:
     return found["COMPLETE"] >= 1 and found["RUNNING"] >= 1
 
 
+@pytest.mark.slow
 def test_a_node_leaving_mid_study_does_not_stop_it(cli: Hpo, cluster) -> None:
     """Runs last: removes the second node once trials run, then adds a fresh one back."""
     worker_node = next(node for node in cluster.list_all_nodes() if not node.head)

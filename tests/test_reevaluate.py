@@ -18,6 +18,7 @@ def stored(cli: Hpo, number: int) -> dict:
     return cli.study("tiny").user_attrs.get(REEVALUATED_ATTR.format(number=number), {})
 
 
+@pytest.mark.slow
 def test_top_configurations_get_fresh_seeds_and_the_best_mean_wins(cli: Hpo) -> None:
     assert cli.run("--trials", 3, "--sampler", "random").code == 0
     result = cli("reevaluate", "tiny", "--top", 2, "--seeds", 2, "-q")
@@ -39,6 +40,7 @@ def test_top_configurations_get_fresh_seeds_and_the_best_mean_wins(cli: Hpo) -> 
     assert result.out.splitlines()[1].lstrip().startswith(f"best trial {rows[0]['trial']:>4}")
 
 
+@pytest.mark.slow
 def test_a_rerun_adds_only_what_is_missing(cli: Hpo) -> None:
     assert cli.run("--trials", 2, "--sampler", "random").code == 0
     assert cli("reevaluate", "tiny", "--top", 1, "--seeds", 1, "-q").code == 0
@@ -49,6 +51,7 @@ def test_a_rerun_adds_only_what_is_missing(cli: Hpo) -> None:
     assert len(again) == 2 and again[str(FRESH_SEED_BASE)] == first[str(FRESH_SEED_BASE)]
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_value(cli: Hpo) -> None:
     """What makes a fresh-seed mean meaningful: an evaluation is a function of its seed."""
     assert cli.run("--trials", 1, "--sampler", "random").code == 0
@@ -87,6 +90,7 @@ def test_seed_share_by_hand() -> None:
     assert [r["trial"] for r in summarise(study)] == [1, 0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "expected"), [
     (("--top", 0), "--top: got 0; need >= 1"),
     (("--seeds", 0), "--seeds: got 0; need >= 1"),
@@ -116,6 +120,7 @@ def test_study_spec_round_trips_through_its_stored_form() -> None:
     assert StudySpec.from_dict(cpu.to_dict()).fingerprint() == cpu.fingerprint()
 
 
+@pytest.mark.slow
 def test_per_trial_training_seeds_are_recorded_and_reproducible(cli: Hpo, tmp_path) -> None:
     from hpo.trial import training_seed
 
@@ -130,6 +135,7 @@ def test_per_trial_training_seeds_are_recorded_and_reproducible(cli: Hpo, tmp_pa
     assert list(stored(cli, cli.study("tiny").best_trial.number)) == [str(FRESH_SEED_BASE)]
 
 
+@pytest.mark.slow
 def test_run_can_reevaluate_at_the_end(cli: Hpo) -> None:
     result = cli.run("--trials", 2, "--sampler", "random", "--reevaluate", 1)
     assert result.code == 0, result.err

@@ -105,6 +105,7 @@ def _non_dominated(acc, cx) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_study_data(storage):
     study = optuna.load_study(study_name="tiny", storage=storage)
     frame = data.study_frame(study)
@@ -163,6 +164,7 @@ def test_group_best_so_far(storage):
     assert len(finals) == 9 and (finals["trials"] == 10).all()
 
 
+@pytest.mark.slow
 def test_distinct_values_and_layout(storage):
     group = data.group_studies(storage, "cmp")
     distinct = data.distinct_values(group)
@@ -236,6 +238,7 @@ def _check_index(index: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 def test_report(journal, tmp_path):
     index = write_report(journal, ["tiny", "synthetic", "cmp", "ttt"], tmp_path / "out")
     files = _check_index(index)
@@ -255,6 +258,7 @@ def test_unknown_name(journal, tmp_path):
         write_report(journal, ["nope"], tmp_path)
 
 
+@pytest.mark.slow
 def test_cli(journal, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
@@ -265,6 +269,7 @@ def test_cli(journal, tmp_path, capsys):
     _check_index(tmp_path / "r" / "index.html")
 
 
+@pytest.mark.slow
 def test_no_torch(journal, tmp_path):
     code = ("import sys, reports, reports.data, reports.figures, reports.html, hpo.cli.report\n"
             "from reports.html import write_report\n"
@@ -273,6 +278,7 @@ def test_no_torch(journal, tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_report_layout_fits_its_window_and_names_no_private_path(journal, tmp_path):
     index = write_report(journal, ["tiny", "cmp"], tmp_path / "out")
     text = index.read_text()

@@ -262,6 +262,7 @@ def test_no_latency_front(journal):
     assert data.objective_complexity(study) == "params"
 
 
+@pytest.mark.slow
 def test_study_report_with_latency(journal, table_path, tmp_path):
     index = write_report(journal, ["lat", "nolat"], tmp_path / "out", latency=table_path)
     names = _check_index(index)
@@ -276,6 +277,7 @@ def test_study_report_with_latency(journal, table_path, tmp_path):
         in text
 
 
+@pytest.mark.slow
 def test_no_torch_with_latency(journal, table_path, tmp_path):
     code = ("import sys\n"
             "from hpo.cli import main\n"

@@ -55,6 +55,7 @@ def _best(sampler: optuna.samplers.BaseSampler, n_trials: int = 25) -> float:
     return study.best_value
 
 
+@pytest.mark.slow
 def test_beats_random_search_on_quadratic() -> None:
     # Calibration (200 seeds, 25 trials): random search's median best is ~1.0 and only ~4% of
     # runs reach < 0.01; SkoptSampler reached <= 1e-4 on each of 6 seeds. Requiring both seeds
@@ -66,6 +67,7 @@ def test_beats_random_search_on_quadratic() -> None:
     assert max(skopt_best) < statistics.median(random_best), (skopt_best, random_best)
 
 
+@pytest.mark.slow
 def test_values_are_plain_python_and_inside_distributions() -> None:
     sampler = _RecordingSampler(seed=3, n_startup_trials=4)
     study = optuna.create_study(sampler=sampler)
@@ -98,6 +100,7 @@ def _param_sequence(seed: int) -> list[dict[str, Any]]:
     return [t.params for t in study.trials]
 
 
+@pytest.mark.slow
 def test_seed_reproducibility() -> None:
     first = _param_sequence(7)
     assert first == _param_sequence(7)
@@ -106,6 +109,7 @@ def test_seed_reproducibility() -> None:
     assert first[5:] != other[5:]  # the skopt-driven part differs too
 
 
+@pytest.mark.slow
 def test_maximize_heads_towards_maximum() -> None:
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", -5.0, 5.0)
@@ -130,6 +134,7 @@ def test_multi_objective_raises_clear_error() -> None:
         study.optimize(objective, n_trials=1)
 
 
+@pytest.mark.slow
 def test_journal_storage_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "journal.log")
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))

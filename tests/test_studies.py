@@ -210,6 +210,7 @@ def test_folder_and_missing_file_are_study_errors(tmp_path: Path) -> None:
     refused(tmp_path / "none.yaml", "not found")
 
 
+@pytest.mark.slow
 def test_latency_table_folder_is_a_study_error(tmp_path: Path) -> None:
     raw = tiny_with("search.train", {"op_costs": "latency", "latency_table": str(tmp_path)})
     refused(write(tmp_path, raw), "latency_table", "a folder")
@@ -285,6 +286,7 @@ def test_divergence_limit_follows_the_first_minibatch_and_the_factor() -> None:
     assert divergence(high_start, start_ce=5.0, num_classes=10, factor=4.0) is not None
 
 
+@pytest.mark.slow
 def test_study_policy_divergence_factor_null_keeps_a_finite_exploding_loss(
         tiny_config: SearchConfig, tiny_data: DataSplits) -> None:
     train = dataclasses.replace(tiny_config.train, w_lr=30.0)
@@ -295,6 +297,7 @@ def test_study_policy_divergence_factor_null_keeps_a_finite_exploding_loss(
     assert result.history[0]["train_ce"] > 10 * 2.303  # what the default policy refused
 
 
+@pytest.mark.slow
 def test_diverging_trial_is_recorded_as_failed_with_the_reason(cli: Hpo) -> None:
     study = cli.write_study(lambda raw: raw["search"]["train"].update(w_lr=1e6))
     cli.run("--trials", 1, "--sampler", "random", study=study)

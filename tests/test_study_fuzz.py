@@ -143,6 +143,7 @@ def study_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "fuzzed.yaml"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_mutated_shipped_studies_load_or_fail_cleanly(study_file: Path,

@@ -24,6 +24,7 @@ def build(cli: Hpo, out: Path, *args: object):
     return cli("table", "build", "--study", TINY, "--out", out, "-q", *args)
 
 
+@pytest.mark.slow
 def test_build_is_resumable_and_extends(cli: Hpo) -> None:
     out = cli.tmp / "t.csv"
     result = build(cli, out, "--configs", 2, "--seeds", 1)
@@ -50,6 +51,7 @@ def test_build_is_resumable_and_extends(cli: Hpo) -> None:
     assert f"{len(rows)} evaluated now" in result.out
 
 
+@pytest.mark.slow
 def test_another_study_cannot_extend_a_table(cli: Hpo, tmp_path: Path) -> None:
     out = cli.tmp / "t.csv"
     assert build(cli, out, "--configs", 1, "--seeds", 1).code == 0
@@ -108,6 +110,7 @@ def write_table(path: Path, configs: int = 200, seeds: int = 2, noise_sd: float 
         "evaluation": {"threads": 1}, "environment": {"cpu": "x", "cores": 1}}))
 
 
+@pytest.mark.slow
 def test_surrogate_learns_a_known_function_and_its_noise(tmp_path: Path) -> None:
     path = tmp_path / "xy.csv"
     write_table(path)
@@ -137,6 +140,7 @@ def table_study(tmp_path: Path, table: Path, params: dict | None = None) -> Path
     return path
 
 
+@pytest.mark.slow
 def test_compare_on_a_table_runs_with_a_deterministic_simulated_clock(cli: Hpo,
                                                                       tmp_path: Path) -> None:
     table = tmp_path / "xy.csv"
@@ -158,6 +162,7 @@ def test_compare_on_a_table_runs_with_a_deterministic_simulated_clock(cli: Hpo,
     assert runs[0][["value", "elapsed_s"]].equals(runs[1][["value", "elapsed_s"]])
 
 
+@pytest.mark.slow
 def test_compare_judges_incumbents_by_their_mean_over_seeds(cli: Hpo, tmp_path: Path) -> None:
     table = tmp_path / "xy.csv"
     write_table(table, configs=60, noise_sd=0.3)  # seed noise dwarfs most differences
@@ -194,6 +199,7 @@ def test_a_table_objective_checks_its_table(cli: Hpo, tmp_path: Path) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_the_shipped_table_is_what_its_study_says(monkeypatch: pytest.MonkeyPatch) -> None:
     """tables/digits-compare.csv: >= 300 configurations x 2 seeds of studies/digits-compare
     (the same fingerprint), and a surrogate that ranks held-out configurations (Spearman >=

@@ -65,6 +65,7 @@ def test_augment_crops_shift_and_flip_images() -> None:
     assert flipped.any() and (~flipped).any()  # some images flipped, some not
 
 
+@pytest.mark.slow
 def test_training_learns_and_reports_test_accuracy_once(tiny_data: DataSplits,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
@@ -87,6 +88,7 @@ def test_training_learns_and_reports_test_accuracy_once(tiny_data: DataSplits,
     assert result.to_dict()["recipe"]["lr"] == 0.1
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_another_seed_another(tiny_data: DataSplits) -> None:
     first = train_network(GENOTYPE, TINY_SPACE, tiny_data, QUICK)
     again = train_network(GENOTYPE, TINY_SPACE, tiny_data, QUICK)
@@ -100,6 +102,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_from_its_last_epoch_with_the_same_result(
         tiny_data: DataSplits, tmp_path: Path) -> None:
     recipe = TrainRecipe(epochs=3, batch_size=32, threads=1, augment="crop_flip")
@@ -121,6 +124,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_with_the_same_result(
     assert resumed.test_acc == whole.test_acc
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_recipe_is_refused(tiny_data: DataSplits,
                                                    tmp_path: Path) -> None:
     checkpoint = tmp_path / "net.pt"
@@ -134,6 +138,7 @@ def test_a_checkpoint_of_another_recipe_is_refused(tiny_data: DataSplits,
         train_network(GENOTYPE, TINY_SPACE, tiny_data, QUICK, checkpoint=checkpoint)
 
 
+@pytest.mark.slow
 def test_inherited_weights_start_from_the_supernet(tiny_config: SearchConfig,
                                                    tiny_result: SearchResult,
                                                    tiny_data: DataSplits) -> None:

@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.backends.ray import OUTCOME_KEY, ray_outcome
+from hpo.compat_optuna import enqueued_params
 from hpo.facts import best_numbers, best_trial, state_counts
 from hpo.members import pick_trial
 from hpo.objectives import MAXIMIZE, MINIMIZE, OBJECTIVES, Objective
@@ -153,7 +154,7 @@ def test_record_outcome(outcome: TrialOutcome, state: TrialState, value: float |
     waiting = [t for t in study.trials if t.state == TrialState.WAITING]
     assert len(waiting) == int(requeued)
     if requeued:
-        assert waiting[0].system_attrs["fixed_params"] == {"x": 0.5}
+        assert enqueued_params(waiting[0]) == {"x": 0.5}
         assert waiting[0].user_attrs[RETRY_OF_ATTR] == 0
 
 

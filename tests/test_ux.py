@@ -31,6 +31,7 @@ BAD_ARGUMENTS = {  # argv -> what its one error line must say
 }
 
 
+@pytest.mark.slow
 def test_argument_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
     typo = tmp_path / "typo.yaml"
     typo.write_text(TINY.read_text().replace("fidelity:", "fidelty:"))
@@ -117,6 +118,7 @@ def test_metric_names_and_scalar_attributes_for_the_dashboard(cli: Hpo) -> None:
     assert isinstance(trial.user_attrs["family_controllability"], float)
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_one_line_exits_130_and_requeues_the_trial(cli: Hpo) -> None:
     argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--trials", 3, "--name", "cut")
     proc = subprocess.Popen(argv, cwd=cli.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -182,6 +184,7 @@ def test_list_and_show_count_states_and_mark_the_best(cli: Hpo) -> None:
     assert "e+" not in timing
 
 
+@pytest.mark.slow
 def test_export_says_what_it_exported(cli: Hpo) -> None:
     assert cli.run("--trials", 1, "--name", "ex").code == 0
     out = cli.tmp / "g.json"
