@@ -81,7 +81,7 @@ def row(experiment: str, seed: int, model: Any, data: Any, record: Any = None,
 def pruning(args: argparse.Namespace, data: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
     from compress import Context, FitSettings, run_stage
     from compress.gates import EdgeMagnitudeSettings, GateSettings, unit_latencies
-    from search_core.latency import TimingSettings
+    from search_core.timing import TimingSettings
 
     fit = FitSettings(epochs=args.finetune, lr=0.02)
     timing = TimingSettings(rounds=14, passes=7)

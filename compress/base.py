@@ -22,7 +22,7 @@ from torch import nn
 
 from search_core.data import DataSplits, Split, batches
 from search_core.errors import ConfigError
-from search_core.family import FLOAT_BYTES
+from search_core.ops import FLOAT_BYTES
 from search_core.registry import Registry
 from search_core.train import accuracy
 

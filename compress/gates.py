@@ -34,7 +34,7 @@ from compress.base import (
 )
 from search_core.data import DataSplits
 from search_core.errors import ConfigError
-from search_core.latency import TimingSettings, measure_many
+from search_core.timing import TimingSettings, measure_many
 
 
 @dataclass(frozen=True)

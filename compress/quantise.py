@@ -40,7 +40,7 @@ from compress.base import (
 from compress.distill import distillation_loss
 from search_core.data import DataSplits, Split, batches
 from search_core.errors import ConfigError
-from search_core.latency import TimingSettings, measure_many
+from search_core.timing import TimingSettings, measure_many
 from search_core.train import accuracy
 
 MIN_BITS, MAX_BITS = 2, 16

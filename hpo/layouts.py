@@ -12,7 +12,7 @@ from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from hpo.study import StudySpec
-    from search_core.latency import NetworkLayout
+    from search_core.network_parts import NetworkLayout
 
 SPACE_PARAMS = ("cells", "nodes", "channels")
 MAX_SPACE_VARIANTS = 16
@@ -37,7 +37,7 @@ def study_layouts(spec: StudySpec) -> list[NetworkLayout]:
     """The network layouts a study's trials can build (one per space variant)."""
     from hpo.study import build_search_config
     from search_core.data import data_shape
-    from search_core.latency import network_layout
+    from search_core.network_parts import network_layout
 
     values = _space_values(spec)
     combos = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]

@@ -90,13 +90,9 @@ def pick_under_budget(result: Any, budget_text: str, table_path: str | None,
     """Search the family over s for the most accurate member measured under the budget
     (``--latency-budget``), ``table_path`` pre-filtering the candidates."""
     from hpo.evaluation import cached_data
-    from search_core.latency import (
-        LatencyTable,
-        TimingSettings,
-        fingerprint,
-        fingerprint_mismatch,
-    )
+    from search_core.latency import LatencyTable
     from search_core.selection import parse_latency, select_under_budget
+    from search_core.timing import TimingSettings, fingerprint, fingerprint_mismatch
 
     budget = parse_latency(budget_text)
     if threads < 1 or batch < 1:

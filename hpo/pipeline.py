@@ -144,7 +144,7 @@ def compressed_family(result: SearchResult, data: DataSplits, pipeline: Pipeline
     from compress import run_stage
     from compress.base import Context, nonzero_params
     from search_core.family import family_table
-    from search_core.latency import TimingSettings, measure_many
+    from search_core.timing import TimingSettings, measure_many
     from search_core.train import accuracy
 
     timing = timing or TimingSettings(rounds=14, passes=7)

@@ -178,7 +178,7 @@ def measure_latency(members: list[Member], result: Any, threads: int) -> dict[st
     median of interleaved rounds), in ms."""
     from search_core.family import info_layout
     from search_core.genotype import Genotype
-    from search_core.latency import TimingSettings, measure_networks
+    from search_core.timing import TimingSettings, measure_networks
 
     layout = info_layout(result.config.space, result.data_info)
     timings = measure_networks([Genotype.from_json(m.genotype_json) for m in members], layout,

@@ -72,7 +72,9 @@ def op_latency_table(
     """(2, E, k): measured batch-1 latency of op m on edge e, summed over the cells of each
     type, from ``train.latency_table`` (a table from another machine is used with a
     warning: relative op costs often carry over, absolute latencies do not)."""
-    from search_core.latency import LatencyTable, fingerprint, fingerprint_mismatch, network_layout
+    from search_core.latency import LatencyTable
+    from search_core.network_parts import network_layout
+    from search_core.timing import fingerprint, fingerprint_mismatch
 
     path = config.train.latency_table
     table = LatencyTable.load(path)  # type: ignore[arg-type]

@@ -23,17 +23,13 @@ from search_core.device import autocast
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype, derive
-from search_core.latency import (
-    NetworkLayout,
-    TimingSettings,
-    measure_networks,
-    network_layout,
-    profile_parts,
-)
+from search_core.latency import profile_parts
 from search_core.metrics import hypervolume_2d, pareto_front, spearman
-from search_core.ops import op_role
+from search_core.network_parts import NetworkLayout, network_layout
+from search_core.ops import FLOAT_BYTES, op_role
 from search_core.placements import das_dennis, lattice_size
 from search_core.supernet import SuperNet, recalibrated_bn
+from search_core.timing import TimingSettings, measure_networks
 from search_core.train import TrainRecipe, fine_tuned_accuracy
 
 if TYPE_CHECKING:
@@ -53,7 +49,6 @@ class TrainedSearch(Protocol):
 
 Complexity = Literal["params", "cell_params", "latency", "bytes"]
 COMPLEXITIES = ("params", "cell_params", "latency", "bytes")
-FLOAT_BYTES = 4  # a float32 parameter
 
 # The seed's probes, as (penalised-op value, other-op value) per penalised role, for its
 # two op sets (METHOD.md section 5). Rows are renormalised to sum to 1.

@@ -114,5 +114,8 @@ def op_role(name: str) -> str:
     return OPS.get(name).role
 
 
+FLOAT_BYTES = 4  # bytes of a float32 parameter, as stored
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -40,7 +40,7 @@ from search_core.data import DataSplits
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype
-from search_core.latency import TimingSettings
+from search_core.timing import TimingSettings
 
 QUICK_TIMING = TimingSettings(warmup=1, rounds=3, round_ms=0.5, passes=1)
 ONE_EPOCH = FitSettings(epochs=1, lr=0.05, batch_size=32)

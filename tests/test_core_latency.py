@@ -23,25 +23,26 @@ from search_core.family import default_probes, evaluate_family, hard_accuracy, s
 from search_core.genotype import Genotype
 from search_core.latency import (
     LatencyTable,
-    PartKey,
-    Timing,
-    TimingSettings,
     accuracy_stats,
     agreement,
     calibrate,
-    fingerprint,
-    fingerprint_mismatch,
     fit_correction,
-    measure_many,
-    network_layout,
     profile_parts,
     random_genotypes,
 )
+from search_core.network_parts import PartKey, network_layout
 from search_core.selection import (
     candidate_s,
     distinct_architectures,
     parse_latency,
     select_under_budget,
+)
+from search_core.timing import (
+    Timing,
+    TimingSettings,
+    fingerprint,
+    fingerprint_mismatch,
+    measure_many,
 )
 
 FAST = TimingSettings(warmup=1, rounds=3, round_ms=0.2, passes=1)

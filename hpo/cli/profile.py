@@ -63,15 +63,8 @@ def _check(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> int:
     from hpo.layouts import study_layouts
     from hpo.study import load_study
-    from search_core.latency import (
-        LatencyTable,
-        TimingSettings,
-        agreement,
-        calibrate,
-        fingerprint_mismatch,
-        profile_parts,
-        resolve_device,
-    )
+    from search_core.latency import LatencyTable, agreement, calibrate, profile_parts
+    from search_core.timing import TimingSettings, fingerprint_mismatch, resolve_device
 
     _check(args)
     resolve_device(args.device)
