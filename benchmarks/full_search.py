@@ -45,7 +45,9 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from seed_table import probe_numbers
 
     from hpo.evaluation import cached_data, evaluate, reference_complexity
-    from hpo.study import build_search_config, load_study, with_run_settings
+    from hpo.study import load_study
+    from hpo.study_config import build_search_config
+    from hpo.study_spec import with_run_settings
     from search_core.device import resolve_device
     from search_core.result import SearchResult
 

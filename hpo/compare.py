@@ -19,7 +19,7 @@ from hpo.objectives import MAXIMIZE, MINIMIZE
 from hpo.options import RunOptions, checked, read_study
 from hpo.samplers import SAMPLERS, check_sampler
 from hpo.storage import open_storage, storage_label, study_names
-from hpo.study import StudySpec, check_study_name
+from hpo.study_spec import StudySpec, check_study_name
 from search_core.errors import ConfigError
 
 if TYPE_CHECKING:

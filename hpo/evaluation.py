@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.study import StudySpec, build_search_config, study_probes
+from hpo.study_config import build_search_config, study_probes
+from hpo.study_spec import StudySpec
 from search_core.config import SearchConfig
 from search_core.data import DataConfig
 

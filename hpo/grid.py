@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from hpo.records import GRID_ATTR, GRID_CELL_ATTR
-from hpo.study import ParamSpec, StudySpec
+from hpo.study_spec import ParamSpec, StudySpec
 from search_core.errors import ConfigError
 
 

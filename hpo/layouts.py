@@ -11,7 +11,7 @@ from hpo.grid import whole_range
 from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from hpo.study import StudySpec
+    from hpo.study_spec import StudySpec
     from search_core.network_parts import NetworkLayout
 
 SPACE_PARAMS = ("cells", "nodes", "channels")
@@ -35,7 +35,7 @@ def _space_values(spec: StudySpec) -> dict[str, list[Any]]:
 
 def study_layouts(spec: StudySpec) -> list[NetworkLayout]:
     """The network layouts a study's trials can build (one per space variant)."""
-    from hpo.study import build_search_config
+    from hpo.study_config import build_search_config
     from search_core.data import data_shape
     from search_core.network_parts import network_layout
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from hpo.backends.registry import BACKENDS, BackendEntry
 from hpo.placement import gpu_slots, threads_for, visible_gpus, wants_gpu
 from hpo.samplers import PRUNERS, SAMPLERS
-from hpo.study import check_study_name, load_study, with_run_settings
+from hpo.study import load_study
+from hpo.study_spec import check_study_name, with_run_settings
 from search_core.device import check_device_name, check_precision
 from search_core.errors import ConfigError
 from search_core.threads import threads_per_trial, usable_cpus, workers_per_machine
@@ -19,7 +20,7 @@ from search_core.threads import threads_per_trial, usable_cpus, workers_per_mach
 MAX_GPUS_PER_TRIAL = 64
 
 if TYPE_CHECKING:
-    from hpo.study import StudySpec
+    from hpo.study_spec import StudySpec
 
 
 @dataclass(frozen=True)

@@ -104,9 +104,10 @@ def plan(study: optuna.Study, top: int, seeds: int, threads: int) -> list[Job]:
 def evaluate_job(job: Job) -> dict[str, Any]:
     """One evaluation in this process: the objective's value and its test value."""
     from hpo.evaluation import evaluate
-    from hpo.study import StudySpec, with_run_settings
+    from hpo.study import spec_from_dict
+    from hpo.study_spec import with_run_settings
 
-    spec = with_run_settings(StudySpec.from_dict(job.study), job.device, job.precision)
+    spec = with_run_settings(spec_from_dict(job.study), job.device, job.precision)
     result = evaluate(spec, job.params, job.seed, job.reference, threads=job.threads,
                       test=True)
     return {"value": result.values[0],

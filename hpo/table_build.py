@@ -81,7 +81,8 @@ def build_table(request: TableRequest) -> str:
     """Evaluate what the table at ``request.out`` lacks (appending as each evaluation ends);
     the sentence to print."""
     from hpo.evaluation import reference_complexity
-    from hpo.study import load_study, with_run_settings
+    from hpo.study import load_study
+    from hpo.study_spec import with_run_settings
     from search_core.device import check_device_precision, resolve_device
 
     check_flags([(1 <= request.configs <= MAX_CONFIGS,
@@ -152,11 +153,12 @@ def evaluate_job(job: TableJob) -> dict[str, Any]:
     """One evaluation in this process (one torch thread): value, test value, seconds; a
     failing evaluation is a row with its error (the build goes on)."""
     from hpo.evaluation import evaluate
-    from hpo.study import StudySpec, with_run_settings
+    from hpo.study import spec_from_dict
+    from hpo.study_spec import with_run_settings
 
     started, cpu = time.perf_counter(), time.process_time()
     try:
-        spec = with_run_settings(StudySpec.from_dict(job.study), job.device)
+        spec = with_run_settings(spec_from_dict(job.study), job.device)
         result = evaluate(spec, job.params, job.seed, job.reference, threads=1, test=True)
     except Exception as err:  # recorded, and the table goes on
         return {"value": math.nan, "test_value": math.nan,

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from hpo.evaluation import evaluate
 from hpo.records import RETRY_OF_ATTR, TrialRecord
-from hpo.study import ParamSpec, StudySpec
+from hpo.study_spec import ParamSpec, StudySpec
 from search_core.errors import disk_full
 
 log = logging.getLogger(__name__)

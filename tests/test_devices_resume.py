@@ -24,7 +24,8 @@ from hpo.backends.local import seed_number, worker_gpu_environment
 from hpo.backends.ray import trial_resources
 from hpo.options import RayOptions, RunOptions, trial_threads, with_jobs
 from hpo.placement import gpu_slots, parse_visible, threads_for, visible_gpus, worker_gpu
-from hpo.study import load_study, with_run_settings
+from hpo.study import load_study
+from hpo.study_spec import with_run_settings
 from hpo.trial import TrialTask, run_trial
 from search_core.config import SearchConfig, TrainConfig
 from search_core.device import (

@@ -13,7 +13,9 @@ import torch
 from hpo_helpers import Hpo, setting
 
 from hpo.records import TrialRecord
-from hpo.study import StudyError, build_search_config, load_study
+from hpo.study import load_study
+from hpo.study_config import build_search_config
+from hpo.study_spec import StudyError
 from reports.data import proxy_fidelity
 from search_core.data import DataSplits
 from search_core.family import evaluate_family, seed_probes

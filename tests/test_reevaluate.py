@@ -11,7 +11,7 @@ from hpo_helpers import TINY, Hpo
 
 from hpo.records import REEVALUATED_ATTR, TrialRecord
 from hpo.reevaluate import FRESH_SEED_BASE, fresh_seeds, seed_share, summarise
-from hpo.study import StudySpec, load_study
+from hpo.study import load_study, spec_from_dict
 
 
 def stored(cli: Hpo, number: int) -> dict:
@@ -114,10 +114,10 @@ def test_a_study_without_complete_trials_is_one_line(cli: Hpo) -> None:
 
 def test_study_spec_round_trips_through_its_stored_form() -> None:
     spec = load_study(TINY)
-    again = StudySpec.from_dict(spec.to_dict(), str(TINY))
+    again = spec_from_dict(spec.to_dict(), str(TINY))
     assert again == spec and again.fingerprint() == spec.fingerprint()
     cpu = load_study("studies/fashion-mnist-cpu.yaml")
-    assert StudySpec.from_dict(cpu.to_dict()).fingerprint() == cpu.fingerprint()
+    assert spec_from_dict(cpu.to_dict()).fingerprint() == cpu.fingerprint()
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ import yaml
 from hpo_helpers import Hpo, time_limit
 
 from hpo.grid import grid_cells
-from hpo.study import DEFAULT_STUDY, StudyError, load_study
+from hpo.study import DEFAULT_STUDY, load_study
+from hpo.study_spec import StudyError
 from search_core.config import SearchConfig
 from search_core.data import DataSplits
 from search_core.engine import EpochLosses, divergence, search

@@ -22,7 +22,8 @@ from hpo_helpers import time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpo.study import StudyError, StudySpec, load_study
+from hpo.study import load_study
+from hpo.study_spec import StudyError, StudySpec
 
 ROOT = Path(__file__).resolve().parent.parent
 BASES = [yaml.safe_load((ROOT / p).read_text())

@@ -9,7 +9,7 @@ import optuna
 
 from hpo.options import RunOptions
 from hpo.stopping import StopRule
-from hpo.study import StudySpec
+from hpo.study_spec import StudySpec
 
 
 @dataclass(frozen=True)

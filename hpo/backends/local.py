@@ -49,7 +49,7 @@ from hpo.records import (
 from hpo.samplers import PRUNERS, sampler_seed, study_sampler
 from hpo.stopping import StopRule
 from hpo.storage import open_storage
-from hpo.study import StudySpec
+from hpo.study_spec import StudySpec
 from hpo.trial import TrialTask, record_outcome, run_trial, sample_params, training_seed
 from search_core.errors import disk_full
 from search_core.threads import child_environment

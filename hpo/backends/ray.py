@@ -36,7 +36,7 @@ from hpo.records import (
     worker_id,
 )
 from hpo.storage import open_storage
-from hpo.study import StudySpec
+from hpo.study_spec import StudySpec
 from hpo.trial import (
     TrialOutcome,
     TrialTask,
