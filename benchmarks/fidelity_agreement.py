@@ -76,7 +76,7 @@ def done_keys(path: Path) -> dict[tuple[int, str, int], dict[str, Any]]:
 
 
 def summarise(rows: list[dict[str, Any]], seeds: list[int]) -> None:
-    from reports.data import rank_correlation
+    from reports.fidelity import rank_correlation
 
     value = {(r["config"], r["level"], r["seed"]): r["value"] for r in rows}
     configs = sorted({r["config"] for r in rows})

@@ -75,7 +75,7 @@ def main() -> None:
 
     from hpo.records import TRAINED_ATTR
     from hpo.storage import open_storage
-    from reports.data import rank_correlation
+    from reports.fidelity import rank_correlation
 
     epochs = [int(e) for e in args.epochs.split(",")]
     done = fine_tuned(args.study, args.storage, args.trial, args.probes.split(","), epochs,

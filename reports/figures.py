@@ -1,4 +1,5 @@
-"""Figures drawn from ``reports.data`` objects with matplotlib (Agg); each saved as PNG + SVG.
+"""Figures drawn from the report's frames (``reports.study_frames``, ``group_frames``) with
+matplotlib (Agg); each saved as PNG + SVG.
 
 Every function takes the data, an output folder and a file stem, and returns the written
 paths ([] when there is nothing to draw). matplotlib is imported inside the functions.
@@ -12,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.data import LATENCY, ExtendedFront, Front, ProxyFidelity
+from reports.fidelity import ProxyFidelity
 from reports.latency import LatencyValidation
 from reports.stats import Verdict
+from reports.study_frames import LATENCY, ExtendedFront, Front
 
 ACC_LABEL = "validation accuracy (fraction)"
 LATENCY_LABEL = "latency (ms, batch 1, measured on the target device)"
@@ -130,7 +132,7 @@ def op_counts(counts: pd.DataFrame, out_dir: Path, stem: str, title: str) -> lis
 
 def history(frame: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
     """Objective per complete trial and the best so far."""
-    from reports.data import objective_column
+    from reports.study_frames import objective_column
 
     col = objective_column(frame)
     if col is None:

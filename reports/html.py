@@ -12,10 +12,12 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo import facts, groups
 from hpo.announce import shown_path
-from hpo.records import REFERENCE_ATTR, SAMPLER_ATTR, TrialRecord
+from hpo.pipeline import PREFIX as PIPELINE_PREFIX
+from hpo.records import REFERENCE_ATTR, SAMPLER_ATTR, TrialRecord, stored_objective
 from hpo.storage import storage_label
-from reports import data, figures
+from reports import fidelity, figures, group_frames, study_frames
 from reports import latency as latency_data
 from search_core.errors import ConfigError
 
@@ -109,9 +111,9 @@ def _objective(attrs: dict[str, Any], complexity: str | None) -> str:
 def _front_sections(section: Section, study: optuna.Study, out_dir: Path, stem: str,
                     complexity: str) -> None:
     """The best trial's front, the union front, their figure and CSV, on one x axis."""
-    latency = complexity == data.LATENCY
-    front = data.best_family_front(study, complexity)
-    union = data.union_front(study, complexity)
+    latency = complexity == study_frames.LATENCY
+    front = study_frames.best_family_front(study, complexity)
+    union = study_frames.union_front(study, complexity)
     if latency and front is None:
         return  # the best trial's latency was not measured
     what = "latency" if latency else "parameters"
@@ -120,7 +122,7 @@ def _front_sections(section: Section, study: optuna.Study, out_dir: Path, stem: 
             f"accuracy vs {what}",
             figures.family_front(front, union, out_dir, stem,
                                  f"{study.study_name}: accuracy vs {what}"))
-    cols = ["probe", "accuracy", "params", "cell_params", data.LATENCY, "trial"]
+    cols = ["probe", "accuracy", "params", "cell_params", study_frames.LATENCY, "trial"]
     if front is not None:
         _table(section, out_dir, f"{stem}-best", f"Best trial's Pareto front ({what})",
                front.front[[c for c in cols if c in front.front]])
@@ -132,15 +134,15 @@ def _front_sections(section: Section, study: optuna.Study, out_dir: Path, stem: 
 def _fidelity_sections(section: Section, study: optuna.Study, out_dir: Path,
                        stem: str) -> None:
     """Proxy vs trained accuracy for each trial ``hpo train`` trained."""
-    for fidelity in data.proxy_fidelity(study):
-        name = f"{stem}-trained-{fidelity.trial}"
-        recipe = fidelity.recipe
-        kind = f"{fidelity.accuracy_kind} accuracy"  # proxy or finetune (probes.accuracy)
-        what = (f"trial {fidelity.trial}: {recipe.get('epochs')} epochs from "
+    for found in fidelity.proxy_fidelity(study):
+        name = f"{stem}-trained-{found.trial}"
+        recipe = found.recipe
+        kind = f"{found.accuracy_kind} accuracy"  # proxy or finetune (probes.accuracy)
+        what = (f"trial {found.trial}: {recipe.get('epochs')} epochs from "
                 f"{recipe.get('init')}; test accuracy mean ± sd over seeds")
-        _table(section, out_dir, name, f"Trained vs {kind} ({what})", fidelity.frame)
-        _figure(section, f"Proxy fidelity, trial {fidelity.trial}",
-                figures.proxy_fidelity(fidelity, out_dir, name,
+        _table(section, out_dir, name, f"Trained vs {kind} ({what})", found.frame)
+        _figure(section, f"Proxy fidelity, trial {found.trial}",
+                figures.proxy_fidelity(found, out_dir, name,
                                        f"{study.study_name}: {kind} vs trained ({what})"))
 
 
@@ -148,13 +150,13 @@ def _pipeline_section(section: Section, study: optuna.Study, out_dir: Path,
                       stem: str) -> None:
     """Each compression stage's effect: a table per trial, member and stage, and for each
     tuned pipeline setting accuracy and latency over it."""
-    frame = data.pipeline_frame(study)
+    frame = study_frames.pipeline_frame(study)
     if frame.empty:
         return
     _extended_front_sections(section, study, out_dir, stem)
     _table(section, out_dir, f"{stem}-pipeline", "Compression stages: validation accuracy, "
            "non-zero parameters and bytes before and after, per trial and member", frame)
-    for param in [c for c in frame.columns if c.startswith(data.PIPELINE_PREFIX)]:
+    for param in [c for c in frame.columns if c.startswith(PIPELINE_PREFIX)]:
         stage = param.split(".")[1]
         rows = frame[frame["stage"] == stage]
         _figure(section, f"Stage {stage}: accuracy and latency over {param}",
@@ -162,16 +164,16 @@ def _pipeline_section(section: Section, study: optuna.Study, out_dir: Path,
                                      f"{study.study_name}: {stage} over {param}"))
 
 
-EXTENDED_AXIS_NAMES = {data.LATENCY: "latency", "bytes": "stored bytes"}
+EXTENDED_AXIS_NAMES = {study_frames.LATENCY: "latency", "bytes": "stored bytes"}
 
 
 def _extended_front_sections(section: Section, study: optuna.Study, out_dir: Path,
                              stem: str) -> None:
     """A pipeline study's extended front on latency and on bytes: what compression adds to
     the searched members' front, with both hypervolumes in one box."""
-    members = data.extended_members(study)
-    for axis in data.EXTENDED_AXES:
-        extended = data.extended_front(members, axis, _extended_reference(study, axis))
+    members = study_frames.extended_members(study)
+    for axis in study_frames.EXTENDED_AXES:
+        extended = study_frames.extended_front(members, axis, _extended_reference(study, axis))
         if extended is None:
             continue
         what = EXTENDED_AXIS_NAMES[axis]
@@ -184,13 +186,13 @@ def _extended_front_sections(section: Section, study: optuna.Study, out_dir: Pat
             f"{int((front['kind'] == 'compressed').sum())} of the {len(front)} points on the "
             "extended front are compressed (searched members: their accuracy on the "
             "supernet's weights; compressed: after every stage, fine-tuning included).")
-        name = f"{stem}-extended-front-{'latency' if axis == data.LATENCY else 'bytes'}"
+        name = f"{stem}-extended-front-{'latency' if axis == study_frames.LATENCY else 'bytes'}"
         _figure(section, f"Extended front: accuracy vs {what}, searched and compressed "
                 "members", figures.extended_front(extended, out_dir, name,
                                                   f"{study.study_name}: accuracy vs {what}"))
         cols = ["trial", "probe", "kind", "kernels", "accuracy", axis, "params", "speedup_pct",
                 "bytes_saved_pct",
-                *[c for c in front.columns if c.startswith(data.PIPELINE_PREFIX)]]
+                *[c for c in front.columns if c.startswith(PIPELINE_PREFIX)]]
         _table(section, out_dir, name, f"Extended front ({what})",
                front[[c for c in cols if c in front]])
     if not members.empty:
@@ -209,21 +211,21 @@ def _gains_sentence(members: pd.DataFrame) -> str:
 
 def _extended_reference(study: optuna.Study, axis: str) -> tuple[float, float] | None:
     """The study's own hypervolume box where ``axis`` is its objective's complexity axis."""
-    if {"latency": data.LATENCY, "bytes": "bytes"}.get(
-            data.objective_complexity(study) or "") != axis:
+    if {"latency": study_frames.LATENCY, "bytes": "bytes"}.get(
+            study_frames.objective_complexity(study) or "") != axis:
         return None
     reference = study.user_attrs.get(REFERENCE_ATTR)
-    accuracy = data.stored_objective(study).get("reference_accuracy", 0.0) or 0.0
+    accuracy = stored_objective(study).get("reference_accuracy", 0.0) or 0.0
     return (float(accuracy), float(reference)) if reference else None
 
 
 def _reevaluation_section(section: Section, study: optuna.Study, out_dir: Path,
                           stem: str) -> None:
     """hpo reevaluate's results: the seed-robust best and how much of the spread is seeds."""
-    frame = data.reevaluation_frame(study)
+    frame = study_frames.reevaluation_frame(study)
     if frame.empty:
         return
-    section.findings += data.reevaluation_findings(study, frame)
+    section.findings += study_frames.reevaluation_findings(study, frame)
     _table(section, out_dir, f"{stem}-reevaluated", "Top configurations re-evaluated with "
            "fresh seeds (validation value; test: the same objective on the test split)", frame)
 
@@ -232,7 +234,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     name = study.study_name
     stem = _slug(name)
     attrs = study.user_attrs
-    frame = data.study_frame(study)
+    frame = study_frames.study_frame(study)
     seeds = sorted({int(s) for s in frame.get("seed", pd.Series(dtype=float)).dropna()})
     section = Section(f"Study {name}", "study", {
         "study file": _study_source(attrs),
@@ -240,20 +242,20 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
         "trials": f"{int((frame['state'] == 'COMPLETE').sum())} complete of {len(frame)}",
         "seeds": ", ".join(map(str, seeds)) or "(none recorded)",
         "objective directions": ", ".join(d.name.lower() for d in study.directions),
-        "objective": _objective(attrs, data.objective_complexity(study)),
+        "objective": _objective(attrs, study_frames.objective_complexity(study)),
         "reference complexity": attrs.get(REFERENCE_ATTR, "-"),
     })
     _table(section, out_dir, f"{stem}-trials", "Trials", frame)
-    best = data.best_trial(study)
+    best = facts.best_trial(study)
     if best is not None:
         section.meta["best trial"] = best_trial_text(study, best)
     _front_sections(section, study, out_dir, stem, "params")
-    _front_sections(section, study, out_dir, stem, data.LATENCY)
+    _front_sections(section, study, out_dir, stem, study_frames.LATENCY)
     if best is not None and TrialRecord.from_frozen(best).family:
         section.meta["probes"] = PROBES_NOTE
         _table(section, out_dir, f"{stem}-probes", f"Probes A-D of trial {best.number}",
-               data.probe_table(best))
-        counts = data.op_counts_by_probe(best)
+               study_frames.probe_table(best))
+        counts = study_frames.op_counts_by_probe(best)
         _figure(section, "Operation counts per probe",
                 figures.op_counts(counts, out_dir, f"{stem}-ops",
                                   f"{name}: ops per probe (trial {best.number})"))
@@ -262,7 +264,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     _reevaluation_section(section, study, out_dir, stem)
     _figure(section, "Optimisation history",
             figures.history(frame, out_dir, f"{stem}-history", f"{name}: optimisation history"))
-    importances = data.importance(study)
+    importances = study_frames.importance(study)
     complete = int((frame["state"] == "COMPLETE").sum())
     if importances and complete < MIN_IMPORTANCE_TRIALS:
         section.cautions.append(f"Importances come from {complete} complete trials: too few "
@@ -275,12 +277,12 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
         _table(section, out_dir, f"{stem}-importance", "Importances",
                pd.DataFrame({"param": list(importances), "importance": importances.values()}))
     _figure(section, "Parallel coordinates",
-            figures.parallel_coordinates(data.parallel_frame(study), out_dir,
+            figures.parallel_coordinates(study_frames.parallel_frame(study), out_dir,
                                          f"{stem}-parallel", f"{name}: parallel coordinates"))
     return section
 
 
-def group_section(group: data.Group, out_dir: Path) -> Section:
+def group_section(group: groups.Group, out_dir: Path) -> Section:
     name = group.name
     stem = "group-" + _slug(name)
     meta = group.meta
@@ -295,53 +297,53 @@ def group_section(group: data.Group, out_dir: Path) -> Section:
         "budgets": ", ".join(map(str, budgets)) or "-",
         "seeds": ", ".join(map(str, seeds)) or "-",
     })
-    curves = data.best_so_far(group)
-    summary = data.best_so_far_summary(curves)
-    finals = data.final_best(group)
-    target = data.default_target(group)
+    curves = group_frames.best_so_far(group)
+    summary = group_frames.best_so_far_summary(curves)
+    finals = group_frames.final_best(group)
+    target = group_frames.default_target(group)
     section.meta["target"] = f"{target:.6g}"
-    ttt = data.trials_to_target(group, target)
-    verdict = data.paired_verdict(group, finals=finals)
+    ttt = group_frames.trials_to_target(group, target)
+    verdict = group_frames.paired_verdict(group, finals=finals)
     section.findings += verdict.sentences()
-    worth = data.incumbent_worth(group)
+    worth = group_frames.incumbent_worth(group)
     if worth is not None:
         section.findings.append("Judged by what each study's incumbent is worth on fresh "
                                 "seeds (the objective's mean at its best trial):")
-        section.findings += data.paired_verdict(group, finals=worth).sentences()
+        section.findings += group_frames.paired_verdict(group, finals=worth).sentences()
     repeats = int(meta.groupby("sampler").size().min()) if len(meta) else 0
     if repeats < MIN_REPEATS:
         section.cautions.append(f"{repeats} repeat(s) per sampler: the boxes, bands and "
                                 f"tests below rest on too few runs to conclude (use at "
                                 f"least {MIN_REPEATS}; see the verdict for how many would "
                                 "separate the samplers).")
-    distinct = data.distinct_values(group)
-    axes = data.layout_axes(group)
+    distinct = group_frames.distinct_values(group)
+    axes = group_frames.layout_axes(group)
     _figure(section, "Mean ranks of the final bests (critical-difference diagram)",
             figures.critical_difference(verdict, out_dir, f"{stem}-cd",
                                         f"{name}: mean ranks"))
     _figure(section, "Best so far vs trials (mean, 95 % bootstrap band over repeats)",
             figures.best_so_far_trials(summary, out_dir, f"{stem}-best-trials",
                                        f"{name}: best so far vs trials"))
-    simulated = any(data.simulated_clock(study) for study in group.studies)
+    simulated = any(study_frames.simulated_clock(study) for study in group.studies)
     clock = "simulated time" if simulated else "wall time"
     _figure(section, f"Best so far vs {clock}",
             figures.best_so_far_time(curves, out_dir, f"{stem}-best-time",
                                      f"{name}: best so far vs {clock}", simulated))
-    surfaces = data.attainment(group)
+    surfaces = group_frames.attainment(group)
     if not surfaces.empty:
         section.meta["score"] = ("hypervolume of each study's trial-level front (accuracy vs "
                                  "complexity) over its trials")
         _figure(section, "Empirical attainment surfaces of the trial-level fronts",
                 figures.attainment(surfaces, out_dir, f"{stem}-attainment",
                                    f"{name}: attained accuracy vs complexity",
-                                   data.objective_complexity(group.studies[0])))
+                                   study_frames.objective_complexity(group.studies[0])))
     _figure(section, "Final best per sampler",
             figures.final_best_distribution(finals, out_dir, f"{stem}-final",
                                             f"{name}: final best per sampler"))
     if axes is not None:
         section.meta["layout axes"] = f"{axes[0]} (most important), {axes[1]} (least)"
         _figure(section, "Layout of the trials on the most vs least important parameter",
-                figures.layout(data.layout_frame(group, axes), axes, distinct, out_dir,
+                figures.layout(group_frames.layout_frame(group, axes), axes, distinct, out_dir,
                                f"{stem}-layout", f"{name}: {axes[0]} vs {axes[1]}"))
     if worth is not None:
         _figure(section, "Incumbent's worth on fresh seeds per sampler",
@@ -524,12 +526,12 @@ def _storage_sections(storage_url: str | None, names: list[str], out: Path) -> l
     storage = open_storage(storage_url, must_exist=True)
     studies = [s.study_name for s in optuna.get_all_study_summaries(storage,
                                                                      include_best_trial=False)]
-    groups = data.group_names(storage)
-    unknown = [n for n in names if n not in studies and n not in groups]
+    group_list = groups.group_names(storage)
+    unknown = [n for n in names if n not in studies and n not in group_list]
     if unknown:
         raise ConfigError(f"report: unknown study or group {', '.join(unknown)}; available "
                           f"studies: {', '.join(studies) or '(none)'}; groups: "
-                          f"{', '.join(groups) or '(none)'}")
+                          f"{', '.join(group_list) or '(none)'}")
     out.mkdir(parents=True, exist_ok=True)
     sections = []
     for name in names:
@@ -537,7 +539,7 @@ def _storage_sections(storage_url: str | None, names: list[str], out: Path) -> l
             sections.append(study_section(optuna.load_study(study_name=name, storage=storage),
                                           out))
         else:
-            group = data.group_studies(storage, name)
+            group = groups.group_studies(storage, name)
             assert group is not None
             sections.append(group_section(group, out))
     return sections

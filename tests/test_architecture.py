@@ -124,7 +124,8 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", ["hpo.study", "hpo.records", "hpo.objectives",
-                                    "hpo.options", "hpo.stopping", "reports.data",
+                                    "hpo.options", "hpo.stopping", "reports.study_frames",
+                                    "reports.group_frames", "reports.fidelity",
                                     "search_core.threads", "search_core.machine"])
 def test_importing_loads_no_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"

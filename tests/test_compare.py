@@ -102,7 +102,8 @@ def test_bad_compare_input_is_one_line_and_writes_nothing(cli: Hpo, args, expect
 @pytest.mark.slow
 def test_report_of_a_real_comparison(cli: Hpo) -> None:
     """compare -> report: the lecture's layout numbers come out of the real studies."""
-    from reports import data
+    from hpo import groups
+    from reports import group_frames
     from reports.html import report_files
 
     assert compare(cli, "--samplers", "grid,random", "--trials", 30, "--repeats", 2,
@@ -110,11 +111,11 @@ def test_report_of_a_real_comparison(cli: Hpo) -> None:
     out = cli.tmp / "report"
     result = cli("report", "lecture", "--out", out)
     assert result.code == 0, result.err
-    group = data.group_studies(open_storage(str(cli.storage)), "lecture")
-    distinct = data.distinct_values(group)
+    group = groups.group_studies(open_storage(str(cli.storage)), "lecture")
+    distinct = group_frames.distinct_values(group)
     assert distinct.loc["grid", "x1"] == 2 and distinct.loc["random", "x1"] == 30
-    assert data.layout_axes(group)[0] == "x1"  # the one that matters
-    finals = data.final_best(group)
+    assert group_frames.layout_axes(group)[0] == "x1"  # the one that matters
+    finals = group_frames.final_best(group)
     assert set(finals["sampler"]) == {"grid", "random"}
     files = report_files(out / "index.html")
     assert files and all(f.exists() and f.stat().st_size > 0 for f in files)
@@ -124,17 +125,18 @@ def test_report_of_a_real_comparison(cli: Hpo) -> None:
 def test_an_accuracy_complexity_study_is_compared_by_hypervolume(cli: Hpo) -> None:
     from hpo_helpers import TINY_MULTI
 
-    from reports import data
+    from hpo import facts, groups
+    from reports import group_frames
 
     result = cli("compare", "--study", TINY_MULTI, "--artifacts", cli.artifacts, "-q",
                  "--samplers", "random,nsga2", "--trials", 3, "--repeats", 2, "--name", "mo",
                  "--jobs", 1, "--threads", 1)
     assert result.code == 0, result.err
-    group = data.group_studies(open_storage(str(cli.storage)), "mo")
-    finals = data.final_best(group)
+    group = groups.group_studies(open_storage(str(cli.storage)), "mo")
+    finals = group_frames.final_best(group)
     for study, best in zip(group.studies, finals["best"]):
-        trials = data.complete_trials(study)
-        reference = data.hypervolume_reference(study, trials)
+        trials = facts.complete_trials(study)
+        reference = group_frames.hypervolume_reference(study, trials)
         from search_core.metrics import hypervolume_2d
 
         assert best == pytest.approx(hypervolume_2d([t.values[0] for t in trials],

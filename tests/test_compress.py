@@ -34,7 +34,7 @@ from compress.lottery import (
     train_masked,
 )
 from compress.quantise import QuantiseSettings, choose_bits, fake_quantise, levels
-from reports import data
+from reports import study_frames
 from reports.html import write_report
 from search_core.data import DataSplits
 from search_core.discrete import DiscreteNetwork
@@ -337,7 +337,7 @@ def test_a_study_pipeline_compresses_the_probes_with_the_trials_settings(cli) ->
         assert searched["bytes"] == 4 * searched["params"] and searched["latency_ms"] > 0
         assert record["bytes"] < searched["bytes"] / 4 + 200  # 8 bits, pruned, + thresholds
 
-    frame = data.pipeline_frame(cli.study("piped"))
+    frame = study_frames.pipeline_frame(cli.study("piped"))
     assert len(frame) == 2 * 3 and set(frame["stage"]) == {"train", "lottery", "quantise"}
     assert (frame["pipeline.lottery.prune_fraction"] == trial.params[
         "pipeline.lottery.prune_fraction"]).all()
@@ -370,7 +370,7 @@ def test_an_extended_front_flags_the_compressed_members_that_beat_the_searched()
     for key, value in record.to_user_attrs().items():
         trial.set_user_attr(key, value)
     study.tell(trial, [0.5, 1.0])
-    extended = data.extended_front(data.extended_members(study), "bytes",
+    extended = study_frames.extended_front(study_frames.extended_members(study), "bytes",
                                    reference=(0.0, 400.0))
     front = extended.front.front
     assert list(zip(front["probe"], front["kind"])) == [("B", "compressed")]
@@ -379,7 +379,7 @@ def test_an_extended_front_flags_the_compressed_members_that_beat_the_searched()
     # compressed B at 100 B with 0.9 dominates A: 0.9 x 300 / 400 = 0.675
     assert extended.searched_hypervolume == pytest.approx(0.375)
     assert extended.hypervolume == pytest.approx(0.675)
-    rows = data.extended_members(study).set_index(["probe", "kind"])
+    rows = study_frames.extended_members(study).set_index(["probe", "kind"])
     assert rows.loc[("B", "compressed"), "bytes_saved_pct"] == pytest.approx(75.0)
     assert rows.loc[("A", "compressed"), "bytes_saved_pct"] == pytest.approx(-10.0)
     assert rows.loc[("B", "compressed"), "speedup_pct"] == pytest.approx(0.0)

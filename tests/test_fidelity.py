@@ -16,7 +16,7 @@ from hpo.records import TrialRecord
 from hpo.study import load_study
 from hpo.study_config import build_search_config
 from hpo.study_spec import StudyError
-from reports.data import proxy_fidelity
+from reports.fidelity import proxy_fidelity
 from search_core.data import DataSplits
 from search_core.family import evaluate_family, seed_probes
 from search_core.result import SearchResult
@@ -127,7 +127,7 @@ def test_a_study_with_fine_tuned_family_accuracy_runs(cli: Hpo) -> None:
 
 @pytest.mark.slow
 def test_rank_correlation_and_its_interval() -> None:
-    from reports.data import rank_correlation
+    from reports.fidelity import rank_correlation
 
     same, (low, high) = rank_correlation([1, 2, 3, 4, 5], [10, 20, 30, 40, 50], "kendall")
     assert same == pytest.approx(1.0)  # every resample with variation agrees fully:

@@ -15,7 +15,7 @@ import pytest
 from hpo_helpers import Hpo
 
 from hpo.records import TRAINED_ATTR, TrialRecord
-from reports.data import proxy_fidelity, rank_agreement
+from reports.fidelity import proxy_fidelity, rank_agreement
 
 QUICK = ("--epochs", 2, "--seeds", 2, "--batch-size", 32, "--quiet")
 

@@ -15,9 +15,10 @@ import optuna
 import pandas as pd
 import pytest
 
+from hpo import groups
 from hpo.cli.report import add_parser, cmd_report
 from hpo.storage import open_storage
-from reports import data
+from reports import group_frames, study_frames
 from reports.html import render_table, report_files, write_report
 from search_core.errors import ConfigError
 from search_core.metrics import pareto_front
@@ -108,11 +109,11 @@ def _non_dominated(acc, cx) -> bool:
 @pytest.mark.slow
 def test_study_data(storage):
     study = optuna.load_study(study_name="tiny", storage=storage)
-    frame = data.study_frame(study)
+    frame = study_frames.study_frame(study)
     assert len(frame) == 3 and frame["best_so_far"].is_monotonic_increasing
     assert frame["best_so_far"].iloc[-1] == pytest.approx(study.best_value)
 
-    front = data.best_family_front(study)
+    front = study_frames.best_family_front(study)
     assert front is not None and front.trial == study.best_trial.number
     f = front.front
     assert _non_dominated(f["accuracy"], f["params"])
@@ -120,107 +121,108 @@ def test_study_data(storage):
     assert f["params"].min() == front.members["params"].min()  # smallest too
     assert set(front.members.loc[front.members["is_seed_probe"], "probe"]) == set("ABCD")
 
-    union = data.union_front(study)
+    union = study_frames.union_front(study)
     assert union is not None and set(union.members["trial"]) == {t.number for t in study.trials}
     u = union.front
     assert _non_dominated(u["accuracy"], u["params"])
     assert u["accuracy"].max() == union.members["accuracy"].max()
     assert len(u) == len(pareto_front(union.members["accuracy"], union.members["params"]))
 
-    probes = data.probe_table(study.best_trial)
+    probes = study_frames.probe_table(study.best_trial)
     assert list(probes["probe"]) == list("ABCD")
     assert {"accuracy", "params", "cell_params", "n_sep_conv_3x3"} <= set(probes.columns)
-    counts = data.op_counts_by_probe(study.best_trial)
+    counts = study_frames.op_counts_by_probe(study.best_trial)
     assert list(counts.index) == list("ABCD")
     assert list(counts.columns) == ["max_pool_3x3", "skip_connect", "sep_conv_3x3"]
 
-    imp = data.importance(study)
+    imp = study_frames.importance(study)
     assert imp == {} or set(imp) == set(study.best_trial.params)
-    par = data.parallel_frame(study)
+    par = study_frames.parallel_frame(study)
     params = par.drop(columns="value")
     assert ((params >= 0) & (params <= 1)).all().all()
 
 
 def test_synthetic_study_has_no_family(storage):
     study = optuna.load_study(study_name="synthetic", storage=storage)
-    assert data.best_family_front(study) is None and data.union_front(study) is None
-    assert data.probe_table(study.best_trial).empty
-    assert len(data.study_frame(study)) == 6
+    assert study_frames.best_family_front(study) is None and study_frames.union_front(study) is None
+    assert study_frames.probe_table(study.best_trial).empty
+    assert len(study_frames.study_frame(study)) == 6
 
 
 def test_group_best_so_far(storage):
-    group = data.group_studies(storage, "cmp")
+    group = groups.group_studies(storage, "cmp")
     assert group is not None and len(group.studies) == 9
     assert group.samplers == ["grid", "random", "tpe"]
-    curves = data.best_so_far(group)
+    curves = group_frames.best_so_far(group)
     for study in group.studies:
         curve = curves[curves["study"] == study.study_name].sort_values("trial")
         assert curve["best"].is_monotonic_increasing
         assert curve["best"].iloc[-1] == pytest.approx(study.best_value)
-    summary = data.best_so_far_summary(curves)
+    summary = group_frames.best_so_far_summary(curves)
     assert (summary["q25"] <= summary["median"]).all()
     assert (summary["median"] <= summary["q75"]).all()
-    finals = data.final_best(group)
+    finals = group_frames.final_best(group)
     assert len(finals) == 9 and (finals["trials"] == 10).all()
 
 
 @pytest.mark.slow
 def test_distinct_values_and_layout(storage):
-    group = data.group_studies(storage, "cmp")
-    distinct = data.distinct_values(group)
+    group = groups.group_studies(storage, "cmp")
+    distinct = group_frames.distinct_values(group)
     assert distinct.loc["grid", "x"] == 2
     assert distinct.loc["random", "x"] == 10
     assert distinct.loc["grid", "y"] == 10
-    axes = data.layout_axes(group)
+    axes = group_frames.layout_axes(group)
     assert axes is not None and set(axes) <= {"x", "y"}
     # the objective is mostly x: fANOVA (or the fallback's first param) picks it
     assert axes[0] == "x"
 
 
 def test_trials_to_target(storage):
-    group = data.group_studies(storage, "ttt")
-    assert data.default_target(group) == 0.9  # known optimum
-    ttt = data.trials_to_target(group).set_index("sampler")
+    group = groups.group_studies(storage, "ttt")
+    assert group_frames.default_target(group) == 0.9  # known optimum
+    ttt = group_frames.trials_to_target(group).set_index("sampler")
     assert ttt.loc["a", "trials"] == 3 and math.isnan(ttt.loc["b", "trials"])
-    ttt = data.trials_to_target(group, target=0.35).set_index("sampler")
+    ttt = group_frames.trials_to_target(group, target=0.35).set_index("sampler")
     assert ttt.loc["a", "trials"] == 2 and ttt.loc["b", "trials"] == 3
 
 
 def test_group_of_a_minimised_objective(storage):
-    group = data.group_studies(storage, "low")
-    curves = data.best_so_far(group)
+    group = groups.group_studies(storage, "low")
+    curves = group_frames.best_so_far(group)
     assert curves[curves["sampler"] == "a"]["best"].tolist() == [0.5, 0.2, 0.2]
-    assert data.final_best(group).set_index("sampler")["best"].to_dict() == {"a": 0.2, "b": 0.6}
-    ttt = data.trials_to_target(group, target=0.3).set_index("sampler")  # reached: <= 0.3
+    finals = group_frames.final_best(group).set_index("sampler")["best"]
+    assert finals.to_dict() == {"a": 0.2, "b": 0.6}
+    ttt = group_frames.trials_to_target(group, target=0.3).set_index("sampler")  # reached: <= 0.3
     assert ttt.loc["a", "trials"] == 2 and math.isnan(ttt.loc["b", "trials"])
-    assert data.paired_verdict(group).ranks.index[0] == "a"
+    assert group_frames.paired_verdict(group).ranks.index[0] == "a"
 
 
 def test_pareto_group_scores_by_hypervolume_and_attainment(storage):
-    group = data.group_studies(storage, "pareto")
-    curves = data.best_so_far(group).set_index(["study", "trial"])
+    group = groups.group_studies(storage, "pareto")
+    curves = group_frames.best_so_far(group).set_index(["study", "trial"])
     # box: complexity 0..10 x accuracy 0..1; a0's (0.5, 8) covers 2 x 0.5, then (0.9, 4)
     # dominates it and covers 6 x 0.9
     assert curves.loc[("pareto-a-0", 1), "best"] == pytest.approx(0.5 * 2 / 10)
     assert curves.loc[("pareto-a-0", 2), "best"] == pytest.approx(0.9 * 6 / 10)
     assert curves.loc[("pareto-b-1", 2), "best"] == pytest.approx(0.4 * 9 / 10)
-    finals = data.final_best(group).set_index("study")["best"]
+    finals = group_frames.final_best(group).set_index("study")["best"]
     assert finals["pareto-a-1"] == pytest.approx(0.6 * 8 / 10)
-    surfaces = data.attainment(group)
+    surfaces = group_frames.attainment(group)
     a = surfaces[surfaces["sampler"] == "a"].set_index("complexity")
     assert list(a.index) == [2.0, 4.0, 8.0]
     assert (a.loc[2.0, "best"], a.loc[4.0, "best"], a.loc[4.0, "worst"]) == (0.6, 0.9, 0.6)
     assert np.isnan(a.loc[2.0, "worst"]) and a.loc[2.0, "median"] == 0.6
-    assert data.paired_verdict(group).ranks.index[0] == "a"
+    assert group_frames.paired_verdict(group).ranks.index[0] == "a"
 
 
 def test_paired_verdict_pairs_repeats(storage):
-    group = data.group_studies(storage, "cmp")
-    verdict = data.paired_verdict(group)
+    group = groups.group_studies(storage, "cmp")
+    verdict = group_frames.paired_verdict(group)
     assert verdict.samplers == ["grid", "random", "tpe"] and verdict.repeats == 3
     assert len(verdict.pairs) == 3
     assert all(0 <= p.p_value <= p.p_holm <= 1 for p in verdict.pairs)
-    finals = data.final_best(group)
+    finals = group_frames.final_best(group)
     blocks = finals.pivot_table(index="repeat", columns="sampler", values="best")
     assert verdict.ranks.to_dict() == pytest.approx(
         blocks.rank(axis=1, ascending=False).mean().to_dict())
@@ -271,7 +273,8 @@ def test_cli(journal, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_no_torch(journal, tmp_path):
-    code = ("import sys, reports, reports.data, reports.figures, reports.html, hpo.cli.report\n"
+    code = ("import sys, reports, reports.study_frames, reports.group_frames, reports.fidelity\n"
+            "import reports.figures, reports.html, hpo.cli.report\n"
             "from reports.html import write_report\n"
             f"write_report({journal!r}, ['tiny', 'cmp'], {str(tmp_path)!r})\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
@@ -296,7 +299,7 @@ def test_report_layout_fits_its_window_and_names_no_private_path(journal, tmp_pa
 
 
 def test_parallel_axes_are_labelled_with_choices_and_range_ends(storage):
-    frame = data.parallel_frame(optuna.load_study(study_name="synthetic", storage=storage))
+    frame = study_frames.parallel_frame(optuna.load_study(study_name="synthetic", storage=storage))
     ticks = frame.attrs["ticks"]
     assert ticks["c"] == [(0.0, "a"), (0.5, "b"), (1.0, "c")]
     assert [label for _, label in ticks["x"]] == ["0", "1"]
@@ -314,7 +317,7 @@ def test_a_long_table_shows_a_preview_and_links_every_row(tmp_path):
 def test_wall_time_counts_time_spent_running_trials_not_the_gap_between_sessions() -> None:
     from datetime import datetime, timedelta
 
-    from reports.data import _busy_seconds
+    from reports.study_frames import busy_seconds as _busy_seconds
 
     t0 = datetime(2026, 12, 1, 12)
 

@@ -15,7 +15,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.storage import open_storage
-from reports import data, latency
+from reports import latency, study_frames
 from reports.html import report_files, write_report
 from search_core.errors import ConfigError
 
@@ -239,27 +239,27 @@ def _non_dominated(front) -> bool:
 
 def test_latency_front(journal):
     study = optuna.load_study(study_name="lat", storage=open_storage(journal))
-    front = data.best_family_front(study, data.LATENCY)
+    front = study_frames.best_family_front(study, study_frames.LATENCY)
     assert front is not None and front.trial == 0 and front.complexity == "latency_ms"
     f = front.front
     assert _non_dominated(f)
     assert set(f["probe"]) == {"D", "L0", "A", "C", "L2"}  # worked out by hand
     assert "D" in set(f["probe"]) and "L2" in set(f["probe"])  # fastest, most accurate
     assert set(front.members.loc[front.members["is_seed_probe"], "probe"]) == set("ABCD")
-    union = data.union_front(study, data.LATENCY)
+    union = study_frames.union_front(study, study_frames.LATENCY)
     assert union is not None and set(union.members["trial"]) == {0, 1}
     assert _non_dominated(union.front) and set(union.front["trial"]) == {0}
-    assert data.objective_complexity(study) == "latency"
-    assert "latency_ms" in data.probe_table(study.best_trial)
+    assert study_frames.objective_complexity(study) == "latency"
+    assert "latency_ms" in study_frames.probe_table(study.best_trial)
 
 
 def test_no_latency_front(journal):
     study = optuna.load_study(study_name="nolat", storage=open_storage(journal))
-    assert data.best_family_front(study, data.LATENCY) is None
-    assert data.union_front(study, data.LATENCY) is None
-    assert data.best_family_front(study) is not None  # the params front is still there
-    assert "latency_ms" not in data.probe_table(study.best_trial)
-    assert data.objective_complexity(study) == "params"
+    assert study_frames.best_family_front(study, study_frames.LATENCY) is None
+    assert study_frames.union_front(study, study_frames.LATENCY) is None
+    assert study_frames.best_family_front(study) is not None  # the params front is still there
+    assert "latency_ms" not in study_frames.probe_table(study.best_trial)
+    assert study_frames.objective_complexity(study) == "params"
 
 
 @pytest.mark.slow

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from hpo_helpers import TINY, Hpo
 
+from hpo import groups
 from hpo.records import TrialRecord
 from hpo.study import load_study, parse_study
 from hpo.surrogate import Surrogate, _forest_predict, cross_validate, encode, load_table
 from hpo.table_build import configurations
 from hpo.table_file import TABLE_FORMAT, read_rows
-from reports import data
+from reports import group_frames
 from search_core.configtools import to_plain
 
 
@@ -152,8 +153,8 @@ def test_compare_on_a_table_runs_with_a_deterministic_simulated_clock(cli: Hpo,
         result = cli("compare", "--study", study, "--name", name, "--artifacts",
                      cli.artifacts, *args)
         assert result.code == 0, result.err
-        group = data.group_studies(cli.study(f"{name}.tpe.r0")._storage, name)
-        runs.append(data.best_so_far(group))
+        group = groups.group_studies(cli.study(f"{name}.tpe.r0")._storage, name)
+        runs.append(group_frames.best_so_far(group))
         trials = cli.study(f"{name}.tpe.r0").trials
         seconds = [TrialRecord.from_frozen(t).seconds for t in trials]
         assert all(10 <= s <= 110 for s in seconds)  # the tabulated run times, not wall time
@@ -171,8 +172,8 @@ def test_compare_judges_incumbents_by_their_mean_over_seeds(cli: Hpo, tmp_path: 
                  "--samplers", "random,tpe", "--trials", 12, "--repeats", 3, "-q")
     assert result.code == 0, result.err
     assert "incumbent is worth on fresh seeds" in result.out
-    group = data.group_studies(cli.study("w.tpe.r0")._storage, "w")
-    worth = data.incumbent_worth(group)
+    group = groups.group_studies(cli.study("w.tpe.r0")._storage, "w")
+    worth = group_frames.incumbent_worth(group)
     surrogate = Surrogate(load_table(table))
     for study, (_, row) in zip(group.studies, worth.iterrows()):
         assert row["noisy"] == study.best_value  # the incumbent a user would pick ...
@@ -181,7 +182,7 @@ def test_compare_judges_incumbents_by_their_mean_over_seeds(cli: Hpo, tmp_path: 
         assert row["visited"] == pytest.approx(means.max()) and row["visited"] >= row["best"]
     # ... is worth less than its best draw: the winner's curse, here about 1.5 noise sd
     assert (worth["noisy"] - worth["best"]).mean() > 0.2
-    assert data.paired_verdict(group, finals=worth).sentences()
+    assert group_frames.paired_verdict(group, finals=worth).sentences()
 
 
 def test_a_table_objective_checks_its_table(cli: Hpo, tmp_path: Path) -> None:

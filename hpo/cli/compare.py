@@ -26,7 +26,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from hpo.compare import CompareOptions, compare
     from hpo.options import RunOptions
     from hpo.progress import StudyProgress
-    from reports import data
+    from reports import group_frames
 
     base = RunOptions(study_path=args.study, trials=args.trials, jobs=args.jobs, seed=args.seed,
                       storage=args.storage, artifacts=args.artifacts, threads=args.threads,
@@ -39,8 +39,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     group = compare(options, progress=lambda: StudyProgress(quiet=args.quiet), announce=print)
     if group is None:
         return EXIT_STOPPED_EARLY
-    print_verdict(group, data.final_best(group))
-    worth = data.incumbent_worth(group)
+    print_verdict(group, group_frames.final_best(group))
+    worth = group_frames.incumbent_worth(group)
     if worth is not None:
         print("what each study's incumbent is worth on fresh seeds (the objective's mean at "
               "its best trial; the values above are its best noisy draw):")
@@ -55,9 +55,9 @@ def print_verdict(group: Any, finals: Any) -> None:
     import pandas as pd
 
     from hpo.compare import summarise_group
-    from reports import data
+    from reports import group_frames
 
     rows = summarise_group(group, finals)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    for line in data.paired_verdict(group, finals=finals).sentences():
+    for line in group_frames.paired_verdict(group, finals=finals).sentences():
         print(f"- {line}")
