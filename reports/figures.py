@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reports.fidelity import ProxyFidelity
-from reports.latency import LatencyValidation
+from reports.latency_frames import LatencyValidation
 from reports.stats import Verdict
 from reports.study_frames import LATENCY, ExtendedFront, Front
 

@@ -15,7 +15,8 @@ import pytest
 
 from hpo.cli import main
 from hpo.storage import open_storage
-from reports import latency, study_frames
+from reports import latency_frames as latency
+from reports import study_frames
 from reports.html import report_files, write_report
 from search_core.errors import ConfigError
 
