@@ -288,7 +288,7 @@ def test_max_failures_stops_the_study(cli: Hpo, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.slow
-def test_pruned_trials_count_toward_trials(cli: Hpo, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pruned_trials_count_toward_trials(cli: Hpo) -> None:
     # accuracy never reaches 2: every trial is pruned at its first report (epoch 0 of 3)
     with PRUNERS.temporarily("unreachable",
                              lambda epochs: optuna.pruners.ThresholdPruner(lower=2.0)):

@@ -240,3 +240,29 @@ def test_a_trial_seeded_sampler_samples_trial_n_the_same_whoever_asks() -> None:
 def test_a_qmc_study_has_one_sequence_not_a_seed_per_trial() -> None:
     assert isinstance(study_sampler("tpe", 0, [MAXIMIZE]), TrialSeededSampler)
     assert isinstance(study_sampler("qmc", 0, [MAXIMIZE]), optuna.samplers.QMCSampler)
+
+
+@pytest.mark.slow  # imports Ray Tune (no cluster is started)
+def test_a_full_disk_on_ray_fails_and_requeues_the_trial_and_asks_no_more(
+        tmp_path: Path) -> None:
+    import dataclasses
+
+    from hpo.backends.ray import DISK_FULL, DISK_FULL_KEY, make_searcher
+    from hpo.options import RunOptions
+
+    spec = load_study(Path(__file__).resolve().parent.parent / "studies"
+                      / "low-dim-synthetic.yaml")
+    options = RunOptions(study_path=None, storage=f"sqlite:///{tmp_path / 's.db'}",
+                         backend="ray")
+    optuna.create_study(study_name="full", storage=options.storage,
+                        directions=spec.objective.directions)
+    searcher = make_searcher(spec, options, "full",
+                             study_sampler("random", 0, spec.objective.directions))
+    asked = searcher.suggest("t1")
+    outcome = dataclasses.replace(TrialOutcome.failed(DISK_FULL), requeue=True)
+    searcher.on_trial_complete("t1", {DISK_FULL_KEY: True, OUTCOME_KEY: outcome.to_json()})
+    assert searcher.disk_full and searcher.suggest("t2") == searcher.FINISHED
+    failed, again = optuna.load_study(study_name="full", storage=options.storage).trials
+    assert failed.state == TrialState.FAIL and failed.user_attrs[FAIL_REASON_ATTR] == DISK_FULL
+    assert again.state == TrialState.WAITING and again.user_attrs[RETRY_OF_ATTR] == 0
+    assert enqueued_params(again) == {k: v for k, v in asked.items() if not k.startswith("_")}
