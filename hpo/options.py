@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from hpo.backends.registry import BACKENDS, BackendEntry
+from hpo.backend_registry import BACKENDS, BackendEntry
 from hpo.placement import gpu_slots, threads_for, visible_gpus, wants_gpu
 from hpo.samplers import PRUNERS, SAMPLERS
 from hpo.study import load_study
