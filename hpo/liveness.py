@@ -1,5 +1,12 @@
-"""Who owns a running trial, and how a dead owner is noticed: the study's file lock,
-heartbeats, and the recovery of stale trials (failed with the reason, re-enqueued)."""
+"""Who owns a running trial, and how a dead owner is noticed: the study's lock, heartbeats,
+and the recovery of stale trials (failed with the reason, re-enqueued).
+
+The study's lock (``study_lock``) is keyed on the storage and the study's name, never on a
+working folder or ``--artifacts``: every ``hpo`` process that uses the study holds the same
+lock while it creates the study, counts and asks, recovers stale trials or records a
+re-evaluation. A journal or SQLite file: an ``flock`` on a lock file beside it (every process
+on every host that shares that filesystem with working ``flock``); PostgreSQL: an advisory lock
+in the database itself (every host that reaches the database)."""
 
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from hpo.records import (
     owner_alive,
     owner_on_this_host,
 )
+from hpo.storage import advisory_lock, storage_file
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # a running trial's owner writes a heartbeat this often
@@ -41,9 +49,28 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def lock_path(artifacts: str, name: str) -> Path:
-    """The file lock of study ``name``: creation, "count, then ask" and recovery hold it."""
-    return Path(artifacts) / f"{name}.lock"
+LOCK_SUFFIX = ".hpo-lock"  # beside a journal or SQLite file (Optuna's own is ".lock")
+
+
+def lock_path(storage: str | None, name: str) -> Path | None:
+    """The lock file of study ``name`` in a file storage (journal, SQLite): beside the file,
+    one per study; None for a database server (its lock is an advisory lock)."""
+    path = storage_file(storage)
+    if path is None:
+        return None
+    return path.parent / f".{path.name}.{name}{LOCK_SUFFIX}"
+
+
+@contextmanager
+def study_lock(storage: str | None, name: str) -> Iterator[None]:
+    """Hold study ``name``'s lock in ``storage`` (see the module's docstring)."""
+    path = lock_path(storage, name)
+    if path is not None:
+        with file_lock(path):
+            yield
+        return
+    with advisory_lock(storage or "", name):
+        yield
 
 
 def recover_stale_trials(study: optuna.Study) -> list[int]:

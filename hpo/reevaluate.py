@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 
 from hpo.facts import complete_trials, is_multi_objective, maximises
+from hpo.liveness import study_lock
 from hpo.pool import run_in_processes
 from hpo.records import REEVALUATED_ATTR, REFERENCE_ATTR, STUDY_FILE_ATTR, TrialRecord
 from search_core.errors import ConfigError
@@ -49,14 +50,16 @@ class Job:
 
 def reevaluate(study: optuna.Study, top: int, seeds: int, workers: int, threads: int,
                quiet: bool = False, device: str | None = None,
-               precision: str | None = None) -> list[dict[str, Any]]:
-    """Evaluate what is missing of ``top`` x ``seeds``, storing each result as it finishes;
-    the summary rows, best fresh-seed mean first. ``device``, ``precision``: in place of the
-    study's (None: keep it)."""
+               precision: str | None = None, storage: str | None = None) -> list[dict[str, Any]]:
+    """Evaluate what is missing of ``top`` x ``seeds``, storing each result as it finishes
+    under the study's lock (``storage``: the study's storage URL; another ``hpo reevaluate``
+    of the same study may be storing too); the summary rows, best fresh-seed mean first.
+    ``device``, ``precision``: in place of the study's (None: keep it)."""
     jobs = [replace(job, device=device, precision=precision)
             for job in plan(study, top, seeds, threads)]
     for job, record in run_in_processes(evaluate_job, jobs, workers, "reevaluate", quiet):
-        store(study, job, record)
+        with study_lock(storage, study.study_name):
+            store(study, job, record)
     return summarise(study)
 
 
@@ -132,7 +135,7 @@ def all_stored(study: optuna.Study) -> dict[int, dict[str, dict[str, Any]]]:
 
 def store(study: optuna.Study, job: Job, record: dict[str, Any]) -> None:
     """Add one evaluation to the trial's record in the study (read again first: another
-    process may have added others)."""
+    process may have added others; hold the study's lock around it)."""
     seeds = stored(study, job.trial) | {str(job.seed): record}
     study.set_user_attr(REEVALUATED_ATTR.format(number=job.trial), seeds)
 

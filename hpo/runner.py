@@ -22,7 +22,7 @@ from hpo.backends.base import RunJob
 from hpo.evaluation import reference_complexity
 from hpo.facts import best_trial, state_counts
 from hpo.grid import enqueue_grid, grid_cells
-from hpo.liveness import file_lock, lock_path, recover_stale_trials
+from hpo.liveness import recover_stale_trials, study_lock
 from hpo.options import RunOptions, checked, read_study, trial_threads, with_jobs
 from hpo.records import (
     ENVIRONMENT_ATTR,
@@ -117,7 +117,7 @@ def create_or_resume(options: RunOptions, spec: StudySpec, reference: float,
     killed while enqueueing."""
     name = study_name(options, spec)
     storage = open_storage(options.storage)
-    with file_lock(lock_path(options.artifacts, name)):
+    with study_lock(options.storage, name):
         if name in study_names(storage):
             study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
             _check_same_study(study, spec, options)

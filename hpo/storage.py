@@ -6,9 +6,14 @@ A URL's password is never printed or recorded: everything that shows a storage g
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -64,6 +69,54 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
                           "pass the --storage the study was run with")
     path.parent.mkdir(parents=True, exist_ok=True)
     return open_journal(path)
+
+
+def storage_file(url: str | None) -> Path | None:
+    """The file a journal or SQLite storage lives in; None for a database server."""
+    url = url or DEFAULT_STORAGE
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if url.startswith(RDB_PREFIXES):
+        return None
+    return Path(url.removeprefix("journal://"))
+
+
+@lru_cache(maxsize=4)
+def _lock_engine(url: str) -> Any:
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit key for study ``name`` (PostgreSQL's advisory lock space)."""
+    digest = hashlib.sha256(f"nas-hpo:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def advisory_lock(url: str, name: str) -> Iterator[None]:
+    """Study ``name``'s lock held in the database at ``url`` (PostgreSQL
+    ``pg_advisory_lock``, MySQL ``GET_LOCK``): every host that reaches the database shares
+    it, and the server releases it when the holder's connection dies."""
+    from sqlalchemy import text
+
+    mysql = url.startswith("mysql")
+    take = "SELECT GET_LOCK(:key, -1)" if mysql else "SELECT pg_advisory_lock(:key)"
+    give = "SELECT RELEASE_LOCK(:key)" if mysql else "SELECT pg_advisory_unlock(:key)"
+    key: Any = f"nas-hpo:{name}"[:64] if mysql else _lock_key(name)
+    try:
+        connection = _lock_engine(url).connect()
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(mask_secrets(f"--storage {url}: cannot take the study's lock "
+                                       f"({type(err).__name__}: {first})", url)) from None
+    with connection:
+        connection.execute(text(take), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text(give), {"key": key})
 
 
 def open_journal(path: Path) -> JournalStorage:

@@ -157,7 +157,7 @@ def test_resume_leaves_a_trial_being_claimed_by_a_live_worker_alone(cli: Hpo) ->
     results: list[Result] = []
     resumed = threading.Thread(target=lambda: results.append(
         cli.run("--trials", 2, "--name", "claimed")))
-    with hpo.liveness.file_lock(cli.artifacts / "claimed.lock"):
+    with hpo.liveness.study_lock(str(cli.storage), "claimed"):
         trial = study.ask()  # RUNNING, no owner yet: the moment inside a worker's lock
         resumed.start()
         time.sleep(1.0)  # the resumed run reaches its recovery of stale trials meanwhile

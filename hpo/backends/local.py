@@ -32,9 +32,8 @@ from hpo.facts import state_counts
 from hpo.liveness import (
     HEARTBEAT_S,
     Heartbeat,
-    file_lock,
-    lock_path,
     recover_stale_trials,
+    study_lock,
 )
 from hpo.options import RunOptions, trial_threads
 from hpo.placement import VISIBLE_VAR, worker_gpu
@@ -119,10 +118,9 @@ def run_worker(options: RunOptions, spec: StudySpec, name: str, stop: StopRule,
                                          spec.objective.directions),
         pruner=PRUNERS.get(options.pruner)(spec.epochs),
     )
-    lock = lock_path(options.artifacts, name)
     checked = time.monotonic()
     while True:
-        with file_lock(lock):
+        with study_lock(options.storage, name):
             to_start, running = stop.plan(state_counts(study), time.time())
             if running and time.monotonic() - checked > HEARTBEAT_S:  # a host may be gone
                 recover_stale_trials(study)
@@ -292,7 +290,7 @@ def run_processes(job: RunJob) -> list[str]:
 
 def _worker_died(study: optuna.Study, options: RunOptions, worker: Any) -> str:
     """Fail and re-enqueue the trial of a worker that died; say what happened."""
-    with file_lock(lock_path(options.artifacts, study.study_name)):
+    with study_lock(options.storage, study.study_name):
         trials = recover_stale_trials(study)
     code = worker.exitcode
     how = (f"was killed by {signal.Signals(-code).name}" if code < 0

@@ -42,5 +42,5 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     study = load_existing_study(args.storage, args.name)
     print(format_summary(study.study_name, reevaluate(study, args.top, args.seeds, args.jobs,
                                                       args.threads, args.quiet, args.device,
-                                                      args.precision)))
+                                                      args.precision, args.storage)))
     return 0

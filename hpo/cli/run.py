@@ -92,5 +92,5 @@ def reevaluate_at_end(args: argparse.Namespace, name: str) -> None:
 
     study = load_existing_study(args.storage, name)
     rows = reevaluate(study, REEVALUATE_TOP, args.reevaluate, args.jobs or 1,
-                      args.threads or 1, args.quiet)
+                      args.threads or 1, args.quiet, storage=args.storage)
     print(format_summary(name, rows))
