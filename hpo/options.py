@@ -4,6 +4,8 @@ here imports torch), and the thread decisions that follow."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -102,6 +104,33 @@ def checked(options: RunOptions) -> RunOptions:
         check_precision(options.precision, "--precision")
     trial_threads(options)  # raises on a bad --threads
     return options
+
+
+RAY_ADDRESS_VAR = "RAY_ADDRESS"  # how Ray users point tools at their cluster
+CONNECT_TIMEOUT_S = 5.0  # a cluster address that accepts no connection in this long is down
+
+
+def cluster_address(options: RunOptions) -> str | None:
+    """The cluster a cluster backend joins: ``--address``, else ``RAY_ADDRESS`` from the
+    environment; None: it starts its own on this machine."""
+    if not options.backend_entry.cluster:
+        return None
+    return options.ray.address or os.environ.get(RAY_ADDRESS_VAR) or None
+
+
+def check_cluster_address(address: str, flag: str) -> None:
+    """A ``HOST:PORT`` that accepts no TCP connection within ``CONNECT_TIMEOUT_S`` is one
+    line, before anything is written (``auto`` is left to Ray, which reads its address
+    file)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(f"{flag} {address}: no Ray cluster answers there "
+                          f"({err.strerror or err}); start one (ray start --head) or give "
+                          "the head's address") from None
 
 
 def read_study(options: RunOptions) -> StudySpec:

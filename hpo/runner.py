@@ -23,7 +23,16 @@ from hpo.evaluation import reference_complexity
 from hpo.facts import best_trial, state_counts
 from hpo.grid import enqueue_grid, grid_cells
 from hpo.liveness import recover_stale_trials, study_lock
-from hpo.options import RunOptions, checked, read_study, trial_threads, with_jobs
+from hpo.options import (
+    RAY_ADDRESS_VAR,
+    RunOptions,
+    check_cluster_address,
+    checked,
+    cluster_address,
+    read_study,
+    trial_threads,
+    with_jobs,
+)
 from hpo.records import (
     ENVIRONMENT_ATTR,
     FAIL_REASON_ATTR,
@@ -80,6 +89,10 @@ def validate(options: RunOptions, spec: StudySpec) -> float:
     fails here), unless ``options.reference`` already gives it. ``options`` come from
     ``hpo.options.checked`` (no study file, no torch), ``spec`` from ``hpo.options.read_study``."""
     check_sampler(options.sampler, spec.objective.directions)
+    address = cluster_address(options)
+    if address:
+        flag = "--address" if options.ray.address else RAY_ADDRESS_VAR
+        check_cluster_address(address, flag)
     check_device(spec, options)
     if SAMPLERS.get(options.sampler).enumerates_grid and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
@@ -94,7 +107,7 @@ def check_device(spec: StudySpec, options: RunOptions) -> None:
     CUDA asked for and missing is a ``ConfigError`` before anything is written."""
     if not spec.objective.entry.trains:
         return
-    if options.backend_entry.cluster and options.ray.address:
+    if cluster_address(options):
         return
     from search_core.device import check_device_precision, resolve_device
 

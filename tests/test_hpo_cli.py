@@ -530,3 +530,25 @@ def test_unknown_storage_scheme_is_one_line(cli: Hpo) -> None:
     assert result.code == 2
     (line,) = result.err_lines
     assert "unknown scheme" in line and "sqlite:///" in line
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("through", ["--address", "RAY_ADDRESS"])
+def test_an_unreachable_ray_cluster_is_one_line_before_anything_is_written(
+        cli: Hpo, monkeypatch: pytest.MonkeyPatch, through: str) -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    flags = ["--address", address] if through == "--address" else []
+    if through == "RAY_ADDRESS":
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    result = cli.run("--backend", "ray", "--trials", 1, *flags)
+    assert result.code == 2
+    assert len(result.err_lines) == 1 and f"{through} {address}: no Ray cluster" in result.err
+    assert cli.nothing_written()

@@ -208,3 +208,23 @@ def test_a_node_leaving_mid_study_does_not_stop_it(cli: Hpo, cluster) -> None:
     assert result.code == 0, result.err
     assert worker_node not in cluster.list_all_nodes()
     assert states(cli.trials("tiny_slow"))["COMPLETE"] == 5
+
+
+@pytest.mark.slow
+def test_ray_address_from_the_environment_and_relative_artifacts(
+        cli: Hpo, cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RAY_ADDRESS joins that cluster (no local one started, no num_cpus clash), and a
+    relative --artifacts is the folder the user ran hpo in, not a Ray worker's."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    result = cli.run("--backend", "ray", "--trials", 2, "--artifacts", "arts")
+    assert result.code == 0, result.err
+    trials = cli.trials("tiny")
+    assert states(trials) == {"COMPLETE": 2}
+    for trial in trials:
+        assert Path(trial.user_attrs["checkpoint"]) == work / "arts" / "tiny" / \
+            f"trial-{trial.number}.pt"
+    assert sorted(p.name for p in (work / "arts" / "tiny").glob("trial-*.pt")) == \
+        ["trial-0.pt", "trial-1.pt"]

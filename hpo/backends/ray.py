@@ -23,7 +23,7 @@ from hpo.compat_optuna import trial_id
 from hpo.compat_ray import optuna_study, optuna_trials, told
 from hpo.facts import state_counts
 from hpo.liveness import Heartbeat
-from hpo.options import RunOptions, trial_threads
+from hpo.options import RAY_ADDRESS_VAR, RunOptions, cluster_address, trial_threads
 from hpo.records import (
     RAY_NODE_ID_ATTR,
     RAY_NODE_IP_ATTR,
@@ -47,7 +47,7 @@ from hpo.trial import (
 )
 from search_core.data import DEFAULT_DATA_ROOT_ENV
 from search_core.errors import disk_full
-from search_core.threads import openmp_environment
+from search_core.threads import openmp_environment, usable_cpus
 
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
@@ -70,6 +70,9 @@ class RayBackend:
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
         # the legacy reporter honours verbose=0: our progress bar is the only output
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # a relative --artifacts is the user's folder, not a Ray worker's working directory
+        job = dataclasses.replace(job, options=dataclasses.replace(
+            job.options, artifacts=str(Path(job.options.artifacts).resolve())))
         started = init_ray(job.options)
         try:
             while (budget := job.stop.plan(state_counts(job.study), time.time())[0]) > 0:
@@ -234,7 +237,8 @@ def make_scheduler(options: RunOptions, spec: StudySpec) -> TrialScheduler:
 
 
 def init_ray(options: RunOptions) -> bool:
-    """Join ``--address`` or start a local Ray on loopback; True if we started it."""
+    """Join ``--address`` (else ``RAY_ADDRESS``) or start a local Ray on loopback with this
+    machine's usable CPUs; True if we started it."""
     import ray
 
     if ray.is_initialized():
@@ -248,11 +252,13 @@ def init_ray(options: RunOptions) -> bool:
     if data_root:
         env_vars[DEFAULT_DATA_ROOT_ENV] = data_root
     kwargs["runtime_env"] = {"env_vars": env_vars}
-    if options.ray.address:
-        ray.init(address=options.ray.address, **kwargs)
+    address = cluster_address(options)
+    if address:
+        ray.init(address=address, **kwargs)  # the cluster says how many CPUs it has
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", **kwargs)
+        os.environ.pop(RAY_ADDRESS_VAR, None)  # an empty one would make Ray look for it
+        ray.init(num_cpus=usable_cpus(), _node_ip_address="127.0.0.1", **kwargs)
     return True
 
 
