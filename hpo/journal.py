@@ -49,10 +49,25 @@ def _locked(lock: JournalFileOpenLock) -> Iterator[None]:
         lock.release()
 
 
+def check_is_journal(path: Path) -> None:
+    """A non-empty file that does not begin with an Optuna operation is not a journal (a
+    token, a CSV, someone's JSON lines): refused in one line, and never repaired."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        head = f.read(len(OP_START))
+    if head != OP_START:
+        raise JournalError(f"{path}: not an Optuna journal (it does not begin with a journal "
+                           "operation); pass --storage a journal file written by hpo run, "
+                           "or a new path (the tool changed nothing)")
+
+
 def repair_tail(path: Path, lock: JournalFileOpenLock) -> str | None:
     """Make the end of the file safe to append to: cut off a torn last line, keep the whole
     operations of a last line glued onto a torn one; returns what was done (None: the file
-    ends with a whole operation, or is empty)."""
+    ends with a whole operation, or is empty). Only a file that is recognisably a journal
+    (``check_is_journal``) is ever changed."""
+    check_is_journal(path)
     if not path.exists() or path.stat().st_size == 0 or _last_line_whole(path):
         return None
     with _locked(lock):
@@ -62,6 +77,7 @@ def repair_tail(path: Path, lock: JournalFileOpenLock) -> str | None:
 def repair_after_error(path: Path, lock: JournalFileOpenLock, error: Exception) -> str:
     """Optuna failed to read ``path`` (``error``): repair the whole file, or raise a
     ``JournalError`` that names the file and what to do."""
+    check_is_journal(path)
     with _locked(lock):
         done = _repair_locked(path)
     if done is None:
@@ -114,10 +130,12 @@ def _salvage(line: bytes) -> bytes | None:
 
 
 def _parses(line: bytes) -> bool:
+    """Whether ``line`` is one whole journal operation (a JSON object with an op code)."""
     try:
-        return isinstance(json.loads(line), dict)
+        operation = json.loads(line)
     except ValueError:
         return False
+    return isinstance(operation, dict) and "op_code" in operation
 
 
 def _last_line_whole(path: Path, chunk: int = 1 << 20) -> bool:

@@ -4,8 +4,10 @@ different folders share it; concurrent re-evaluations lose nothing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,11 +19,12 @@ from hpo.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNTHETIC = ROOT / "studies" / "low-dim-synthetic.yaml"  # 9 grid cells, no training
+POSTGRES = os.environ.get("NAS_HPO_TEST_POSTGRES")  # .ci/run starts one
 RACES = 5  # on the code before the shared lock, 4 processes overran the grid in 1 of 6
 FOLDERS = ("a", "b", "c", "d")
 
 
-def start(folder: Path, storage: Path, *args: str) -> subprocess.Popen[str]:
+def start(folder: Path, storage: Path | str, *args: str) -> subprocess.Popen[str]:
     folder.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "hpo.cli", "run", "--study", str(SYNTHETIC), "--storage",
             str(storage), "--artifacts", "arts", "--jobs", "1", "-q", *args]
@@ -79,3 +82,22 @@ def test_two_reevaluations_at_once_lose_no_evaluation(tmp_path: Path) -> None:
                               storage=open_storage(str(storage)))
     stored = [v for k, v in study.user_attrs.items() if k.startswith("reevaluated_trial_")]
     assert len(stored) == 1 and len(stored[0]) == 60
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(POSTGRES is None, reason="no PostgreSQL server: .ci/run starts one "
+                    '(eval "$(bash .ci/postgres.sh)")')
+@pytest.mark.parametrize("attempt", range(2))
+def test_four_processes_share_a_postgresql_study_through_its_advisory_lock(
+        tmp_path: Path, attempt: int) -> None:
+    assert POSTGRES is not None
+    name = f"race{os.getpid()}x{time.time_ns()}"
+    runs = [start(tmp_path / folder, POSTGRES, "--sampler", "grid", "--trials", "9",
+                  "--name", name) for folder in FOLDERS]
+    for run in runs:
+        run.communicate(timeout=WAIT_S)
+    assert [run.returncode for run in runs] == [0] * len(FOLDERS), [r.stderr for r in runs]
+    trials = optuna.load_study(study_name=name, storage=open_storage(POSTGRES)).get_trials()
+    cells = Counter(cell(t.params) for t in trials if t.state.name == "COMPLETE")
+    assert set(cells) == grid_product(SYNTHETIC) and set(cells.values()) == {1}, cells
+    assert len(trials) == 9

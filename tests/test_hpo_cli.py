@@ -552,3 +552,23 @@ def test_an_unreachable_ray_cluster_is_one_line_before_anything_is_written(
     assert result.code == 2
     assert len(result.err_lines) == 1 and f"{through} {address}: no Ray cluster" in result.err
     assert cli.nothing_written()
+
+
+@pytest.mark.parametrize("content", [b"secret-token", b'{"a": 1}\n{"b": 2}',
+                                     b"number,state\n0,COMPLETE"])
+def test_a_file_that_is_not_a_journal_is_refused_and_left_unchanged(
+        cli: Hpo, content: bytes) -> None:
+    """`hpo list --storage auth_token` once "repaired" a token file to 0 bytes."""
+    path = cli.tmp / "auth_token"
+    path.write_bytes(content)
+    for command in (("list",), ("show", "x"), ("run", "--trials", "1", "--study", TINY)):
+        result = hpo_main(cli, path, *command)
+        assert result.code == 2, (command, result.err)
+        assert len(result.err_lines) == 1 and "not an Optuna journal" in result.err, result.err
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in cli.tmp.iterdir()) == ["auth_token"]  # no backup, no lock
+
+
+def hpo_main(cli: Hpo, storage: Path, command: str, *args: object) -> Result:
+    """``hpo COMMAND`` with ``--storage`` last (it wins over the helper's default)."""
+    return cli(command, *args, "--storage", storage)
