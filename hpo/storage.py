@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -32,19 +33,37 @@ RDB_PREFIXES = ("sqlite://", "postgresql://", "postgresql+psycopg2://",
 _CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<secret>[^@\s]*)@")
 
 
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|pass)=)(?P<secret>[^&\s]*)",
+                           re.IGNORECASE)
+
+
 def storage_label(url: str | None) -> str:
     """The storage as it may be shown: the default path, or the URL without its password."""
-    return mask_secrets(url or DEFAULT_STORAGE)
+    return mask_secrets(url or DEFAULT_STORAGE, url)
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The passwords ``url`` carries: its user info's (which may hold spaces or a raw ``@``)
+    and any ``password=`` query value."""
+    if not url or "://" not in url:
+        return []
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+    except ValueError:  # e.g. a port that is not a number
+        found = []
+    found += [m["secret"] for m in _QUERY_SECRET.finditer(url)]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
 
 
 def mask_secrets(text: str, url: str | None = None) -> str:
-    """``text`` with every ``scheme://user:password@`` password replaced by ``***`` (and,
-    given ``url``, that URL's password wherever else it appears, e.g. in a driver's error)."""
+    """``text`` with every ``scheme://user:password@`` password and ``password=`` query value
+    replaced by ``***`` (and, given ``url``, that URL's passwords wherever else they appear,
+    e.g. in a driver's error)."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
     masked = _CREDENTIALS.sub(lambda m: f"{m['head']}:***@", text)
-    found = _CREDENTIALS.search(url or "")
-    if found and found["secret"]:
-        masked = masked.replace(found["secret"], "***")
-    return masked
+    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", masked)
 
 
 def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from hpo.announce import shown_path
+from hpo.spreadsheet import defuse_formulas
 from hpo.storage import storage_label
 
 PREVIEW_ROWS = 10  # rows of a long table shown on the page; all of them are in its CSV
@@ -47,7 +48,7 @@ def add_table(section: Section, out_dir: Path, stem: str, title: str, frame: pd.
     if frame is None or frame.empty:
         return
     path = out_dir / f"{stem}.csv"
-    frame.to_csv(path, index=index)
+    defuse_formulas(frame).to_csv(path, index=index)
     section.tables.append((title, frame if index else frame.reset_index(drop=True), path,
                            shown))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
@@ -266,3 +267,36 @@ def test_a_full_disk_on_ray_fails_and_requeues_the_trial_and_asks_no_more(
     assert failed.state == TrialState.FAIL and failed.user_attrs[FAIL_REASON_ATTR] == DISK_FULL
     assert again.state == TrialState.WAITING and again.user_attrs[RETRY_OF_ATTR] == 0
     assert enqueued_params(again) == {k: v for k, v in asked.items() if not k.startswith("_")}
+
+
+# ------------------------------------------------------------------------------ what is shown
+
+@pytest.mark.parametrize(("url", "secret", "shown"), [
+    ("postgresql://u:pw@h:5432/db", "pw", "postgresql://u:***@h:5432/db"),
+    ("postgresql://u:pa ss@h/db", "pa ss", "postgresql://u:***@h/db"),  # a space
+    ("postgresql://u:p@ss@h/db", "p@ss", "postgresql://u:***@h/db"),  # a raw @
+    ("postgresql://u@h/db?sslmode=x&password=secret", "secret",
+     "postgresql://u@h/db?sslmode=x&password=***"),
+    ("postgresql://u@h/db?PASSWORD=secret", "secret", "postgresql://u@h/db?PASSWORD=***"),
+    ("runs/hpo.journal", None, "runs/hpo.journal"),
+    (None, None, "runs/hpo.journal"),
+])
+def test_a_storage_is_shown_without_its_password(url: str | None, secret: str | None,
+                                                 shown: str) -> None:
+    from hpo.storage import mask_secrets, storage_label
+
+    assert storage_label(url) == shown
+    if secret is not None:
+        said = mask_secrets(f"the driver said: cannot log in to {url} with {secret}", url)
+        assert secret not in said and "***" in said
+
+
+def test_spreadsheet_formulas_in_csv_cells_are_defused() -> None:
+    from hpo.spreadsheet import defuse_formulas
+
+    frame = pd.DataFrame({"=cmd": ["=cmd|' /C calc'!A0", "@SUM(A1)", "+1", "plain", None],
+                          "value": [-0.5, 1.0, 2.0, 3.0, 4.0]})
+    safe = defuse_formulas(frame)
+    assert list(safe.columns) == ["'=cmd", "value"]
+    assert safe["'=cmd"].tolist()[:4] == ["'=cmd|' /C calc'!A0", "'@SUM(A1)", "'+1", "plain"]
+    assert safe["value"].tolist() == [-0.5, 1.0, 2.0, 3.0, 4.0]  # numbers untouched

@@ -12,6 +12,7 @@ import optuna
 from hpo.cli.common import Subparsers, add_storage
 from hpo.facts import best_numbers
 from hpo.records import metric_names, timing_summary, trial_row
+from hpo.spreadsheet import defuse_formulas
 from hpo.storage import load_existing_study
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     frame = pd.DataFrame(rows)
     if args.format == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        defuse_formulas(frame).to_csv(sys.stdout, index=False)
     else:
         print(readable_trials(frame, study) if not frame.empty else "(no trials)")
     if args.timing:
