@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.backend_registry import BACKENDS, BackendEntry
@@ -98,6 +99,9 @@ def checked(options: RunOptions) -> RunOptions:
         (options.trials_per_gpu >= 1,
          f"--trials-per-gpu: got {options.trials_per_gpu}; need >= 1"),
     ])
+    if Path(options.artifacts).exists() and not Path(options.artifacts).is_dir():
+        raise ConfigError(f"--artifacts {options.artifacts}: a file, not a folder; give a "
+                          "folder for the trials' checkpoints")
     if options.device is not None:
         check_device_name(options.device, "--device")
     if options.precision is not None:

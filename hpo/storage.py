@@ -72,7 +72,7 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
     url = url or DEFAULT_STORAGE
     if url.startswith(RDB_PREFIXES):
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_file(url, must_exist)
         try:
             return RDBStorage(url)
         except Exception as err:  # driver missing, server down, bad URL
@@ -83,11 +83,26 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
         raise ConfigError(f"--storage {storage_label(url)}: unknown scheme; use a journal file "
                           "path, sqlite:///FILE.db or postgresql://USER@HOST/DB")
     path = Path(url.removeprefix("journal://"))
+    if not str(path).strip() or path.is_dir():
+        raise ConfigError(f"--storage {storage_label(url)}: a folder, not a journal file; "
+                          "pass a file path such as runs/hpo.journal")
     if must_exist and not path.exists():
         raise ConfigError(f"--storage {url}: no such journal file; run `hpo run` first or "
                           "pass the --storage the study was run with")
     path.parent.mkdir(parents=True, exist_ok=True)
     return open_journal(path)
+
+
+def _check_sqlite_file(url: str, must_exist: bool) -> None:
+    """A command that reads studies does not create a database (nor its folders); one that
+    writes creates the folder its file goes in."""
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    if path.is_dir():
+        raise ConfigError(f"--storage {storage_label(url)}: a folder, not a database file")
+    if must_exist and not path.exists():
+        raise ConfigError(f"--storage {storage_label(url)}: no such database file; run `hpo "
+                          "run` first or pass the --storage the study was run with")
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def storage_file(url: str | None) -> Path | None:
@@ -146,11 +161,27 @@ def open_journal(path: Path) -> JournalStorage:
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     except ValueError as err:  # json.JSONDecodeError, Optuna's "Invalid log format."
         _report(journal.repair_after_error(path, lock, err))
+    except FORGED as err:  # operations that parse but that Optuna cannot replay
+        raise _forged(path, err) from None
     try:
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     except ValueError as err:
         raise journal.JournalError(f"{path}: unreadable after a repair ({str(err)[:200]}); "
                                    "restore it from its backup") from None
+    except FORGED as err:
+        raise _forged(path, err) from None
+
+
+# what Optuna raises replaying an operation with a missing or changed key, an unknown op code
+# or a value of the wrong type (a bit flip, an edit by hand)
+FORGED = (KeyError, TypeError, AttributeError, IndexError, AssertionError)
+
+
+def _forged(path: Path, err: Exception) -> journal.JournalError:
+    return journal.JournalError(
+        f"{path}: holds an operation Optuna cannot replay ({type(err).__name__}: "
+        f"{str(err)[:120]}); it was edited or damaged: restore it from a backup (the tool "
+        "changed nothing)")
 
 
 def _report(done: str | None) -> None:

@@ -572,3 +572,40 @@ def test_a_file_that_is_not_a_journal_is_refused_and_left_unchanged(
 def hpo_main(cli: Hpo, storage: Path, command: str, *args: object) -> Result:
     """``hpo COMMAND`` with ``--storage`` last (it wins over the helper's default)."""
     return cli(command, *args, "--storage", storage)
+
+
+@pytest.mark.parametrize(("storage", "said"), [
+    ("{tmp}", "a folder, not a journal file"),
+    ("journal://", "a folder, not a journal file"),
+    ("sqlite:///{tmp}", "a folder, not a database file"),
+    ("sqlite:///{tmp}/new/dir/x.db", "no such database file"),
+])
+def test_a_storage_that_cannot_be_one_is_one_line_and_creates_nothing(
+        cli: Hpo, storage: str, said: str) -> None:
+    result = cli("list", "--storage", storage.format(tmp=cli.tmp))
+    assert result.code == 2 and len(result.err_lines) == 1 and said in result.err, result.err
+    assert not (cli.tmp / "new").exists()
+
+
+def test_artifacts_naming_a_file_is_one_line(cli: Hpo) -> None:
+    target = cli.tmp / "afile"
+    target.write_text("mine")
+    result = cli.run("--trials", 1, "--artifacts", target)
+    assert result.code == 2 and "a file, not a folder" in result.err
+    assert target.read_text() == "mine" and not cli.storage.exists()
+
+
+@pytest.mark.parametrize("forge", ["key", "op_code"])
+def test_a_forged_journal_operation_is_one_line_not_a_traceback(cli: Hpo, forge: str) -> None:
+    synthetic = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
+    assert cli.run("--trials", 2, study=synthetic).code == 0
+    text = cli.storage.read_text()
+    if forge == "key":
+        text = text.replace('"trial_id"', '"trial_iX"', 1)
+    else:
+        text += '{"op_code": 99, "worker_id": "x"}\n'
+    cli.storage.write_text(text)
+    result = cli("list")
+    assert result.code == 2 and len(result.err_lines) == 1, result.err
+    assert "holds an operation Optuna cannot replay" in result.err
+    assert cli.storage.read_text() == text  # nothing repaired or cut
