@@ -7,12 +7,29 @@ thread each (search_core/threads.py), with a progress bar counting finished jobs
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 Job = TypeVar("Job")
+ORPHAN_CHECK_S = 1.0  # how often a worker looks whether the process that started it is alive
+EXIT_ORPHANED = 70  # a worker's exit status when its driver died
+
+
+def orphan_guard(driver: int) -> None:
+    """Pool initializer: the worker exits when the process that started it is gone (it was
+    killed: nothing else would ever stop the worker, which holds ~0.5 GB)."""
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(ORPHAN_CHECK_S)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="orphan-guard", daemon=True).start()
 
 
 def run_in_processes(fn: Callable[[Job], Any], jobs: Sequence[Job], workers: int, desc: str,
@@ -34,7 +51,8 @@ def run_in_processes(fn: Callable[[Job], Any], jobs: Sequence[Job], workers: int
         from search_core.threads import child_environment
 
         with child_environment(1), ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=orphan_guard, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(fn, job): job for job in jobs}
             for future in as_completed(futures):
                 bar.update(1)

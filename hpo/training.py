@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hpo.pool import orphan_guard
 from hpo.records import TrialRecord
 from search_core.errors import ConfigError
 
@@ -159,7 +161,8 @@ def run_jobs(jobs: list[Job], workers: int, epochs: int, quiet: bool) -> list[di
     bar = tqdm(total=len(jobs), unit="training", desc="train", file=sys.stderr,
                disable=quiet, dynamic_ncols=True)
     with child_environment(1), ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=orphan_guard, initargs=(os.getpid(),)) as pool:
         records = []
         for record in pool.map(train_job, jobs):
             records.append(record)

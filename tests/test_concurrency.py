@@ -101,3 +101,56 @@ def test_four_processes_share_a_postgresql_study_through_its_advisory_lock(
     cells = Counter(cell(t.params) for t in trials if t.state.name == "COMPLETE")
     assert set(cells) == grid_product(SYNTHETIC) and set(cells.values()) == {1}, cells
     assert len(trials) == 9
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_killing_the_driver_of_a_parallel_reevaluation_stops_its_workers(
+        tmp_path: Path) -> None:
+    """Its two worker processes (about 0.5 GB each) once lived on forever."""
+    storage = tmp_path / "s.journal"
+    tiny = ROOT / "tests" / "studies" / "tiny.yaml"
+    first = subprocess.run([sys.executable, "-m", "hpo.cli", "run", "--study", str(tiny),
+                            "--trials", "1", "--storage", str(storage), "--artifacts", "arts",
+                            "--jobs", "1", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=WAIT_S)
+    assert first.returncode == 0, first.stderr
+    driver = subprocess.Popen([sys.executable, "-m", "hpo.cli", "reevaluate", "tiny", "--top",
+                               "1", "--seeds", "40", "--jobs", "2", "-q", "--storage",
+                               str(storage)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + WAIT_S
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = {pid for pid in children(driver.pid)
+                   if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the pool's workers did not start"
+    time.sleep(3)  # the workers are busy evaluating
+    driver.kill()
+    driver.wait(timeout=WAIT_S)
+    gone_by = time.monotonic() + 15
+    while time.monotonic() < gone_by and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, 9)
+    assert left == [], "workers outlived their killed driver"
