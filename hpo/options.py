@@ -160,13 +160,14 @@ def with_jobs(options: RunOptions, spec: StudySpec) -> RunOptions:
     """``options`` with ``jobs`` decided: on a GPU machine (device auto or cuda, local
     backend), ``--trials-per-gpu`` workers per visible GPU, each slot's GPU in ``gpus``;
     else the thread policy's number of workers for this machine; never more than the
-    trials; one for a backend without local workers (Ray) and for objectives that do
-    not train (microseconds per trial: a worker costs more)."""
+    trials, ``--jobs`` included (a worker holds ~0.5 GB); one for a backend without local
+    workers (Ray) and for objectives that do not train (microseconds per trial: a worker
+    costs more)."""
     if not options.backend_entry.local_workers or not spec.objective.entry.trains:
-        return replace(options, jobs=options.jobs or 1)
+        return replace(options, jobs=max(1, min(options.jobs or 1, options.trials)))
     gpus = visible_gpus() if wants_gpu(spec.device) else []
     slots = tuple(gpu_slots(gpus, options.trials_per_gpu)) if gpus else ()
     if options.jobs is not None:
-        return replace(options, gpus=slots)
+        return replace(options, jobs=max(1, min(options.jobs, options.trials)), gpus=slots)
     jobs = len(slots) if slots else workers_per_machine(threads_per_trial(options.threads))
     return replace(options, jobs=max(1, min(jobs, options.trials)), gpus=slots)

@@ -28,6 +28,8 @@ def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    # names come from study files: a "$" in a parameter's name is text, not TeX math
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -609,3 +609,23 @@ def test_a_forged_journal_operation_is_one_line_not_a_traceback(cli: Hpo, forge:
     assert result.code == 2 and len(result.err_lines) == 1, result.err
     assert "holds an operation Optuna cannot replay" in result.err
     assert cli.storage.read_text() == text  # nothing repaired or cut
+
+
+def test_jobs_never_exceed_the_trials(cli: Hpo) -> None:
+    synthetic = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
+    result = cli.run("--trials", 2, "--jobs", 8, study=synthetic)
+    assert result.code == 0 and "2 trials, 2 at once" in result.out, result.out
+
+
+@pytest.mark.slow
+def test_a_dollar_in_a_parameter_name_is_text_in_the_report(cli: Hpo) -> None:
+    """matplotlib read "x$3$" as TeX math and the report died before index.html."""
+    study = cli.tmp / "dollar.yaml"
+    study.write_text("name: dollar\nobjective: {kind: synthetic, name: low_effective_dimension}"
+                     "\nparams:\n  x1: {type: float, low: 0.0, high: 1.0}\n"
+                     "  x2: {type: float, low: 0.0, high: 1.0}\n"
+                     '  "x$3$": {type: float, low: 0.0, high: 1.0}\n')
+    assert cli.run("--trials", 25, study=study).code == 0
+    result = cli("report", "dollar", "--out", cli.tmp / "report")
+    assert result.code == 0, result.err
+    assert "x$3$" in (cli.tmp / "report" / "index.html").read_text()
