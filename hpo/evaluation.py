@@ -1,7 +1,7 @@
 """One trial = one search run + family evaluation, as a black-box objective.
 
 ``evaluate`` turns a study and sampled parameters into a ``SearchConfig``
-(``hpo.study.build_search_config``), runs it and returns the objective value(s) and
+(``hpo.study_config.build_search_config``), runs it and returns the objective value(s) and
 everything worth recording.
 """
 

@@ -51,7 +51,7 @@ class RunOptions:
     max_failures: int = 5
     artifacts: str = "runs"
     threads: int | None = None
-    device: str | None = None  # --device: in place of the study's (hpo.study.with_run_settings)
+    device: str | None = None  # --device: in place of the study's (with_run_settings)
     precision: str | None = None  # --precision: likewise
     trials_per_gpu: int = 1  # local workers per GPU on a GPU machine
     gpus: tuple[str, ...] = ()  # decided by with_jobs: the GPU of each local worker slot

@@ -24,12 +24,7 @@ import math
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-try:
-    from yaml.cyaml import CParser
-except ImportError:  # PyYAML built without libyaml
-    CParser = None
+from typing import Any
 
 from hpo.pipeline import check_pipeline, is_pipeline_param, parse_pipeline
 from hpo.study_config import ALIASES, SECTIONS, build_search_config, param_path, study_probes
@@ -54,10 +49,6 @@ from search_core.configtools import (
 )
 from search_core.device import check_device_name, check_precision
 from search_core.errors import ConfigError, did_you_mean
-
-if TYPE_CHECKING:
-    pass
-
 
 STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid",
               "training_seed", "pipeline", "device", "precision")

@@ -10,11 +10,6 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-try:
-    from yaml.cyaml import CParser
-except ImportError:  # PyYAML built without libyaml
-    CParser = None
-
 from hpo.pipeline import is_pipeline_param
 from hpo.study_spec import StudySpec
 from search_core.configtools import (

@@ -14,12 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-try:
-    from yaml.cyaml import CParser
-except ImportError:  # PyYAML built without libyaml
-    CParser = None
+from typing import Any, Literal
 
 from hpo.objectives import ObjectiveSpec
 from hpo.pipeline import PipelineSpec
@@ -29,10 +24,6 @@ from search_core.configtools import (
 )
 from search_core.device import check_device_name, check_precision
 from search_core.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
-
 
 MAX_PARAMS = 64  # tuned parameters (SearchConfig has about 35 settings)
 MAX_CHOICES = 256  # choices of one categorical parameter

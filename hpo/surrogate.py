@@ -64,12 +64,17 @@ def load_table(path: Path) -> Table:
     frame = pd.DataFrame(read_rows(path))
     if frame.empty:
         raise ConfigError(f"table {path}: no evaluations yet; run hpo table build")
+    missing = [c for c in ("config", "seed", "value", "seconds", *params) if c not in frame]
+    if missing:
+        raise ConfigError(f"table {path}: no column {', '.join(missing)}; rebuild it with "
+                          "hpo table build")
     for column in ("config", "seed"):
-        frame[column] = frame[column].astype(int)
+        frame[column] = _whole_numbers(path, frame[column], column)
     for column in ("value", "test_value", "seconds", "cpu_seconds"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for name, param in params.items():
-        frame[name] = _typed(frame[name], param)
+        frame[name] = _typed(path, frame[name], name, param)
     ok = frame[np.isfinite(frame["value"])].reset_index(drop=True)
     if ok["config"].nunique() < 2:
         raise ConfigError(f"table {path}: {ok['config'].nunique()} configuration(s) with a "
@@ -77,12 +82,36 @@ def load_table(path: Path) -> Table:
     return Table(path, meta, ok, len(frame) - len(ok), params)
 
 
-def _typed(column: pd.Series, param: Param) -> pd.Series:
-    if param["type"] == "float":
-        return column.astype(float)
-    if param["type"] == "int":
-        return column.astype(float).astype(int)
+def _refuse_row(path: Path, column: pd.Series, bad: pd.Series, name: str,
+                expected: str) -> None:
+    """One line naming the first row whose ``name`` is not ``expected``."""
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ConfigError(f"table {path}: row {row + 2}: {name} is {str(column.iloc[row])[:40]!r}"
+                          f"; expected {expected}; fix that row or rebuild the table")
+
+
+def _whole_numbers(path: Path, column: pd.Series, name: str) -> pd.Series:
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < 0)
+    _refuse_row(path, column, bad, name, "a whole number >= 0")
+    return numbers.astype(int)
+
+
+def _typed(path: Path, column: pd.Series, name: str, param: Param) -> pd.Series:
+    """The parameter's column as its type, every value inside its declared range or
+    choices (a row outside them, or not a finite number, is refused in one line)."""
+    if param["type"] in ("float", "int"):
+        numbers = pd.to_numeric(column, errors="coerce")
+        low, high = float(param["low"]), float(param["high"])
+        bad = ~np.isfinite(numbers) | (numbers < low) | (numbers > high)
+        if param["type"] == "int":
+            bad |= numbers != np.round(numbers)
+        _refuse_row(path, column, bad, name, f"a {param['type']} in [{low:g}, {high:g}]")
+        return numbers.astype(int) if param["type"] == "int" else numbers.astype(float)
     by_text = {str(c): c for c in param.get("choices") or ()}
+    _refuse_row(path, column, ~column.astype(str).isin(list(by_text)), name,
+                f"one of {', '.join(list(by_text)[:8])}")
     return column.map(lambda v: by_text.get(v, v))
 
 

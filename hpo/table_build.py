@@ -13,7 +13,7 @@ format version, the study (settings and fingerprint), the design, and the enviro
 A study then answers its trials from the table (``objective: {kind: table, path: PATH}``,
 hpo/surrogate.py) in milliseconds instead of minutes.
 
-``--device`` and ``--precision`` replace the study file's settings (``hpo.study.
+``--device`` and ``--precision`` replace the study file's settings (``hpo.study_spec.
 with_run_settings``); the device is where the evaluations run (recorded in the metadata, not
 part of the study's fingerprint), the precision is part of what they compute.
 """

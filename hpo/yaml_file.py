@@ -9,7 +9,7 @@ the data means (``hpo.study`` reads study files with it)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from yaml.composer import Composer
@@ -25,10 +25,6 @@ from search_core.configtools import (
     shown,
 )
 from search_core.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
-
 
 MAX_DEPTH = 32  # nesting levels of YAML collections; the shipped studies use 4
 MAX_NODES = 50_000  # keys and values (YAML nodes); the shipped studies have about 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from hpo.table_build import configurations
 from hpo.table_file import TABLE_FORMAT, read_rows
 from reports import group_frames
 from search_core.configtools import to_plain
+from search_core.errors import ConfigError
 
 
 def build(cli: Hpo, out: Path, *args: object):
@@ -215,3 +217,39 @@ def test_the_shipped_table_is_what_its_study_says(monkeypatch: pytest.MonkeyPatc
     assert fit["spearman"] >= 0.8 and fit["rmse"] < fit["value_sd"]
     spec = load_study(ROOT / "studies" / "digits-compare-table.yaml")
     assert spec.objective.kind == "table" and set(spec.params) == set(table.params)
+
+
+def spoil(path: Path, row: int, column: str, value: str | None) -> None:
+    """Set ``column`` of data row ``row`` to ``value`` (None: drop the column)."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    fields = [c for c in rows[0] if c != column or value is not None]
+    if value is not None:
+        rows[row][column] = value
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.parametrize(("column", "value", "said"), [
+    ("t_end", "inf", "row 5: t_end is 'inf'; expected a float in"),
+    ("t_end", "nan", "row 5: t_end is 'nan'"),
+    ("t_end", "1e308", "row 5: t_end is '1e308'; expected a float in"),
+    ("kappa", "abc", "row 5: kappa is 'abc'"),
+    ("schedule", "=cmd|calc", "row 5: schedule is '=cmd|calc'; expected one of"),
+    ("seed", "1.5", "row 5: seed is '1.5'; expected a whole number"),
+    ("config", "-3", "row 5: config is '-3'"),
+    ("t_end", None, "no column t_end"),
+    ("seed", None, "no column seed"),
+])
+def test_a_hostile_table_is_one_line(tmp_path: Path, column: str, value: str | None,
+                                     said: str) -> None:
+    from hpo.surrogate import load_table
+
+    path = tmp_path / "table.csv"
+    write_table(path, configs=10)
+    spoil(path, 3, column, value)
+    with pytest.raises(ConfigError, match=re.escape(said)) as caught:
+        load_table(path)
+    assert "\n" not in str(caught.value)
