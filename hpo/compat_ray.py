@@ -24,3 +24,14 @@ def optuna_study(searcher: Any) -> optuna.Study:
 def told(searcher: Any) -> set[str]:
     """Tune trial ids whose Optuna trial has been told."""
     return searcher._completed_trials
+
+
+def picklable_state(searcher: Any) -> dict[str, Any]:
+    """The searcher's state as Tune pickles it (``tuner.pkl``, its experiment state) without
+    the Optuna storage and study: they carry the storage URL, password included, and the
+    live searcher in the driver keeps them."""
+    state = dict(searcher.__dict__)
+    state["_storage"] = None
+    state["_ot_study"] = None
+    state["_ot_trials"] = {}
+    return state

@@ -228,3 +228,26 @@ def test_ray_address_from_the_environment_and_relative_artifacts(
             f"trial-{trial.number}.pt"
     assert sorted(p.name for p in (work / "arts" / "tiny").glob("trial-*.pt")) == \
         ["trial-0.pt", "trial-1.pt"]
+
+
+POSTGRES = os.environ.get("NAS_HPO_TEST_POSTGRES")  # .ci/run starts one
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(POSTGRES is None, reason="no PostgreSQL server: .ci/run starts one "
+                    '(eval "$(bash .ci/postgres.sh)")')
+def test_no_ray_file_holds_the_storage_password(cli: Hpo, cluster) -> None:
+    """Tune pickled the searcher and the trainable's options, PostgreSQL URL and password
+    included, into <artifacts>/ray_results (the folder a cluster shares)."""
+    assert POSTGRES is not None
+    password = POSTGRES.split(":")[2].split("@")[0]
+    name = f"raypw{os.getpid()}{int(time.time())}"
+    synthetic = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
+    result = cli.run("--backend", "ray", "--address", cluster.address, "--trials", 2,
+                     "--storage", POSTGRES, "--name", name, study=synthetic)
+    assert result.code == 0, result.err
+    files = [p for p in cli.artifacts.rglob("*") if p.is_file()]
+    assert files, "Ray wrote nothing under --artifacts"
+    holding = [str(p) for p in files if password.encode() in p.read_bytes()]
+    assert holding == []
+    assert password not in result.out + result.err

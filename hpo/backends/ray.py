@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpo.backends.base import RunJob
 from hpo.compat_optuna import trial_id
-from hpo.compat_ray import optuna_study, optuna_trials, told
+from hpo.compat_ray import optuna_study, optuna_trials, picklable_state, told
 from hpo.facts import state_counts
 from hpo.liveness import Heartbeat
 from hpo.options import RAY_ADDRESS_VAR, RunOptions, cluster_address, trial_threads
@@ -138,6 +138,9 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
     report; after a trial found the disk full it asks for no more (``disk_full``)."""
     from ray.tune.search.optuna import OptunaSearch
 
+    retries = options.ray.retries  # the class below is pickled by value with what it
+    # names: never the options (their storage URL holds the password)
+
     class StudySearcher(OptunaSearch):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -182,6 +185,9 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
                 if len(spec.objective.directions) == 1:
                     ot_trial.report(result["val_acc"], epoch)
 
+        def __getstate__(self) -> dict[str, Any]:
+            return picklable_state(self)
+
         def save(self, checkpoint_path: str) -> None:
             """Nothing to save: the Optuna storage is the record, and a resumed study
             starts a new Tune run against it (``hpo run --name``), not Tune's restore."""
@@ -190,7 +196,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
                               error: bool = False) -> None:
             if trial_id in told(self) or trial_id not in optuna_trials(self):
                 return
-            outcome = ray_outcome(result, error, options.ray.retries)
+            outcome = ray_outcome(result, error, retries)
             ot_trial = optuna_trials(self)[trial_id]
             record_outcome(optuna_study(self), ot_trial, outcome,
                            params=dict(ot_trial.params) if outcome.requeue else None)
@@ -278,18 +284,15 @@ def run_round(job: RunJob, budget: int) -> bool:
 
     study, spec, options, progress = job.study, job.spec, job.options, job.progress
 
-    class Progress(tune.Callback):
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if progress is not None:
-                progress.update(study)
-
     reference = study.user_attrs[REFERENCE_ATTR]
     searcher = make_searcher(spec, options, study.study_name, job.sampler)
     deadline = job.stop.deadline
     tuner = tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(trainable, spec=spec, options=options, reference=reference,
-                                 study_name=study.study_name),
+            # the trainable never opens the storage: its URL (and password) stays here
+            tune.with_parameters(trainable, spec=spec,
+                                 options=dataclasses.replace(options, storage=None),
+                                 reference=reference, study_name=study.study_name),
             trial_resources(options),
         ),
         tune_config=tune.TuneConfig(
@@ -304,13 +307,35 @@ def run_round(job: RunJob, budget: int) -> bool:
             name=f"{study.study_name}-{int(time.time())}",
             storage_path=str(Path(options.artifacts).resolve() / "ray_results"),
             failure_config=tune.FailureConfig(max_failures=options.ray.retries),
-            callbacks=[Progress()],
+            callbacks=[progress_callback(progress, study)],
             verbose=0,
         ),
     )
     with Heartbeat(study, lambda: running_trial_ids(searcher)):  # the driver owns the trials
         tuner.fit()
     return searcher.disk_full
+
+
+def progress_callback(progress: Any, study: Any) -> Any:
+    """A Tune callback that updates the progress bar after each trial. Tune pickles its
+    callbacks into ``tuner.pkl``: the pickle carries neither the bar nor the study (whose
+    storage URL holds the password); the live callback in the driver keeps both."""
+    from ray import tune
+
+    class Progress(tune.Callback):  # names nothing of this function: pickled by value
+        def __init__(self, bar: Any, watched: Any) -> None:
+            self.live = (bar, watched)
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"live": (None, None)}
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any,
+                              **info: Any) -> None:
+            bar, watched = self.live
+            if bar is not None:
+                bar.update(watched)
+
+    return Progress(progress, study)
 
 
 def running_trial_ids(searcher: Any) -> list[int]:
