@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -73,12 +74,7 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
     if url.startswith(RDB_PREFIXES):
         if url.startswith("sqlite:///"):
             _check_sqlite_file(url, must_exist)
-        try:
-            return RDBStorage(url)
-        except Exception as err:  # driver missing, server down, bad URL
-            first = (str(err).strip().splitlines() or [""])[0][:300]
-            raise ConfigError(mask_secrets(f"--storage {url}: cannot open "
-                                           f"({type(err).__name__}: {first})", url)) from None
+        return _open_database(url)
     if "://" in url and not url.startswith("journal://"):
         raise ConfigError(f"--storage {storage_label(url)}: unknown scheme; use a journal file "
                           "path, sqlite:///FILE.db or postgresql://USER@HOST/DB")
@@ -103,6 +99,27 @@ def _check_sqlite_file(url: str, must_exist: bool) -> None:
         raise ConfigError(f"--storage {storage_label(url)}: no such database file; run `hpo "
                           "run` first or pass the --storage the study was run with")
     path.parent.mkdir(parents=True, exist_ok=True)
+
+
+SCHEMA_RACE = ("duplicate key", "already exists")  # two processes creating the tables at once
+SCHEMA_TRIES = 5
+
+
+def _open_database(url: str) -> RDBStorage:
+    """Optuna's storage in a database. Processes that open a new database at the same time
+    race to create its tables; the losers try again (bounded backoff: 0.2, 0.4, ... s). Any
+    other failure (driver missing, server down, bad URL) is one line at once."""
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            return RDBStorage(url)
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            if attempt + 1 < SCHEMA_TRIES and any(word in first for word in SCHEMA_RACE):
+                time.sleep(0.2 * 2**attempt)
+                continue
+            raise ConfigError(mask_secrets(f"--storage {url}: cannot open "
+                                           f"({type(err).__name__}: {first})", url)) from None
+    raise AssertionError("unreachable")
 
 
 def storage_file(url: str | None) -> Path | None:

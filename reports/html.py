@@ -108,6 +108,9 @@ def write_report(storage_url: str | None, names: list[str], out_dir: str | Path,
     with ``latency``, the latency model of that table (``hpo profile --out FILE``)."""
     if not names and latency is None:
         raise ConfigError("report: give study/group names, --latency TABLE.json, or both")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"--out {out_dir}: a file, not a folder; give a folder for the "
+                          "report")
     table = latency_data.load_latency(latency) if latency is not None else None
     sections = _storage_sections(storage_url, names, Path(out_dir)) if names else []
     out = Path(out_dir)

@@ -137,9 +137,10 @@ def test_importing_loads_no_torch(module: str) -> None:
 COMPAT = {"hpo/compat_optuna.py", "hpo/compat_ray.py"}  # Optuna's and Ray's private parts
 # Private names of other libraries that are part of how those libraries are used, each with
 # its reason: argparse documents add_subparsers' return type only by this name; torch's
-# multi-tensor kernels (the optimiser's step); BatchNorm's common base class.
+# multi-tensor kernels (the optimiser's step); BatchNorm's common base class; os._exit, the
+# documented way for a child process to end at once (a worker whose driver died).
 ALLOWED_PRIVATE = {"_SubParsersAction", "_foreach_add_", "_foreach_lerp_", "_foreach_mul_",
-                   "_foreach_mul", "_BatchNorm"}
+                   "_foreach_mul", "_BatchNorm", "_exit"}
 
 
 def private_uses(path: Path) -> list[str]:

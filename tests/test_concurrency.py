@@ -94,9 +94,8 @@ def test_four_processes_share_a_postgresql_study_through_its_advisory_lock(
     name = f"race{os.getpid()}x{time.time_ns()}"
     runs = [start(tmp_path / folder, POSTGRES, "--sampler", "grid", "--trials", "9",
                   "--name", name) for folder in FOLDERS]
-    for run in runs:
-        run.communicate(timeout=WAIT_S)
-    assert [run.returncode for run in runs] == [0] * len(FOLDERS), [r.stderr for r in runs]
+    said = [run.communicate(timeout=WAIT_S)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0] * len(FOLDERS), said
     trials = optuna.load_study(study_name=name, storage=open_storage(POSTGRES)).get_trials()
     cells = Counter(cell(t.params) for t in trials if t.state.name == "COMPLETE")
     assert set(cells) == grid_product(SYNTHETIC) and set(cells.values()) == {1}, cells

@@ -629,3 +629,13 @@ def test_a_dollar_in_a_parameter_name_is_text_in_the_report(cli: Hpo) -> None:
     result = cli("report", "dollar", "--out", cli.tmp / "report")
     assert result.code == 0, result.err
     assert "x$3$" in (cli.tmp / "report" / "index.html").read_text()
+
+
+def test_report_out_naming_a_file_is_one_line(cli: Hpo) -> None:
+    synthetic = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
+    assert cli.run("--trials", 2, study=synthetic).code == 0
+    target = cli.tmp / "afile"
+    target.write_text("mine")
+    result = cli("report", "low-dim-synthetic", "--out", target)
+    assert result.code == 2 and "a file, not a folder" in result.err, result.err
+    assert target.read_text() == "mine"
