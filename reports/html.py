@@ -41,29 +41,29 @@ SUMMARY_KEYS = ("study file", "sampler", "samplers", "seeds", "budgets", "object
                 "latency table", "device")
 
 
-def _render_section(s: Section, level: int) -> list[str]:
+def _render_section(section: Section, level: int) -> list[str]:
     esc = html.escape
     sub = min(level + 1, 6)
-    parts = [f"<h{level}>{esc(s.title)}</h{level}>"]
-    if s.meta:
+    parts = [f"<h{level}>{esc(section.title)}</h{level}>"]
+    if section.meta:
         parts.append("<div class='table-wrap'><table>")
         parts += [f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td>"
-                  "</tr>" for k, v in s.meta.items()]
+                  "</tr>" for k, v in section.meta.items()]
         parts.append("</table></div>")
-    if s.findings:
+    if section.findings:
         parts.append("<ul class='findings'>")
-        parts += [f"<li>{esc(line)}</li>" for line in s.findings]
+        parts += [f"<li>{esc(line)}</li>" for line in section.findings]
         parts.append("</ul>")
-    parts += [f"<p class='caution'>{esc(line)}</p>" for line in s.cautions]
-    for title, paths in s.figures:
+    parts += [f"<p class='caution'>{esc(line)}</p>" for line in section.cautions]
+    for title, paths in section.figures:
         png = next((p for p in paths if p.suffix == ".png"), paths[0])
         links = " ".join(f"<a href='{esc(p.name)}'>{esc(p.suffix[1:])}</a>" for p in paths)
         parts += [f"<h{sub}>{esc(title)}</h{sub}>",
                   f"<img src='{esc(png.name)}' alt='{esc(title)}'>",
                   f"<div class='files'>{links}</div>"]
-    for title, frame, path, rows in s.tables:
+    for title, frame, path, rows in section.tables:
         parts += render_table(title, frame, path, rows, sub)
-    for child in s.children:
+    for child in section.children:
         parts += _render_section(child, sub)
     return parts
 
@@ -85,19 +85,19 @@ def render_table(title: str, frame: pd.DataFrame, path: Path, rows: int,
             f"<div class='files'>{link}</div>"]
 
 
-def _render(sections: list[Section], storage_url: str | None, out_dir: Path) -> str:
+def _render_page(sections: list[Section], storage_url: str | None) -> str:
     esc = html.escape
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
              "<title>nas-hpo report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>nas-hpo report</h1>", "<div class='meta'><ul>"]
-    if any(s.kind != "latency" for s in sections):
+    if any(section.kind != "latency" for section in sections):
         parts.append(f"<li>storage: {esc(storage_shown(storage_url))}</li>")
-    for s in sections:
-        items = ", ".join(f"{k}: {v}" for k, v in s.meta.items() if k in SUMMARY_KEYS)
-        parts.append(f"<li><b>{esc(s.title)}</b> — {esc(items)}</li>")
+    for section in sections:
+        items = ", ".join(f"{k}: {v}" for k, v in section.meta.items() if k in SUMMARY_KEYS)
+        parts.append(f"<li><b>{esc(section.title)}</b> — {esc(items)}</li>")
     parts.append("</ul></div>")
-    for s in sections:
-        parts += _render_section(s, 2)
+    for section in sections:
+        parts += _render_section(section, 2)
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -111,14 +111,14 @@ def write_report(storage_url: str | None, names: list[str], out_dir: str | Path,
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out {out_dir}: a file, not a folder; give a folder for the "
                           "report")
-    table = latency_data.load_latency(latency) if latency is not None else None
+    latency_table = latency_data.load_latency(latency) if latency is not None else None
     sections = _storage_sections(storage_url, names, Path(out_dir)) if names else []
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if table is not None:
-        sections.append(latency_section(table, out))
+    if latency_table is not None:
+        sections.append(latency_section(latency_table, out))
     index = out / "index.html"
-    index.write_text(_render(sections, storage_url, out), encoding="utf-8")
+    index.write_text(_render_page(sections, storage_url), encoding="utf-8")
     return index
 
 
@@ -126,8 +126,8 @@ def _storage_sections(storage_url: str | None, names: list[str], out: Path) -> l
     from hpo.storage import open_storage
 
     storage = open_storage(storage_url, must_exist=True)
-    studies = [s.study_name for s in optuna.get_all_study_summaries(storage,
-                                                                     include_best_trial=False)]
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    studies = [summary.study_name for summary in summaries]
     group_list = groups.group_names(storage)
     unknown = [n for n in names if n not in studies and n not in group_list]
     if unknown:
@@ -135,7 +135,7 @@ def _storage_sections(storage_url: str | None, names: list[str], out: Path) -> l
                           f"studies: {', '.join(studies) or '(none)'}; groups: "
                           f"{', '.join(group_list) or '(none)'}")
     out.mkdir(parents=True, exist_ok=True)
-    sections = []
+    sections: list[Section] = []
     for name in names:
         if name in studies:
             sections.append(study_section(optuna.load_study(study_name=name, storage=storage),

@@ -4,6 +4,8 @@ stages, re-evaluations, history, importances and parallel coordinates."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,21 +158,47 @@ def _reevaluation_section(section: Section, study: optuna.Study, out_dir: Path,
            "fresh seeds (validation value; test: the same objective on the test split)", frame)
 
 
+@dataclass(frozen=True)
+class ClosingData:
+    """What the study's closing figures are drawn from, computed once."""
+
+    study: optuna.Study
+    frame: pd.DataFrame  # study_frames.study_frame
+    importances: dict[str, float]  # study_frames.importance
+
+    @property
+    def complete(self) -> int:
+        return int((self.frame["state"] == "COMPLETE").sum())
+
+
+@dataclass(frozen=True)
+class ClosingFigure:
+    """A figure closing the study's section: its heading, the file stem's suffix, the plot's
+    title after "{study name}: ", and how it is drawn (data, folder, stem, plot title)."""
+
+    title: str
+    suffix: str
+    plot_title: str
+    draw: Callable[[ClosingData, Path, str, str], list[Path]]
+
+
+CLOSING_FIGURES = (
+    ClosingFigure("Optimisation history", "history", "optimisation history",
+                  lambda d, out, stem, title: figures.history(d.frame, out, stem, title)),
+    ClosingFigure("Hyperparameter importance (fANOVA)", "importance",
+                  "hyperparameter importance",
+                  lambda d, out, stem, title: figures.importance_bars(d.importances, out, stem,
+                                                                      title)),
+    ClosingFigure("Parallel coordinates", "parallel", "parallel coordinates",
+                  lambda d, out, stem, title: figures.parallel_coordinates(
+                      study_frames.parallel_frame(d.study), out, stem, title)),
+)
+
+
 def study_section(study: optuna.Study, out_dir: Path) -> Section:
-    name = study.study_name
-    stem = slug(name)
-    attrs = study.user_attrs
+    stem = slug(study.study_name)
     frame = study_frames.study_frame(study)
-    seeds = sorted({int(s) for s in frame.get("seed", pd.Series(dtype=float)).dropna()})
-    section = Section(f"Study {name}", "study", {
-        "study file": study_source(attrs),
-        "sampler": attrs.get(SAMPLER_ATTR, "(unknown)"),
-        "trials": f"{int((frame['state'] == 'COMPLETE').sum())} complete of {len(frame)}",
-        "seeds": ", ".join(map(str, seeds)) or "(none recorded)",
-        "objective directions": ", ".join(d.name.lower() for d in study.directions),
-        "objective": _objective(attrs, study_frames.objective_complexity(study)),
-        "reference complexity": attrs.get(REFERENCE_ATTR, "-"),
-    })
+    section = Section(f"Study {study.study_name}", "study", _study_meta(study, frame))
     add_table(section, out_dir, f"{stem}-trials", "Trials", frame)
     best = facts.best_trial(study)
     if best is not None:
@@ -178,34 +206,56 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     _front_sections(section, study, out_dir, stem, "params")
     _front_sections(section, study, out_dir, stem, study_frames.LATENCY)
     if best is not None and TrialRecord.from_frozen(best).family:
-        section.meta["probes"] = PROBES_NOTE
-        add_table(section, out_dir, f"{stem}-probes", f"Probes A-D of trial {best.number}",
-               study_frames.probe_table(best))
-        counts = study_frames.op_counts_by_probe(best)
-        add_figure(section, "Operation counts per probe",
-                figures.op_counts(counts, out_dir, f"{stem}-ops",
-                                  f"{name}: ops per probe (trial {best.number})"))
+        _probe_sections(section, study, best, out_dir, stem)
     _fidelity_sections(section, study, out_dir, stem)
     _pipeline_section(section, study, out_dir, stem)
     _reevaluation_section(section, study, out_dir, stem)
-    add_figure(section, "Optimisation history",
-            figures.history(frame, out_dir, f"{stem}-history", f"{name}: optimisation history"))
-    importances = study_frames.importance(study)
-    complete = int((frame["state"] == "COMPLETE").sum())
-    if importances and complete < MIN_IMPORTANCE_TRIALS:
-        section.cautions.append(f"Importances come from {complete} complete trials: too few "
-                                f"to rank parameters (a rough floor is "
-                                f"{MIN_IMPORTANCE_TRIALS}); read them as a sketch.")
-    add_figure(section, "Hyperparameter importance (fANOVA)",
-            figures.importance_bars(importances, out_dir, f"{stem}-importance",
-                                    f"{name}: hyperparameter importance"))
-    if importances:
-        add_table(section, out_dir, f"{stem}-importance", "Importances",
-               pd.DataFrame({"param": list(importances), "importance": importances.values()}))
-    add_figure(section, "Parallel coordinates",
-            figures.parallel_coordinates(study_frames.parallel_frame(study), out_dir,
-                                         f"{stem}-parallel", f"{name}: parallel coordinates"))
+    _closing_sections(section, ClosingData(study, frame, study_frames.importance(study)),
+                      out_dir, stem)
     return section
+
+
+def _study_meta(study: optuna.Study, frame: pd.DataFrame) -> dict[str, Any]:
+    attrs = study.user_attrs
+    seeds = sorted({int(s) for s in frame.get("seed", pd.Series(dtype=float)).dropna()})
+    return {
+        "study file": study_source(attrs),
+        "sampler": attrs.get(SAMPLER_ATTR, "(unknown)"),
+        "trials": f"{int((frame['state'] == 'COMPLETE').sum())} complete of {len(frame)}",
+        "seeds": ", ".join(map(str, seeds)) or "(none recorded)",
+        "objective directions": ", ".join(d.name.lower() for d in study.directions),
+        "objective": _objective(attrs, study_frames.objective_complexity(study)),
+        "reference complexity": attrs.get(REFERENCE_ATTR, "-"),
+    }
+
+
+def _probe_sections(section: Section, study: optuna.Study, best: optuna.trial.FrozenTrial,
+                    out_dir: Path, stem: str) -> None:
+    """The best trial's probes A-D: their table and operation counts."""
+    section.meta["probes"] = PROBES_NOTE
+    add_table(section, out_dir, f"{stem}-probes", f"Probes A-D of trial {best.number}",
+              study_frames.probe_table(best))
+    counts = study_frames.op_counts_by_probe(best)
+    add_figure(section, "Operation counts per probe",
+               figures.op_counts(counts, out_dir, f"{stem}-ops",
+                                 f"{study.study_name}: ops per probe (trial {best.number})"))
+
+
+def _closing_sections(section: Section, data: ClosingData, out_dir: Path, stem: str) -> None:
+    """History, importances (flagged when too few trials rank them) and parallel
+    coordinates."""
+    if data.importances and data.complete < MIN_IMPORTANCE_TRIALS:
+        section.cautions.append(f"Importances come from {data.complete} complete trials: too "
+                                f"few to rank parameters (a rough floor is "
+                                f"{MIN_IMPORTANCE_TRIALS}); read them as a sketch.")
+    for row in CLOSING_FIGURES:
+        add_figure(section, row.title,
+                   row.draw(data, out_dir, f"{stem}-{row.suffix}",
+                            f"{data.study.study_name}: {row.plot_title}"))
+    if data.importances:
+        add_table(section, out_dir, f"{stem}-importance", "Importances",
+                  pd.DataFrame({"param": list(data.importances),
+                                "importance": data.importances.values()}))
 
 
 def best_trial_text(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str:
