@@ -12,7 +12,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from hpo.stopping import StateCounts
+from hpo.facts import StateCounts, finished
 
 MAX_PARETO_SHOWN = 8  # Pareto trials listed by number in the summary
 
@@ -47,7 +47,7 @@ def params_text(params: Mapping[str, Any]) -> str:
 def banner(name: str, study_file: str, sampler: str, seed: int, trials: int, jobs: int,
            storage: str, counts: StateCounts) -> str:
     """One line: the study, its file, sampler, budget, workers, storage, new or resumed."""
-    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    done = finished(counts)
     failed = counts[TrialState.FAIL]
     if done or failed:
         state = f"resuming: {min(done, trials)} of {trials} done"

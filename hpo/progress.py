@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.facts import FINISHED, maximises
 from hpo.records import HISTORY_ATTR
 
 MAX_RUNNING_SHOWN = 3  # running trials named in the bar; more are counted
@@ -35,7 +36,7 @@ def best_so_far(study: optuna.Study, trials: list[FrozenTrial]) -> tuple[str, st
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
     if not complete or len(study.directions) != 1:
         return None
-    best = max(complete) if study.direction.name == "MAXIMIZE" else min(complete)
+    best = max(complete) if maximises(study) else min(complete)
     names = study.metric_names
     return (f"best {names[0]}" if names else "best"), f"{best:.4f}"
 
@@ -56,7 +57,7 @@ class StudyProgress:
 
     @staticmethod
     def _done(trials: list[FrozenTrial]) -> int:
-        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        return sum(t.state in FINISHED for t in trials)
 
     def update(self, study: optuna.Study) -> None:
         """Redraw from the storage: called after each trial, after each epoch of a trial

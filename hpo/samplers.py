@@ -121,9 +121,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
     def for_trial(self, number: int) -> optuna.samplers.BaseSampler:
         sampler = self._by_number.pop(number, None)
         if sampler is None:
-            with warnings.catch_warnings():  # the registry's choice, not the user's
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                sampler = self._build(trial_seed(self._seed, number))
+            sampler = self._build(trial_seed(self._seed, number))
         self._by_number[number] = sampler
         while len(self._by_number) > self.KEPT:
             self._by_number.popitem(last=False)
@@ -160,4 +158,4 @@ def study_sampler(name: str, seed: int, directions: list[str]) -> optuna.sampler
     entry = check_sampler(name, directions)
     if not entry.seed_per_trial:
         return build_sampler(name, seed, directions)
-    return TrialSeededSampler(entry.build, seed)
+    return TrialSeededSampler(lambda trial: build_sampler(name, trial, directions), seed)

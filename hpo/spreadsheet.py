@@ -24,9 +24,6 @@ def defuse_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     formula prefixed with ``'``."""
     text = [column for column in frame.columns
             if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column])]
-    if not text and not any(isinstance(c, str) and c.startswith(FORMULA_STARTS)
-                            for c in frame.columns):
-        return frame
     safe = frame.copy()
     for column in text:
         safe[column] = safe[column].map(defuse_cell)

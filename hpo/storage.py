@@ -78,7 +78,8 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
     if "://" in url and not url.startswith("journal://"):
         raise ConfigError(f"--storage {storage_label(url)}: unknown scheme; use a journal file "
                           "path, sqlite:///FILE.db or postgresql://USER@HOST/DB")
-    path = Path(url.removeprefix("journal://"))
+    path = storage_file(url)
+    assert path is not None
     if not str(path).strip() or path.is_dir():
         raise ConfigError(f"--storage {storage_label(url)}: a folder, not a journal file; "
                           "pass a file path such as runs/hpo.journal")
@@ -92,7 +93,8 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
 def _check_sqlite_file(url: str, must_exist: bool) -> None:
     """A command that reads studies does not create a database (nor its folders); one that
     writes creates the folder its file goes in."""
-    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    path = storage_file(url)
+    assert path is not None
     if path.is_dir():
         raise ConfigError(f"--storage {storage_label(url)}: a folder, not a database file")
     if must_exist and not path.exists():
@@ -126,7 +128,7 @@ def storage_file(url: str | None) -> Path | None:
     """The file a journal or SQLite storage lives in; None for a database server."""
     url = url or DEFAULT_STORAGE
     if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///"))
+        return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
     if url.startswith(RDB_PREFIXES):
         return None
     return Path(url.removeprefix("journal://"))

@@ -111,7 +111,7 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
     task = TrialTask(
         number=number, params=params, spec=spec,
         seed=training_seed(spec, options.seed, number), reference=reference,
-        checkpoint=Path(options.artifacts).resolve() / study_name / f"trial-{number}.pt",
+        checkpoint=Path(options.artifacts) / study_name / f"trial-{number}.pt",  # absolute
         threads=trial_threads(options),
     )
     try:

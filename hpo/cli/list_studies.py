@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.cli.common import Subparsers, add_storage
-from hpo.facts import best_trial, complete_trials, is_multi_objective, state_counts
+from hpo.facts import best_trial, is_multi_objective, state_counts
 from hpo.records import SAMPLER_ATTR, metric_names
 from hpo.storage import open_storage
 
@@ -45,11 +45,10 @@ def best_text(study: optuna.Study) -> str:
     """"best hypervolume 0.7954 (trial 12)", or the size of a Pareto front."""
     from hpo.announce import number
 
-    if not complete_trials(study):
+    best = best_trial(study)
+    if best is None:
         return "no complete trial"
     names = metric_names(study)
     if is_multi_objective(study):
         return f"Pareto front ({' vs '.join(names)}): {len(study.best_trials)} trials"
-    best = best_trial(study)
-    assert best is not None
     return f"best {names[0]} {number(best.value)} (trial {best.number})"
