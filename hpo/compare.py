@@ -18,7 +18,8 @@ from hpo.groups import Group, group_attrs, group_maximises, group_studies
 from hpo.objectives import MAXIMIZE, MINIMIZE
 from hpo.options import RunOptions, checked, read_study
 from hpo.samplers import SAMPLERS, check_sampler
-from hpo.storage import open_storage, storage_label, study_names
+from hpo.storage import open_storage, study_names
+from hpo.storage_urls import storage_label
 from hpo.study_spec import StudySpec, check_study_name
 from search_core.errors import ConfigError
 

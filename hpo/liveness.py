@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.compat_optuna import fail_trial, set_trial_attr, trial_id
+from hpo.database import advisory_lock
 from hpo.records import (
     FAIL_REASON_ATTR,
     GRID_CELL_ATTR,
@@ -31,7 +32,7 @@ from hpo.records import (
     owner_alive,
     owner_on_this_host,
 )
-from hpo.storage import advisory_lock, storage_file
+from hpo.storage_urls import storage_file
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # a running trial's owner writes a heartbeat this often

@@ -47,7 +47,8 @@ from hpo.records import (
 )
 from hpo.samplers import SAMPLERS, check_sampler, study_sampler
 from hpo.stopping import StopRule
-from hpo.storage import open_storage, storage_label, study_names
+from hpo.storage import open_storage, study_names
+from hpo.storage_urls import storage_label
 from hpo.study_spec import StudySpec
 from hpo.trial import INTERRUPTED
 from search_core.errors import ConfigError, NasHpoError

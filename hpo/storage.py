@@ -1,70 +1,21 @@
-"""Optuna storages from URLs: journal files (default), SQLite and PostgreSQL.
-
-A URL's password is never printed or recorded: everything that shows a storage goes through
-``storage_label``, and errors are masked the same way.
-"""
+"""Optuna storages from URLs: journal files (default), SQLite and PostgreSQL (through
+``hpo.database``). A URL's password is never shown: see ``hpo.storage_urls``."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from hpo import journal
+from hpo.database import open_database
+from hpo.storage_urls import DEFAULT_STORAGE, RDB_PREFIXES, storage_file, storage_label
 from search_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STORAGE = "runs/hpo.journal"
-STORAGE_HELP = (f"Optuna storage: journal file path (default {DEFAULT_STORAGE}), "
-                "sqlite:///FILE.db or postgresql://USER@HOST/DB")
-RDB_PREFIXES = ("sqlite://", "postgresql://", "postgresql+psycopg2://",
-                "postgresql+psycopg://", "mysql://")
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<secret>[^@\s]*)@")
-
-
-_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|pass)=)(?P<secret>[^&\s]*)",
-                           re.IGNORECASE)
-
-
-def storage_label(url: str | None) -> str:
-    """The storage as it may be shown: the default path, or the URL without its password."""
-    return mask_secrets(url or DEFAULT_STORAGE, url)
-
-
-def url_secrets(url: str | None) -> list[str]:
-    """The passwords ``url`` carries: its user info's (which may hold spaces or a raw ``@``)
-    and any ``password=`` query value."""
-    if not url or "://" not in url:
-        return []
-    try:
-        parts = urlsplit(url)
-        found = [parts.password or ""]
-    except ValueError:  # e.g. a port that is not a number
-        found = []
-    found += [m["secret"] for m in _QUERY_SECRET.finditer(url)]
-    return sorted({secret for secret in found if secret}, key=len, reverse=True)
-
-
-def mask_secrets(text: str, url: str | None = None) -> str:
-    """``text`` with every ``scheme://user:password@`` password and ``password=`` query value
-    replaced by ``***`` (and, given ``url``, that URL's passwords wherever else they appear,
-    e.g. in a driver's error)."""
-    for secret in url_secrets(url):
-        text = text.replace(secret, "***")
-    masked = _CREDENTIALS.sub(lambda m: f"{m['head']}:***@", text)
-    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", masked)
 
 
 def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
@@ -74,7 +25,7 @@ def open_storage(url: str | None, must_exist: bool = False) -> BaseStorage:
     if url.startswith(RDB_PREFIXES):
         if url.startswith("sqlite:///"):
             _check_sqlite_file(url, must_exist)
-        return _open_database(url)
+        return open_database(url)
     if "://" in url and not url.startswith("journal://"):
         raise ConfigError(f"--storage {storage_label(url)}: unknown scheme; use a journal file "
                           "path, sqlite:///FILE.db or postgresql://USER@HOST/DB")
@@ -101,75 +52,6 @@ def _check_sqlite_file(url: str, must_exist: bool) -> None:
         raise ConfigError(f"--storage {storage_label(url)}: no such database file; run `hpo "
                           "run` first or pass the --storage the study was run with")
     path.parent.mkdir(parents=True, exist_ok=True)
-
-
-SCHEMA_RACE = ("duplicate key", "already exists")  # two processes creating the tables at once
-SCHEMA_TRIES = 5
-
-
-def _open_database(url: str) -> RDBStorage:
-    """Optuna's storage in a database. Processes that open a new database at the same time
-    race to create its tables; the losers try again (bounded backoff: 0.2, 0.4, ... s). Any
-    other failure (driver missing, server down, bad URL) is one line at once."""
-    for attempt in range(SCHEMA_TRIES):
-        try:
-            return RDBStorage(url)
-        except Exception as err:
-            first = (str(err).strip().splitlines() or [""])[0][:300]
-            if attempt + 1 < SCHEMA_TRIES and any(word in first for word in SCHEMA_RACE):
-                time.sleep(0.2 * 2**attempt)
-                continue
-            raise ConfigError(mask_secrets(f"--storage {url}: cannot open "
-                                           f"({type(err).__name__}: {first})", url)) from None
-    raise AssertionError("unreachable")
-
-
-def storage_file(url: str | None) -> Path | None:
-    """The file a journal or SQLite storage lives in; None for a database server."""
-    url = url or DEFAULT_STORAGE
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-    if url.startswith(RDB_PREFIXES):
-        return None
-    return Path(url.removeprefix("journal://"))
-
-
-@lru_cache(maxsize=4)
-def _lock_engine(url: str) -> Any:
-    import sqlalchemy
-
-    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-
-
-def _lock_key(name: str) -> int:
-    """A signed 64-bit key for study ``name`` (PostgreSQL's advisory lock space)."""
-    digest = hashlib.sha256(f"nas-hpo:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-@contextmanager
-def advisory_lock(url: str, name: str) -> Iterator[None]:
-    """Study ``name``'s lock held in the database at ``url`` (PostgreSQL
-    ``pg_advisory_lock``, MySQL ``GET_LOCK``): every host that reaches the database shares
-    it, and the server releases it when the holder's connection dies."""
-    from sqlalchemy import text
-
-    mysql = url.startswith("mysql")
-    take = "SELECT GET_LOCK(:key, -1)" if mysql else "SELECT pg_advisory_lock(:key)"
-    give = "SELECT RELEASE_LOCK(:key)" if mysql else "SELECT pg_advisory_unlock(:key)"
-    key: Any = f"nas-hpo:{name}"[:64] if mysql else _lock_key(name)
-    try:
-        connection = _lock_engine(url).connect()
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0][:300]
-        raise ConfigError(mask_secrets(f"--storage {url}: cannot take the study's lock "
-                                       f"({type(err).__name__}: {first})", url)) from None
-    with connection:
-        connection.execute(text(take), {"key": key})
-        try:
-            yield
-        finally:
-            connection.execute(text(give), {"key": key})
 
 
 def open_journal(path: Path) -> JournalStorage:

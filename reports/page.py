@@ -13,7 +13,7 @@ import pandas as pd
 
 from hpo.announce import shown_path
 from hpo.spreadsheet import defuse_formulas
-from hpo.storage import storage_label
+from hpo.storage_urls import storage_label
 
 PREVIEW_ROWS = 10  # rows of a long table shown on the page; all of them are in its CSV
 

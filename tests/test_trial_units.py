@@ -248,7 +248,7 @@ def test_a_full_disk_on_ray_fails_and_requeues_the_trial_and_asks_no_more(
         tmp_path: Path) -> None:
     import dataclasses
 
-    from hpo.backends.ray import DISK_FULL, DISK_FULL_KEY, make_searcher
+    from hpo.backends.ray import DISK_FULL, HALT_KEY, make_searcher
     from hpo.options import RunOptions
 
     spec = load_study(Path(__file__).resolve().parent.parent / "studies"
@@ -261,8 +261,8 @@ def test_a_full_disk_on_ray_fails_and_requeues_the_trial_and_asks_no_more(
                              study_sampler("random", 0, spec.objective.directions))
     asked = searcher.suggest("t1")
     outcome = dataclasses.replace(TrialOutcome.failed(DISK_FULL), requeue=True)
-    searcher.on_trial_complete("t1", {DISK_FULL_KEY: True, OUTCOME_KEY: outcome.to_json()})
-    assert searcher.disk_full and searcher.suggest("t2") == searcher.FINISHED
+    searcher.on_trial_complete("t1", {HALT_KEY: DISK_FULL, OUTCOME_KEY: outcome.to_json()})
+    assert searcher.halt == DISK_FULL and searcher.suggest("t2") == searcher.FINISHED
     failed, again = optuna.load_study(study_name="full", storage=options.storage).trials
     assert failed.state == TrialState.FAIL and failed.user_attrs[FAIL_REASON_ATTR] == DISK_FULL
     assert again.state == TrialState.WAITING and again.user_attrs[RETRY_OF_ATTR] == 0
@@ -283,7 +283,7 @@ def test_a_full_disk_on_ray_fails_and_requeues_the_trial_and_asks_no_more(
 ])
 def test_a_storage_is_shown_without_its_password(url: str | None, secret: str | None,
                                                  shown: str) -> None:
-    from hpo.storage import mask_secrets, storage_label
+    from hpo.storage_urls import mask_secrets, storage_label
 
     assert storage_label(url) == shown
     if secret is not None:

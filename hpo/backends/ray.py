@@ -10,17 +10,21 @@ in one storage with the same states and attributes, plus the Ray node.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
 import os
+import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.backends.base import RunJob
 from hpo.compat_optuna import trial_id
 from hpo.compat_ray import optuna_study, optuna_trials, picklable_state, told
+from hpo.database import StorageUnavailable
 from hpo.facts import state_counts
 from hpo.liveness import Heartbeat
 from hpo.options import RAY_ADDRESS_VAR, RunOptions, cluster_address, trial_threads
@@ -46,7 +50,7 @@ from hpo.trial import (
     training_seed,
 )
 from search_core.data import DEFAULT_DATA_ROOT_ENV
-from search_core.errors import disk_full
+from search_core.errors import ConfigError, disk_full
 from search_core.threads import openmp_environment, usable_cpus
 
 if TYPE_CHECKING:
@@ -55,8 +59,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TRIAL_KEY = "_optuna_trial"  # the Optuna trial number, passed to the trainable in its config
 OUTCOME_KEY = "hpo_outcome"  # the TrialOutcome as JSON (Tune flattens nested result dicts)
-DISK_FULL_KEY = "hpo_disk_full"  # the trial stopped because its disk was full
+HALT_KEY = "hpo_halt"  # why a trial stopped the run (the driver asks for no more trials)
 DISK_FULL = "disk full; configuration re-enqueued (free some space and run again)"
+SHARED_MARKER = ".hpo-shared-{token}"  # in --artifacts while a run lasts: seen by every host?
 
 
 class RayBackend:
@@ -70,19 +75,48 @@ class RayBackend:
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
         # the legacy reporter honours verbose=0: our progress bar is the only output
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        if not job.options.verbose:  # a lost worker is one line (Progress.on_trial_recover)
+            os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
         # a relative --artifacts is the user's folder, not a Ray worker's working directory
         job = dataclasses.replace(job, options=dataclasses.replace(
             job.options, artifacts=str(Path(job.options.artifacts).resolve())))
         started = init_ray(job.options)
         try:
-            while (budget := job.stop.plan(state_counts(job.study), time.time())[0]) > 0:
-                if run_round(job, budget):
-                    raise OSError(errno.ENOSPC, "no space left on the device (a Ray trial)",
-                                  job.options.artifacts)
+            with shared_marker(Path(job.options.artifacts)) as token:
+                while (budget := job.stop.plan(state_counts(job.study), time.time())[0]) > 0:
+                    halt = run_round(job, budget, token)
+                    if halt == DISK_FULL:
+                        raise OSError(errno.ENOSPC, "no space left on the device (a Ray "
+                                      "trial)", job.options.artifacts)
+                    if halt:
+                        raise ConfigError(halt)
         finally:
             if started:
                 ray.shutdown()
         return []  # Tune retries a trial whose worker died itself (--retries)
+
+
+@contextlib.contextmanager
+def shared_marker(artifacts: Path) -> Iterator[str]:
+    """A file only this run writes into ``--artifacts``, for as long as it runs: a trial
+    that cannot see it is on a host that does not share the folder (``not_shared``)."""
+    token = secrets.token_hex(8)
+    marker = artifacts / SHARED_MARKER.format(token=token)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    try:
+        yield token
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def not_shared(artifacts: str, token: str, node_ip: str) -> str | None:
+    """Why this Ray node cannot write the run's checkpoints, or None if it can."""
+    if (Path(artifacts) / SHARED_MARKER.format(token=token)).exists():
+        return None
+    return (f"--artifacts {artifacts}: not visible on Ray node {node_ip}, where trials write "
+            "their checkpoints; put it on a folder every host mounts at the same path (e.g. "
+            "NFS) and pass that as --artifacts")
 
 
 def objective_metrics(spec: StudySpec) -> list[str]:
@@ -91,10 +125,11 @@ def objective_metrics(spec: StudySpec) -> list[str]:
 
 
 def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
-              reference: float, study_name: str) -> None:
+              reference: float, study_name: str, shared_token: str) -> None:
     """One trial inside a Ray worker: per-epoch reports, then its outcome. A trial that
     raises is a FAIL outcome (``run_trial``), so only infrastructure failures (a worker
-    that died) are retried by Tune."""
+    that died) are retried by Tune. A full disk, or an ``--artifacts`` this host does not
+    share, stops the run (``HALT_KEY``) with the configuration re-enqueued."""
     import ray
     from ray import tune
 
@@ -105,8 +140,16 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
 
     def on_epoch(metrics: Any, history: list[dict[str, float]]) -> None:
         tune.report({"val_acc": metrics.val_acc, "epoch": metrics.epoch,
-                     "train_loss": metrics.train_loss, RAY_NODE_ID_ATTR: node[RAY_NODE_ID_ATTR],
-                     "worker_pid": os.getpid()})
+                     "train_loss": metrics.train_loss, **node, "worker_pid": os.getpid()})
+
+    def halt(reason: str) -> None:
+        outcome = dataclasses.replace(TrialOutcome.failed(reason), requeue=True)
+        tune.report({"val_acc": 0.0, HALT_KEY: reason, OUTCOME_KEY: outcome.to_json()})
+
+    unseen = not_shared(options.artifacts, shared_token, node[RAY_NODE_IP_ATTR])
+    if unseen:
+        halt(unseen)
+        return
 
     task = TrialTask(
         number=number, params=params, spec=spec,
@@ -121,8 +164,7 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
             raise
         # a full disk is not the trial's fault, and a retry would meet it again: the driver
         # re-enqueues the configuration, stops asking, and raises (the backend contract)
-        outcome = dataclasses.replace(TrialOutcome.failed(DISK_FULL), requeue=True)
-        tune.report({"val_acc": 0.0, DISK_FULL_KEY: True, OUTCOME_KEY: outcome.to_json()})
+        halt(DISK_FULL)
         return
     outcome = dataclasses.replace(
         outcome, record=dataclasses.replace(outcome.record, ray=node))
@@ -135,7 +177,7 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
 def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
                   sampler: Any) -> Any:
     """Ray's OptunaSearch over our study and its sampler, recording what the trials
-    report; after a trial found the disk full it asks for no more (``disk_full``)."""
+    report; after a trial halted the run (``HALT_KEY``) it asks for no more."""
     from ray.tune.search.optuna import OptunaSearch
 
     retries = options.ray.retries  # the class below is pickled by value with what it
@@ -148,10 +190,11 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
             self.restarts: dict[str, int] = {}  # Tune trial -> restarts after a worker died
             self.pids: dict[str, list[int]] = {}  # Tune trial -> processes that reported
             self.nodes: dict[str, list[str]] = {}  # Tune trial -> nodes its attempts ran on
-            self.disk_full = False  # a trial stopped on a full disk: ask no more
+            self.node_ips: dict[str, str] = {}  # Tune trial -> the node it last reported from
+            self.halt: str | None = None  # why a trial stopped the run: ask no more
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-            if self.disk_full:
+            if self.halt:
                 return self.FINISHED
             params = super().suggest(trial_id)
             ot_trial = optuna_trials(self)[trial_id]
@@ -165,6 +208,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
             if "worker_pid" in result:  # the process running it now (ops can find it)
                 ot_trial.set_user_attr(RAY_WORKER_PID_ATTR, int(result["worker_pid"]))
             nodes = self.nodes.setdefault(trial_id, [])
+            self.node_ips[trial_id] = result.get(RAY_NODE_IP_ATTR, "?")
             node = result.get(RAY_NODE_ID_ATTR)
             if node and node not in nodes:
                 nodes.append(node)  # every node an attempt of it ran on
@@ -201,7 +245,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
             record_outcome(optuna_study(self), ot_trial, outcome,
                            params=dict(ot_trial.params) if outcome.requeue else None)
             told(self).add(trial_id)
-            self.disk_full = self.disk_full or bool(result and result.get(DISK_FULL_KEY))
+            self.halt = self.halt or (result or {}).get(HALT_KEY)
 
     directions = spec.objective.directions
     metrics = objective_metrics(spec)
@@ -278,8 +322,8 @@ def trial_resources(options: RunOptions) -> dict[str, float]:
     return resources
 
 
-def run_round(job: RunJob, budget: int) -> bool:
-    """One Tune run of at most ``budget`` trials; True if a trial found the disk full."""
+def run_round(job: RunJob, budget: int, shared_token: str) -> str | None:
+    """One Tune run of at most ``budget`` trials; why a trial halted the run, if one did."""
     from ray import tune
 
     study, spec, options, progress = job.study, job.spec, job.options, job.progress
@@ -292,7 +336,8 @@ def run_round(job: RunJob, budget: int) -> bool:
             # the trainable never opens the storage: its URL (and password) stays here
             tune.with_parameters(trainable, spec=spec,
                                  options=dataclasses.replace(options, storage=None),
-                                 reference=reference, study_name=study.study_name),
+                                 reference=reference, study_name=study.study_name,
+                                 shared_token=shared_token),
             trial_resources(options),
         ),
         tune_config=tune.TuneConfig(
@@ -307,35 +352,69 @@ def run_round(job: RunJob, budget: int) -> bool:
             name=f"{study.study_name}-{int(time.time())}",
             storage_path=str(Path(options.artifacts).resolve() / "ray_results"),
             failure_config=tune.FailureConfig(max_failures=options.ray.retries),
-            callbacks=[progress_callback(progress, study)],
+            callbacks=[progress_callback(progress, study, searcher, options.ray.retries)],
             verbose=0,
         ),
     )
     with Heartbeat(study, lambda: running_trial_ids(searcher)):  # the driver owns the trials
+        fit(tuner)
+    return searcher.halt
+
+
+def fit(tuner: Any) -> None:
+    """``tuner.fit()``; a database that stayed away (our storage raised it inside Tune) is
+    raised as itself, not as Tune's wrapper of it."""
+    try:
         tuner.fit()
-    return searcher.disk_full
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, StorageUnavailable):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
-def progress_callback(progress: Any, study: Any) -> Any:
-    """A Tune callback that updates the progress bar after each trial. Tune pickles its
-    callbacks into ``tuner.pkl``: the pickle carries neither the bar nor the study (whose
-    storage URL holds the password); the live callback in the driver keeps both."""
+def progress_callback(progress: Any, study: Any, searcher: Any, retries: int) -> Any:
+    """A Tune callback that updates the progress bar after each trial and says, in one line,
+    when a trial lost its worker and runs again. Tune pickles its callbacks into
+    ``tuner.pkl``: the pickle carries neither the bar nor the study (whose storage URL holds
+    the password); the live callback in the driver keeps both."""
     from ray import tune
 
     class Progress(tune.Callback):  # names nothing of this function: pickled by value
-        def __init__(self, bar: Any, watched: Any) -> None:
-            self.live = (bar, watched)
+        def __init__(self, live: tuple[Any, Any, Any]) -> None:
+            self.live = live
 
         def __getstate__(self) -> dict[str, Any]:
-            return {"live": (None, None)}
+            return {"live": (None, None, None)}
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any,
                               **info: Any) -> None:
-            bar, watched = self.live
+            bar, watched, _ = self.live
             if bar is not None:
                 bar.update(watched)
 
-    return Progress(progress, study)
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any,
+                             **info: Any) -> None:
+            watching = self.live[2]
+            if watching is not None:
+                log.warning(lost_worker_line(trial, watching, retries))
+
+    return Progress((progress, study, searcher))
+
+
+def lost_worker_line(trial: Any, searcher: Any, retries: int) -> str:
+    """``trial N: its worker on NODE was lost (why); running it again (attempt k of n)``."""
+    number = trial.config.get(TRIAL_KEY, "?")
+    node = searcher.node_ips.get(trial.trial_id, "an unknown node")
+    why = "no reason recorded"
+    if trial.error_file and Path(trial.error_file).exists():
+        blocks = Path(trial.error_file).read_text(errors="replace").split("Failure # ")
+        lines = blocks[-1].splitlines()[1:2] if blocks else []
+        why = lines[0].strip().split(". ")[0][:160] if lines else why
+    return (f"trial {number}: its Ray worker on {node} was lost ({why}); running it again "
+            f"(attempt {trial.num_failures + 1} of {retries + 1})")
 
 
 def running_trial_ids(searcher: Any) -> list[int]:

@@ -32,7 +32,9 @@ from hpo.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_DISK_FULL,
     EXIT_INTERRUPTED,
+    EXIT_STORAGE_UNAVAILABLE,
 )
+from hpo.database import StorageUnavailable
 from search_core.errors import NasHpoError, disk_full
 from search_core.threads import configure_process
 
@@ -63,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
+    except StorageUnavailable as err:
+        if args.debug:
+            raise
+        print(f"hpo {args.command}: error: {bounded(str(err))}", file=sys.stderr)
+        return EXIT_STORAGE_UNAVAILABLE
     except NasHpoError as err:
         if args.debug:
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hpo.storage import STORAGE_HELP
+from hpo.storage_urls import STORAGE_HELP
 from search_core.device import add_device_arguments
 
 EXIT_STOPPED_EARLY = 1  # failures, timeout, or nothing completed
@@ -13,6 +13,7 @@ EXIT_BAD_INPUT = 2
 EXIT_WORKERS_DIED = 3  # the study finished, but worker processes died (each was logged when
 # it died; their trials were re-run)
 EXIT_DISK_FULL = 4  # resumable: rerun the same command once there is space
+EXIT_STORAGE_UNAVAILABLE = 5  # the database did not answer; resumable once it is back
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 Subparsers = argparse._SubParsersAction
