@@ -20,6 +20,7 @@ from hpo.study_config import build_search_config, study_probes
 from hpo.study_spec import StudySpec
 from search_core.config import SearchConfig
 from search_core.data import DataConfig
+from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from search_core.data import DataSplits
@@ -46,15 +47,41 @@ def reference_complexity(spec: StudySpec) -> float:
         return 0.0  # no family, no hypervolume
     from search_core.family import heaviest_complexity
 
+    config, info = largest_config(spec)
+    check_latency_table(config, info)
+    return heaviest_complexity(config.space, info, spec.objective.complexity)
+
+
+def largest_config(spec: StudySpec) -> tuple[SearchConfig, dict[str, Any]]:
+    """The search config of the largest cells/nodes/channels the study can sample, and a
+    summary of its data."""
     largest = {
         name: param.values_range()[1]
         for name, param in spec.params.items()
         if name in ("cells", "nodes", "channels")
     }
     config = build_search_config(spec, largest)
-    info = cached_data(config.data).summary()
-    check_latency_table(config, info)
-    return heaviest_complexity(config.space, info, spec.objective.complexity)
+    return config, cached_data(config.data).summary()
+
+
+def check_fits_in_memory(spec: StudySpec) -> None:
+    """Refuse a study whose largest supernet cannot be trained in this machine's memory
+    (estimated on the low side from shapes: ``search_core.footprint``), before anything is
+    built."""
+    if not spec.objective.entry.trains:
+        return
+    from search_core.footprint import machine_memory, training_bytes_estimate
+
+    config, info = largest_config(spec)
+    space, batch = config.space, config.train.batch_size
+    need, have = training_bytes_estimate(space, info, batch), machine_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"study {spec.name}: training its largest supernet ({space.cells} cells, "
+            f"{space.nodes} nodes, {space.channels} channels, batch {batch}) needs about "
+            f"{need / 2**30:,.1f} GiB of memory (estimated from its shapes), more than "
+            f"this machine's {have / 2**30:,.1f} GiB; lower search.space cells, nodes or "
+            "channels, or search.train.batch_size")
 
 
 def check_latency_table(config: SearchConfig, info: Mapping[str, Any]) -> None:

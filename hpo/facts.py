@@ -5,11 +5,14 @@ the run summary and the report)."""
 
 from __future__ import annotations
 
+import math
+
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.records import TrialRecord
+from search_core.errors import ConfigError
 
 StateCounts = dict[TrialState, int]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward --trials
@@ -29,8 +32,16 @@ def finished(counts: StateCounts) -> int:
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Complete trials in trial-number order."""
+    """Complete trials in trial-number order. A value that is not a finite number is
+    refused: this tool never records one (``hpo.trial.values_problem``), so the storage was
+    edited or damaged, and an ``inf`` would be everybody's best."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for trial in trials:
+        if not all(math.isfinite(value) for value in trial.values or ()):
+            raise ConfigError(
+                f"study {study.study_name}: trial {trial.number} holds the value(s) "
+                f"{trial.values}, not finite numbers, which no run records: the storage "
+                "was edited or damaged; restore it from a backup")
     return sorted(trials, key=lambda t: t.number)
 
 

@@ -20,22 +20,67 @@ which operations of a study to drop.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from optuna.storages.journal import JournalFileOpenLock
 
+from hpo.records import owner_alive, owner_on_this_host, worker_id
 from search_core.errors import ConfigError
 
+log = logging.getLogger(__name__)
 OP_START = b'{"op_code":'  # how every operation Optuna writes begins
 
 
 class JournalError(ConfigError):
     """A journal file that cannot be read or repaired safely; the message says what to do."""
+
+
+class OwnedJournalLock(JournalFileOpenLock):
+    """Optuna's lock of a journal file (a file created with ``O_EXCL``, the same file and
+    rules, so other Optuna processes are excluded as before) that names its holder inside
+    (``host:pid``). A process killed while holding it left it behind, and Optuna waits out
+    a 30 s grace period before breaking it; a lock whose holder was a process on this host
+    that no longer exists is broken at once. A holder on another host still gets the grace
+    period (nothing here can tell whether it lives)."""
+
+    def acquire(self) -> bool:
+        self._break_if_holder_died()
+        super().acquire()
+        with contextlib.suppress(OSError):  # the file is ours now: sign it
+            Path(self._lock_file).write_text(worker_id())
+        return True
+
+    def holder(self) -> str:
+        try:
+            return Path(self._lock_file).read_text(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def _break_if_holder_died(self) -> None:
+        dead = self.holder()
+        if not dead or not owner_on_this_host(dead) or owner_alive(dead):
+            return
+        aside = f"{self._lock_file}.{uuid.uuid4().hex}.dead"
+        try:
+            os.rename(self._lock_file, aside)  # one process wins the rename
+        except OSError:
+            return
+        if Path(aside).read_text(errors="replace").strip() == dead:
+            os.unlink(aside)
+            log.info("removed the journal lock left by %s (that process died)", dead)
+        else:  # a live holder's lock was taken aside meanwhile: put it back
+            with contextlib.suppress(OSError):
+                os.link(aside, self._lock_file)
+            os.unlink(aside)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from hpo.announce import BestTrial, banner, best_lines, next_commands, stop_reason_words
 from hpo.backends.base import RunJob
-from hpo.evaluation import reference_complexity
+from hpo.evaluation import check_fits_in_memory, reference_complexity
 from hpo.facts import best_trial, state_counts
 from hpo.grid import enqueue_grid, grid_cells
 from hpo.liveness import recover_stale_trials, study_lock
@@ -95,6 +95,8 @@ def validate(options: RunOptions, spec: StudySpec) -> float:
         flag = "--address" if options.ray.address else RAY_ADDRESS_VAR
         check_cluster_address(address, flag)
     check_device(spec, options)
+    if not address:  # a cluster's nodes may have more memory than this machine
+        check_fits_in_memory(spec)
     if SAMPLERS.get(options.sampler).enumerates_grid and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
     if options.reference is not None:

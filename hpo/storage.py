@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileBackend
 
 from hpo import journal
 from hpo.database import open_database
@@ -56,7 +56,7 @@ def _check_sqlite_file(url: str, must_exist: bool) -> None:
 
 def open_journal(path: Path) -> JournalStorage:
     """A journal file storage, repaired first if a write was cut short (hpo/journal.py)."""
-    lock = JournalFileOpenLock(str(path))
+    lock = journal.OwnedJournalLock(str(path))
     _report(journal.repair_tail(path, lock))
     try:
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))

@@ -177,7 +177,7 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutco
         study.tell(trial, list(outcome.values or ()))
     else:
         study.tell(trial, state=outcome.state)
-    if outcome.state == TrialState.FAIL and not outcome.interrupted:
+    if outcome.state == TrialState.FAIL and not (outcome.interrupted or outcome.requeue):
         log.warning("trial %d failed: %s", trial.number, outcome.record.fail_reason)
     if outcome.requeue and params is not None:
         study.enqueue_trial(params, user_attrs={RETRY_OF_ATTR: trial.number})

@@ -32,14 +32,20 @@ def complexity_cost(
 
 
 def op_param_table(space: SearchSpace) -> torch.Tensor:
-    """(2, E, k): parameters op m adds on edge e summed over all cells of that type."""
+    """(2, E, k): parameters op m adds on edge e summed over all cells of that type. Each
+    distinct op is built once, on the meta device (shapes only: no memory, no init), so a
+    space too large to train is still counted in milliseconds."""
     table = torch.zeros(len(CELL_TYPES), space.num_edges, space.num_ops)
+    counted: dict[tuple[str, int, int], int] = {}
     for shape in cell_shapes(space):
         kind = 1 if shape.reduction else 0
         for e, (i, _) in enumerate(space.edges):
             for m, name in enumerate(space.ops):
-                op = build_op(name, shape.c, shape.edge_stride(i), affine=True)
-                table[kind, e, m] += count_params(op)
+                key = (name, shape.c, shape.edge_stride(i))
+                if key not in counted:
+                    with torch.device("meta"):
+                        counted[key] = count_params(build_op(*key, affine=True))
+                table[kind, e, m] += counted[key]
     return table
 
 

@@ -197,7 +197,8 @@ def hard_accuracy(supernet: SuperNet, choice: torch.Tensor, data: DataSplits,
 def parameter_counts(genotype: Genotype, space: SearchSpace, info: dict[str, Any]) -> tuple[
     int, int
 ]:
-    net = DiscreteNetwork(genotype, space, info["in_channels"], info["num_classes"])
+    with torch.device("meta"):  # counted from shapes: nothing allocated or initialised
+        net = DiscreteNetwork(genotype, space, info["in_channels"], info["num_classes"])
     return net.num_params(), net.cell_op_params()
 
 

@@ -20,6 +20,8 @@ def main(url: str, name: str) -> None:
         print(json.dumps({"number": trial.number, "state": trial.state.name,
                           "params": trial.params, "values": trial.values,
                           "epochs": len(trial.intermediate_values),
+                          "completed": trial.datetime_complete.timestamp()
+                          if trial.datetime_complete else None,
                           "attrs": trial.user_attrs, "system": trial.system_attrs},
                          default=str))
 

@@ -350,3 +350,22 @@ def test_shown_and_one_line_bound_what_they_print():
     short = one_line(text, 100)
     assert len(short) <= 100 and "\n" not in short
     assert short.startswith("file.yaml: key:") and short.endswith("fix it now")
+
+
+def test_the_memory_floor_by_hand_and_below_the_real_supernet() -> None:
+    """Cells: normal 4 ch at 8x8, reduce 8 ch at 4x4, reduce 16 ch at 2x2; 5 edges each;
+    the identity (skip_connect) makes no tensor, so 2 of the 3 ops count."""
+    import torch
+
+    from search_core.footprint import activation_floats, supernet_params
+    from search_core.supernet import SuperNet
+
+    space = SearchSpace(channels=4, nodes=2, cells=3,
+                        ops=("max_pool_3x3", "skip_connect", "sep_conv_3x3"))
+    info = {"in_channels": 1, "image_size": [8, 8], "num_classes": 10}
+    per_image = 5 * (4 * 8 * 8) + 5 * (8 * 4 * 4) + 5 * (16 * 2 * 2)
+    assert activation_floats(space, info, batch_size=64) == per_image * 2 * 64
+    with torch.device("meta"):
+        real = SuperNet(space, 1, 10)
+    total = sum(p.numel() for p in real.parameters())
+    assert 0.5 * total <= supernet_params(space) <= total  # a lower bound, not far below

@@ -28,6 +28,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+import hpo.cli
 import hpo.runner
 from hpo.liveness import STALE_AFTER_S, stale_reason
 from hpo.records import HEARTBEAT_ATTR, WORKER_ATTR
@@ -236,6 +237,7 @@ def test_a_line_glued_onto_a_torn_one_keeps_its_operations(cli: Hpo) -> None:
     assert states(cli.trials("tiny")) == {"COMPLETE": 2}
 
 
+@pytest.mark.slow
 def test_an_unrepairable_journal_is_refused_in_one_line(cli: Hpo) -> None:
     assert cli.run("--trials", 1).code == 0
     with cli.storage.open("ab") as f:
@@ -285,6 +287,50 @@ def test_a_full_disk_is_one_line_and_resuming_loses_nothing(small_disk: Path) ->
     trials = _trials(storage)
     assert {n: trials[n].values for n in done_before} == done_before
     assert len(of_state(trials, TrialState.COMPLETE)) == wanted
+
+
+def test_a_journal_lock_left_by_a_killed_process_is_broken_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna waited out 30 s (with its raw warnings) for a lock a SIGKILLed process held."""
+    from hpo.journal import OwnedJournalLock
+    from hpo.records import worker_id
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock = OwnedJournalLock(str(tmp_path / "x.journal"))
+    lock_file = tmp_path / "x.journal.lock"  # Optuna's name: other Optuna processes see it
+    lock_file.write_text(f"{socket.gethostname()}:{gone.pid}")
+
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s for a dead holder's lock")
+
+    monkeypatch.setattr(time, "sleep", no_waiting)
+    assert lock.acquire()
+    assert lock_file.read_text() == worker_id()  # signed by its new holder
+    lock.release()
+    assert not lock_file.exists() and list(tmp_path.iterdir()) == []
+    # a live holder (this process) or one on another host is waited for, not broken
+    for holder in (worker_id(), f"elsewhere:{gone.pid}"):
+        lock_file.write_text(holder)
+        with pytest.raises(AssertionError, match="waited"):
+            lock.acquire()
+        assert lock_file.read_text() == holder
+        lock_file.unlink()
+
+
+def test_a_read_only_disk_is_one_line_and_changes_nothing(
+        small_disk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal, artifacts = small_disk / "x.journal", small_disk / "art"
+    journal.write_bytes(b"")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        code = hpo.cli.main(["run", "--study", str(TINY), "--storage", str(journal),
+                             "--artifacts", str(artifacts), "--trials", "1", "-q"])
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Read-only file system" in line and str(small_disk) in line
+    assert journal.read_bytes() == b"" and not artifacts.exists()
 
 
 def _trials(storage: Path) -> list[optuna.trial.FrozenTrial]:

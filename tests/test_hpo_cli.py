@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+import yaml
 from hpo_helpers import (
     TINY,
     TINY_MULTI,
@@ -611,6 +613,36 @@ def test_a_forged_journal_operation_is_one_line_not_a_traceback(cli: Hpo, forge:
     assert cli.storage.read_text() == text  # nothing repaired or cut
 
 
+@pytest.mark.parametrize("forged", ["Infinity", "NaN", "-Infinity"])
+def test_a_forged_value_that_is_not_finite_is_one_line(cli: Hpo, forged: str) -> None:
+    """A journal edited to hold ``inf`` showed "best hypervolume inf"."""
+    synthetic = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
+    assert cli.run("--trials", 2, study=synthetic).code == 0
+    text, count = re.subn(r'"values": ?\[[-0-9.e]+', f'"values": [{forged}',
+                          cli.storage.read_text(), count=1)
+    assert count == 1
+    cli.storage.write_text(text)
+    for command in (["list"], ["show", "low-dim-synthetic"]):
+        result = cli(*command)
+        assert result.code == 2 and len(result.err_lines) == 1, (command, result.err)
+        assert "not finite numbers" in result.err and "restore it" in result.err
+
+
+def test_a_study_too_large_for_the_memory_is_refused_before_anything_is_built(
+        cli: Hpo) -> None:
+    """Within every documented bound (~9 TB of weights): validation built every op for
+    minutes, then the trial died in the allocator."""
+    huge = yaml.safe_load(TINY.read_text())
+    huge["search"]["space"].update(cells=64, nodes=16, channels=4096)
+    study = cli.tmp / "huge.yaml"
+    study.write_text(yaml.safe_dump(huge))
+    result = cli.run("--trials", 1, study=study)
+    assert result.code == 2 and len(result.err_lines) == 1, result.err
+    assert "GiB of memory" in result.err and "lower search.space" in result.err
+    assert not cli.storage.exists() and not cli.artifacts.exists()
+
+
+@pytest.mark.slow
 def test_jobs_never_exceed_the_trials(cli: Hpo) -> None:
     synthetic = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
     result = cli.run("--trials", 2, "--jobs", 8, study=synthetic)

@@ -11,6 +11,7 @@ report's (``reports``). Only this package imports ``reports``. Every entry point
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -41,6 +42,9 @@ from search_core.threads import configure_process
 SUBCOMMANDS = (run, compare, list_studies, show, export, report, bench, profile, train,
                reevaluate, table)  # in the order ``hpo --help`` lists them
 MAX_MESSAGE = 400  # characters of an error line
+
+
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)  # a read-only disk, a denied file
 
 
 def bounded(message: str) -> str:
@@ -85,9 +89,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as err:
-        if args.debug or not disk_full(err):
+        if args.debug or not (disk_full(err) or err.errno in UNWRITABLE):
             raise
         where = f" ({err.filename})" if err.filename else ""
+        if err.errno in UNWRITABLE:
+            print(bounded(f"hpo {args.command}: error: cannot write {err.filename or 'a file'}"
+                          f": {err.strerror}; "
+                          "run it where that folder is writable (--storage, --artifacts): "
+                          "nothing was changed there"), file=sys.stderr)
+            return EXIT_BAD_INPUT
         print(f"hpo {args.command}: error: {err.strerror or err}{where}; free some space and "
               "run the same command again: complete trials are kept, and the trials that "
               "were running start again", file=sys.stderr)
