@@ -218,6 +218,7 @@ def test_a_worker_host_killed_mid_trial(healed: Site) -> None:
     again = trials[caught["number"]]
     assert again["attrs"]["ray_node_ip"] == site.net["w2"].address
     assert again["attrs"].get("ray_restarts", 0) >= 1
+    assert again["attrs"].get("resumed_from", 0) >= 1  # from its last epoch, not epoch 0
     assert len(warnings(err)) == 1, err
 
 
@@ -237,7 +238,9 @@ def test_a_worker_cut_off_longer_than_the_health_check(healed: Site) -> None:
     trials = site.trials("cut")
     record("a worker's link cut past Ray's health check, then restored", trials, fault_at, err)
     assert_accounted(trials, 4)
-    assert trials[caught["number"]]["attrs"]["ray_node_ip"] == site.net["w2"].address
+    again = trials[caught["number"]]
+    assert again["attrs"]["ray_node_ip"] == site.net["w2"].address
+    assert again["attrs"].get("resumed_from", 0) >= 1
     assert len(warnings(err)) == 1, err
 
 
@@ -295,3 +298,4 @@ def test_the_driver_killed_and_the_command_run_again(site: Site) -> None:
     assert {n: trials[n]["values"] for n in kept} == kept
     assert any(t["state"] == "FAIL" for t in trials)  # the killed run's trial, re-run
     assert len(warnings(err)) == 1, err  # those trials marked failed and re-enqueued
+

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from hpo.backends.base import RunJob
 from hpo.compat_optuna import trial_id
-from hpo.compat_ray import optuna_study, optuna_trials, picklable_state, told
+from hpo.compat_ray import (
+    loopback_only,
+    optuna_study,
+    optuna_trials,
+    picklable_state,
+    told,
+)
 from hpo.database import StorageUnavailable
 from hpo.facts import state_counts
 from hpo.liveness import Heartbeat
@@ -306,7 +312,7 @@ def init_ray(options: RunOptions) -> bool:
     if address:
         ray.init(address=address, **kwargs)  # the cluster says how many CPUs it has
     else:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        loopback_only()  # servers on 127.0.0.1, not on every interface
         os.environ.pop(RAY_ADDRESS_VAR, None)  # an empty one would make Ray look for it
         ray.init(num_cpus=usable_cpus(), _node_ip_address="127.0.0.1", **kwargs)
     return True
