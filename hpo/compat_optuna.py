@@ -24,6 +24,11 @@ def set_trial_attr(study: optuna.Study, storage_id: int, key: str, value: Any) -
     study._storage.set_trial_user_attr(storage_id, key, value)
 
 
+def stored_state(study: optuna.Study, trial: optuna.Trial) -> TrialState:
+    """The trial's state as stored now (another process may have finished it)."""
+    return study._storage.get_trial(trial_id(trial)).state
+
+
 def fail_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Mark a RUNNING trial that this process did not ask as FAIL."""
     study._storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,10 +35,34 @@ from hpo.records import (
     owner_on_this_host,
 )
 from hpo.storage_urls import storage_file
+from search_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # a running trial's owner writes a heartbeat this often
 STALE_AFTER_S = 600.0  # a RUNNING trial without a heartbeat for this long is stale
+STALE_ENV = "HPO_STALE_AFTER_S"  # a user's own silence limit (e.g. a cluster that may stall)
+
+
+def stale_after_s() -> float:
+    """Seconds without a heartbeat after which a RUNNING trial is stale: ``HPO_STALE_AFTER_S``,
+    else 600."""
+    value = os.environ.get(STALE_ENV, "").strip()
+    if not value:
+        return STALE_AFTER_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{STALE_ENV}={value[:40]!r}: not a positive number of seconds; "
+                          f"unset it or give one, e.g. {STALE_ENV}=1200")
+    return seconds
+
+
+def heartbeat_s() -> float:
+    """How often a running trial's owner writes its heartbeat: every 30 s, or four times
+    within the silence limit if that is shorter."""
+    return min(HEARTBEAT_S, stale_after_s() / 4)
 
 
 @contextmanager
@@ -76,7 +102,7 @@ def study_lock(storage: str | None, name: str) -> Iterator[None]:
 
 def recover_stale_trials(study: optuna.Study) -> list[int]:
     """Trials left RUNNING by a dead process (this host: its pid is gone; any host: no
-    heartbeat for ``STALE_AFTER_S``): mark FAIL and enqueue their parameters again. Call it
+    heartbeat for ``stale_after_s()``): mark FAIL and enqueue their parameters again. Call it
     under the study's lock."""
     stale = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -105,14 +131,14 @@ def stale_reason(trial: optuna.trial.FrozenTrial, now: float | None = None) -> s
     if beat is None and trial.datetime_start is not None:
         beat = trial.datetime_start.timestamp()
     age = (time.time() if now is None else now) - float(beat or 0)
-    if age > STALE_AFTER_S:
+    if age > stale_after_s():
         return f"worker silent for {age:.0f} s (no heartbeat; host gone?)"
     return None
 
 
 class Heartbeat:
     """While a trial runs, a thread of its owner writes ``HEARTBEAT_ATTR`` (now) every
-    ``HEARTBEAT_S`` into each trial ``trial_ids()`` names (storage ids), so that a process on
+    ``heartbeat_s()`` into each trial ``trial_ids()`` names (storage ids), so that a process on
     another host can tell a silent (dead) owner from a busy one (``stale_reason``)."""
 
     def __init__(self, study: optuna.Study, trial_ids: Callable[[], list[int]]) -> None:
@@ -130,7 +156,7 @@ class Heartbeat:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self._stop.wait(heartbeat_s()):
             self.beat()
 
     def beat(self) -> None:

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from hpo.compat_optuna import stored_state
 from hpo.evaluation import evaluate
 from hpo.records import RETRY_OF_ATTR, TrialRecord
 from hpo.study_spec import ParamSpec, StudySpec
@@ -170,7 +172,20 @@ def values_problem(values: tuple[Any, ...], expected: int) -> str | None:
 def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
                    params: dict[str, Any] | None = None) -> None:
     """Write the outcome's record into the trial, tell the study, and enqueue ``params``
-    again when the outcome asks for it."""
+    again when the outcome asks for it. A trial another process already finished (this one
+    was paused or cut off past the silence limit, so its trial was declared stale and run
+    again) keeps that end: one warning, this result discarded."""
+    try:
+        if stored_state(study, trial).is_finished():
+            raise UpdateFinishedTrialError(f"trial {trial.number} is already finished")
+        _record(study, trial, outcome, params)
+    except UpdateFinishedTrialError:  # finished before, or while, this records it
+        log.warning("trial %d was declared stale and run again by another process while this "
+                    "one was paused or cut off; this result is discarded", trial.number)
+
+
+def _record(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
+            params: dict[str, Any] | None) -> None:
     for key, value in outcome.record.to_user_attrs().items():
         trial.set_user_attr(key, value)
     if outcome.state == TrialState.COMPLETE:

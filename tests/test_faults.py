@@ -94,6 +94,56 @@ def test_a_worker_killed_mid_trial_is_noticed_and_the_run_finishes(cli: Hpo) -> 
     assert retry.state == TrialState.COMPLETE and retry.params == failed.params
 
 
+@pytest.mark.slow
+def test_a_stopped_worker_is_declared_stale_and_the_run_still_ends(cli: Hpo) -> None:
+    """A SIGSTOPped --jobs worker: its trial is declared stale after the silence limit and
+    run again by the other worker; the driver then killed nothing and waited forever."""
+    name = "paused"
+    argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--trials", 3, "--jobs", 2,
+                               "--name", name)
+    env = {**os.environ, "HPO_STALE_AFTER_S": "4"}  # heartbeats every second
+    proc = subprocess.Popen(argv, cwd=cli.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=env)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        victim = None
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            victim = _running_in_a_worker(cli, name, proc.pid)
+            time.sleep(0.2)
+        assert victim is not None, "no worker was seen running a trial"
+        os.kill(victim, signal.SIGSTOP)
+        _, err = proc.communicate(timeout=WAIT_S)  # before: never returned
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 3, err  # finished, but a worker had to be killed
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in err, err
+    assert "re-enqueued" in lines[0] and f"worker process {victim} did not exit" in lines[1]
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim, 0)
+    trials = cli.trials(name)
+    assert states(trials) == {"COMPLETE": 3, "FAIL": 1}
+    (failed,) = of_state(trials, TrialState.FAIL)
+    assert "silent" in failed.user_attrs["fail_reason"]
+
+
+def test_a_result_for_a_trial_declared_stale_meanwhile_is_one_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A paused process that resumes after its trial was declared stale (and failed by
+    another process): an UpdateFinishedTrialError traceback before."""
+    from hpo.trial import TrialOutcome, record_outcome
+
+    study = optuna.create_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(trial.number, state=TrialState.FAIL)  # what recover_stale_trials does
+    record_outcome(study, trial, TrialOutcome(TrialState.COMPLETE, values=(0.5,)))
+    (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"trial {trial.number} was declared stale" in message
+    assert study.trials[0].state == TrialState.FAIL
+
+
 # ---------------------------------------------------------------------------------------------
 # kills during creation and grid enqueueing (cut short at the worst moment, deterministically)
 

@@ -12,6 +12,7 @@ one has finished, so each batch sees the same history however long its trials to
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import multiprocessing
@@ -30,8 +31,8 @@ from hpo.backends.base import RunJob
 from hpo.compat_optuna import trial_id
 from hpo.facts import state_counts
 from hpo.liveness import (
-    HEARTBEAT_S,
     Heartbeat,
+    heartbeat_s,
     recover_stale_trials,
     study_lock,
 )
@@ -122,7 +123,7 @@ def run_worker(options: RunOptions, spec: StudySpec, name: str, stop: StopRule,
     while True:
         with study_lock(options.storage, name):
             to_start, running = stop.plan(state_counts(study), time.time())
-            if running and time.monotonic() - checked > HEARTBEAT_S:  # a host may be gone
+            if running and time.monotonic() - checked > heartbeat_s():  # a host may be gone
                 recover_stale_trials(study)
                 checked = time.monotonic()
             action = "ask" if to_start else ("wait" if running else "stop")
@@ -267,8 +268,13 @@ def run_processes(job: RunJob) -> list[str]:
 
     workers = {index: start(index) for index in range(options.jobs or 1)}
     deaths: list[str] = []
+    lingering = Lingering(job)
     try:
         while workers:
+            if lingering.overdue():
+                deaths += [_stop_lingering(worker, lingering.grace) for worker in workers.values()]
+                workers.clear()
+                break
             for index, worker in list(workers.items()):
                 if worker.exitcode is None:
                     continue
@@ -286,6 +292,39 @@ def run_processes(job: RunJob) -> list[str]:
         for worker in workers.values():
             worker.join(timeout=5)
     return deaths
+
+
+class Lingering:
+    """Notices workers that outlive their study: once the stop rule says nothing is left to
+    start and nothing runs, every worker exits within a second; one still there ``grace``
+    seconds later is stopped (SIGSTOP) or hung, and would keep the run from ending."""
+
+    def __init__(self, job: RunJob) -> None:
+        self.job = job
+        self.grace = 2 * heartbeat_s()
+        self.looked = time.monotonic()
+        self.done_since: float | None = None
+
+    def overdue(self) -> bool:
+        now = time.monotonic()
+        if now - self.looked >= min(5.0, self.grace / 2):
+            self.looked = now
+            to_start, running = self.job.stop.plan(state_counts(self.job.study), time.time())
+            done = to_start == 0 and running == 0
+            self.done_since = (self.done_since or now) if done else None
+        return self.done_since is not None and now - self.done_since > self.grace
+
+
+def _stop_lingering(worker: Any, grace: float) -> str:
+    """Kill a worker that outlived its study (its trial, if it had one, was declared stale
+    and run again by another worker); say so."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(worker.pid, signal.SIGKILL)
+    worker.join(timeout=5)
+    message = (f"worker process {worker.pid} did not exit {grace:.0f} s after the study "
+               "finished (stopped or hung); killed it")
+    log.warning(message)
+    return message
 
 
 def _worker_died(study: optuna.Study, options: RunOptions, worker: Any) -> str:
