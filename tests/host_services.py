@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import hosts
 from hosts import Host, HostsUnavailable
 
 from search_core.threads import THREAD_VARS, WAIT_VARS
@@ -22,6 +23,18 @@ RAY_PORT = 6379
 PG_PORT = 5432
 START_S = 120  # bound on starting one service
 RAY = str(Path(sys.executable).parent / "ray")  # the ray command beside this Python
+
+
+def unavailable() -> str | None:
+    """Why the hosts and their services cannot be made here, or None (a quick check)."""
+    reason = hosts.unavailable()
+    if reason:
+        return reason
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return "no PostgreSQL binaries (apt-get install postgresql)"
+    if not Path(RAY).exists():
+        return f"{RAY}: not installed (pip install ray[tune])"
+    return None
 
 
 def postgres_bin() -> Path:

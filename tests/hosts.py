@@ -4,8 +4,9 @@ hostname and private scratch folder, for testing what crosses a network.
 Each host is a network namespace plus a mount and UTS namespace held open by a ``sleep``
 process; commands run inside all three through ``nsenter``. The hosts' ports sit on a bridge
 in a namespace of their own (the switch), so the machine's own namespace gains no interface
-and no address: traffic goes only between the addresses made here, and ``cut`` takes a host's
-port down as a pulled cable would. ``scratch`` is a tmpfs mounted at the same path on every
+and no address, and the hosts have no default route: traffic goes only between the addresses
+made here (a program's attempt to reach any other address fails at once, without a packet
+sent), and ``cut`` takes a host's port down as a pulled cable would. ``scratch`` is a tmpfs mounted at the same path on every
 host, each seeing only its own (as on separate machines: nothing there is shared); every other
 path is the machine's one filesystem, the "shared folder" (NFS on real hosts).
 
@@ -39,6 +40,17 @@ def _ip(*args: str) -> None:
     result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=COMMAND_S)
     if result.returncode != 0:
         raise HostsUnavailable(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+def unavailable() -> str | None:
+    """Why test hosts cannot be made here, or None where they can (a quick check; making
+    them may still fail, ``Network.up`` then says why)."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found (iproute2 / util-linux)"
+    return None
 
 
 @dataclass
@@ -119,11 +131,9 @@ class Network:
         return self.hosts[name]
 
     def up(self) -> Network:
-        if os.geteuid() != 0:
-            raise HostsUnavailable("network namespaces need root")
-        for tool in ("ip", "nsenter", "unshare"):
-            if shutil.which(tool) is None:
-                raise HostsUnavailable(f"{tool} not found (iproute2 / util-linux)")
+        reason = unavailable()
+        if reason:
+            raise HostsUnavailable(reason)
         try:
             _ip("netns", "add", self.switch)
             _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")

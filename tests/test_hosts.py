@@ -160,16 +160,19 @@ def assert_accounted(trials: list[dict[str, Any]], complete: int) -> None:
                 f"trial {trial['number']} failed and was not run again"
 
 
-def record(fault: str, trials: list[dict[str, Any]], since: float, err: str) -> None:
+def record(fault: str, trials: list[dict[str, Any]], since: float, err: str,
+           hit: int | None = None) -> None:
     """One row of the README's fault table, appended to ``$NAS_HPO_FAULT_LOG`` if set: the
     trials kept and lost, configurations completed twice, the lines on stderr, and the time
-    from ``since`` (the fault, or the rerun) to the next completed trial."""
+    from ``since`` (the fault, or the rerun) until trial ``hit`` (the one the fault struck)
+    completed, else until the next trial completed."""
     path = os.environ.get("NAS_HPO_FAULT_LOG")
     if not path:
         return
     done = [json.dumps(t["params"], sort_keys=True) for t in trials
             if t["state"] == "COMPLETE"]
-    after = [t["completed"] for t in trials if t["completed"] and t["completed"] >= since]
+    after = [t["completed"] for t in trials if t["completed"] and t["completed"] >= since
+             and hit in (None, t["number"])]
     row = {"fault": fault, "complete": len(done), "duplicated": len(done) - len(set(done)),
            "failed_attempts": sum(t["state"] == "FAIL" for t in trials),
            "retried_in_place": sum(bool(t["attrs"].get("ray_restarts")) for t in trials),
@@ -213,7 +216,8 @@ def test_a_worker_host_killed_mid_trial(healed: Site) -> None:
     _, err = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 0, err
     trials = site.trials("killed")
-    record("a worker host's Ray processes killed mid-trial", trials, fault_at, err)
+    record("a worker host's Ray processes killed mid-trial", trials, fault_at, err,
+           hit=caught["number"])
     assert_accounted(trials, 4)
     again = trials[caught["number"]]
     assert again["attrs"]["ray_node_ip"] == site.net["w2"].address
@@ -236,7 +240,8 @@ def test_a_worker_cut_off_longer_than_the_health_check(healed: Site) -> None:
     _, err = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 0, err
     trials = site.trials("cut")
-    record("a worker's link cut past Ray's health check, then restored", trials, fault_at, err)
+    record("a worker's link cut past Ray's health check, then restored", trials, fault_at, err,
+           hit=caught["number"])
     assert_accounted(trials, 4)
     again = trials[caught["number"]]
     assert again["attrs"]["ray_node_ip"] == site.net["w2"].address

@@ -16,12 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import host_services
 import pytest
 from hpo_helpers import TINY, TINY_SLOW, WAIT_S, Hpo, cell, grid_product, states, wait_for
 
 from search_core.threads import THREAD_VARS, WAIT_VARS
 
 pytestmark = pytest.mark.slow
+
+# the faults tests/test_hosts.py tests across real hosts run here only where it cannot
+across_hosts = pytest.mark.skipif(
+    host_services.unavailable() is None, reason="tested across hosts by tests/test_hosts.py")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +90,7 @@ def _names(cli: Hpo) -> list[str]:
 
 
 @pytest.mark.slow
+@across_hosts
 def test_trials_run_on_both_nodes_and_survive_a_killed_worker(cli: Hpo, cluster) -> None:
     killed: list[int] = []
     killer = threading.Thread(target=kill_one_worker_mid_trial, args=(cli, "tiny_slow", killed))
@@ -151,6 +157,7 @@ def test_asha_prunes_through_ray(cli: Hpo, cluster) -> None:
 
 
 @pytest.mark.slow
+@across_hosts
 def test_killed_driver_resumes_without_losing_complete_trials(cli: Hpo, cluster) -> None:
     argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--backend", "ray", "--address",
                                cluster.address, "--trials", 4, "--concurrency", 1)
@@ -186,6 +193,7 @@ def _complete_and_running(cli: Hpo, name: str) -> bool:
 
 
 @pytest.mark.slow
+@across_hosts
 def test_a_node_leaving_mid_study_does_not_stop_it(cli: Hpo, cluster) -> None:
     """Runs last: removes the second node once trials run, then adds a fresh one back."""
     worker_node = next(node for node in cluster.list_all_nodes() if not node.head)
