@@ -6,9 +6,10 @@ process; commands run inside all three through ``nsenter``. The hosts' ports sit
 in a namespace of their own (the switch), so the machine's own namespace gains no interface
 and no address, and the hosts have no default route: traffic goes only between the addresses
 made here (a program's attempt to reach any other address fails at once, without a packet
-sent), and ``cut`` takes a host's port down as a pulled cable would. ``scratch`` is a tmpfs mounted at the same path on every
-host, each seeing only its own (as on separate machines: nothing there is shared); every other
-path is the machine's one filesystem, the "shared folder" (NFS on real hosts).
+sent), and ``cut`` takes a host's port down as a pulled cable would. ``scratch`` is a tmpfs
+mounted at the same path on every host, each seeing only its own (as on separate machines:
+nothing there is shared); every other path is the machine's one filesystem, the "shared
+folder" (NFS on real hosts).
 
 Needs root, ``ip`` (iproute2), ``nsenter`` and ``unshare`` (util-linux). ``Network.up`` raises
 ``HostsUnavailable`` with the reason where they are missing; ``down`` kills every process the
