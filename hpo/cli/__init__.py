@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 
+from hpo import installed_version
 from hpo.cli import (
     bench,
     compare,
@@ -55,6 +56,7 @@ def bounded(message: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hpo {installed_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(subparsers)
