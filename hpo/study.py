@@ -168,8 +168,8 @@ def _parse_grid(raw: Any, params: Mapping[str, ParamSpec]) -> dict[str, tuple[An
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{label}: got {shown(values)}; expected a non-empty list")
         if name not in params:
-            raise ConfigError(f"{label}: not declared under params; declare its range "
-                              "there too (the grid must lie inside it)")
+            raise ConfigError(f"{label}: not declared under params{did_you_mean(name, params)};"
+                              " declare its range there too (the grid must lie inside it)")
         for value in values:
             if not _in_range(params[name], value):
                 raise ConfigError(f"{label}: value {shown(value)} lies outside "

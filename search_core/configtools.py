@@ -56,12 +56,14 @@ def short_key(key: Any, limit: int = 40) -> str:
 
 def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:
     """``message`` on one line of at most ``limit`` characters: a longer one keeps its start
-    (file and key) and its end (the fix) and drops the middle."""
+    (file and key) and its end (the fix) and drops the middle, cut between words."""
     text = " ".join(message.split())
     if len(text) <= limit:
         return text
-    head = limit * 2 // 3
-    return f"{text[:head]} ... {text[len(text) - (limit - head - 5):]}"
+    head = text[: limit * 2 // 3].rsplit(" ", 1)[0]
+    tail = text[len(text) - (limit - len(head) - 5):]
+    tail = tail.split(" ", 1)[1] if " " in tail else tail
+    return f"{head} ... {tail}"
 
 
 def from_mapping(cls: type[T], data: Any, where: str = "") -> T:

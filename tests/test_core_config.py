@@ -369,3 +369,16 @@ def test_the_memory_floor_by_hand_and_below_the_real_supernet() -> None:
         real = SuperNet(space, 1, 10)
     total = sum(p.numel() for p in real.parameters())
     assert 0.5 * total <= supernet_params(space) <= total  # a lower bound, not far below
+
+
+def test_a_long_message_is_shortened_between_words() -> None:
+    """A study key typo listed the valid keys cut mid-word ("gumbel_p ... ple")."""
+    from search_core.configtools import one_line
+
+    words = [f"key_number_{i}," for i in range(80)]
+    message = "search: unknown key(s) x; valid keys: " + " ".join(words)
+    short = one_line(message, limit=120)
+    assert len(short) <= 120 and " ... " in short
+    kept = short.replace(" ... ", " ").split()
+    assert all(word in message.split() for word in kept)
+    assert short.startswith("search: unknown key(s) x;") and short.endswith("key_number_79,")

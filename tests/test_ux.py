@@ -35,8 +35,12 @@ BAD_ARGUMENTS = {  # argv -> what its one error line must say
 def test_argument_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
     typo = tmp_path / "typo.yaml"
     typo.write_text(TINY.read_text().replace("fidelity:", "fidelty:"))
+    grid_typo = tmp_path / "grid.yaml"
+    grid_typo.write_text(TINY.read_text().replace("  kappa: [0.3, 3.0]", "  kapa: [0.3, 3.0]"))
     cases = {**BAD_ARGUMENTS,
-             f"run --study {typo}": "unknown top-level key(s) fidelty (did you mean fidelity?)"}
+             f"run --study {typo}": "unknown top-level key(s) fidelty (did you mean fidelity?)",
+             f"run --study {grid_typo}": "grid.kapa: not declared under params (did you mean "
+                                         "kappa?)"}
     script = (
         "import contextlib, io, json, sys\n"
         "from hpo.cli import main\n"
