@@ -107,7 +107,7 @@ def write_report(storage_url: str | None, names: list[str], out_dir: str | Path,
     """Figures, CSV tables and ``out_dir/index.html`` for each study or comparison group and,
     with ``latency``, the latency model of that table (``hpo profile --out FILE``)."""
     if not names and latency is None:
-        raise ConfigError("report: give study/group names, --latency TABLE.json, or both")
+        raise ConfigError("give study/group names, --latency TABLE.json, or both")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out {out_dir}: a file, not a folder; give a folder for the "
                           "report")
@@ -131,7 +131,7 @@ def _storage_sections(storage_url: str | None, names: list[str], out: Path) -> l
     group_list = groups.group_names(storage)
     unknown = [n for n in names if n not in studies and n not in group_list]
     if unknown:
-        raise ConfigError(f"report: unknown study or group {', '.join(unknown)}; available "
+        raise ConfigError(f"unknown study or group {', '.join(unknown)}; available "
                           f"studies: {', '.join(studies) or '(none)'}; groups: "
                           f"{', '.join(group_list) or '(none)'}")
     out.mkdir(parents=True, exist_ok=True)

@@ -177,8 +177,23 @@ def test_cli_bad_latency_path(tmp_path, capsys):
 def test_cli_needs_names_or_latency(tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["hpo report: error: report: give study/group names, --latency TABLE.json, "
-                   "or both"]
+    assert err == ["hpo report: error: give study/group names, --latency TABLE.json, or both"]
+
+
+def test_an_unknown_study_is_named_before_any_missing_flag(tmp_path, capsys, monkeypatch):
+    """"hpo report nosuch" asked for --out first, then said "report: report: unknown"."""
+    import optuna
+
+    from hpo.storage import open_storage
+
+    monkeypatch.chdir(tmp_path)
+    storage = str(tmp_path / "x.journal")
+    optuna.create_study(study_name="other", storage=open_storage(storage))
+    assert main(["report", "nosuch", "--storage", storage]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hpo report: error: ")
+    assert "nosuch" in err[0] and "report: report" not in err[0]
+    assert not (tmp_path / "report").exists()
 
 
 def test_cli_latency_only(table_path, tmp_path, capsys):

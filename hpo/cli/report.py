@@ -1,4 +1,4 @@
-"""``hpo report [NAME_OR_GROUP ...] --out DIR [--storage URL] [--latency TABLE.json]``.
+"""``hpo report [NAME_OR_GROUP ...] [--out DIR] [--storage URL] [--latency TABLE.json]``.
 
 Only argparse at import time: matplotlib, pandas and optuna load when the command runs.
 """
@@ -16,7 +16,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     report.add_argument("names", nargs="*", metavar="NAME_OR_GROUP",
                         help="study names and/or comparison-group names (optional with "
                              "--latency)")
-    report.add_argument("--out", required=True, help="folder for index.html, figures, CSV")
+    report.add_argument("--out", default="report",
+                        help="folder for index.html, figures, CSV (default report/)")
     report.add_argument("--latency", default=None, metavar="TABLE.json",
                         help="also report this latency table (hpo profile --out FILE): "
                              "predicted vs measured, correction, machine, parts")
