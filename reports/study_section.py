@@ -225,8 +225,17 @@ def _study_meta(study: optuna.Study, frame: pd.DataFrame) -> dict[str, Any]:
         "seeds": ", ".join(map(str, seeds)) or "(none recorded)",
         "objective directions": ", ".join(d.name.lower() for d in study.directions),
         "objective": _objective(attrs, study_frames.objective_complexity(study)),
-        "reference complexity": attrs.get(REFERENCE_ATTR, "-"),
+        "reference complexity": _number(attrs.get(REFERENCE_ATTR)),
     }
+
+
+def _number(value: Any) -> str:
+    """61010.0 -> "61,010"; 2.734512 -> "2.735"; absent -> "-"."""
+    if not isinstance(value, int | float):
+        return "-"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}"
 
 
 def _probe_sections(section: Section, study: optuna.Study, best: optuna.trial.FrozenTrial,

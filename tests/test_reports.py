@@ -330,3 +330,10 @@ def test_wall_time_counts_time_spent_running_trials_not_the_gap_between_sessions
     assert _busy_seconds(spans, at(20)) == 20
     assert _busy_seconds(spans, at(18030)) == 50
     assert _busy_seconds(spans, at(18015)) == 35
+
+
+def test_the_reference_complexity_is_shown_as_a_number_not_a_float() -> None:
+    """The report said "reference complexity 61010.0"."""
+    from reports.study_section import _number
+
+    assert [_number(v) for v in (61010.0, 2.734512, None, 7)] == ["61,010", "2.735", "-", "7"]
