@@ -224,22 +224,25 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def timing_summary(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
-    """Where a study's wall time went, from consecutive complete trials.
+    """Where a study's wall time went, from consecutive complete trials of one process
+    (trials in parallel processes overlap: their starts say nothing of each other).
 
     ``evaluate_s``: the search plus family evaluation (the trial's ``seconds``);
     ``overhead_s``: the rest of a trial's cycle — sampling, storage writes, logging, and the
-    gap until the next trial starts — per trial (medians over trials)."""
+    gap until the same process starts its next trial — per trial (medians over trials)."""
     done = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE
                    and TrialRecord.from_frozen(t).seconds is not None),
                   key=lambda t: t.datetime_start)
-    if len(done) < 2:
+    lanes: dict[Any, list[optuna.trial.FrozenTrial]] = {}
+    for trial in done:  # the Ray worker process, else the hpo process that ran it
+        lane = trial.user_attrs.get(RAY_WORKER_PID_ATTR, trial.user_attrs.get(WORKER_ATTR))
+        lanes.setdefault(lane, []).append(trial)
+    pairs = [pair for lane in lanes.values() for pair in itertools.pairwise(lane)]
+    if not pairs:
         return {}
-    cycles = [
-        (nxt.datetime_start - t.datetime_start).total_seconds()
-        for t, nxt in itertools.pairwise(done)
-    ]
-    evaluate_s = [float(TrialRecord.from_frozen(t).seconds or 0.0) for t in done[:-1]]
-    overhead = [c - e for c, e in zip(cycles, evaluate_s)]
+    evaluate_s = [float(TrialRecord.from_frozen(t).seconds or 0.0) for t, _ in pairs]
+    overhead = [(nxt.datetime_start - t.datetime_start).total_seconds() - seconds
+                for (t, nxt), seconds in zip(pairs, evaluate_s)]
     median = statistics.median
     span = (done[-1].datetime_complete - done[0].datetime_start).total_seconds()
     return {

@@ -300,3 +300,30 @@ def test_spreadsheet_formulas_in_csv_cells_are_defused() -> None:
     assert list(safe.columns) == ["'=cmd", "value"]
     assert safe["'=cmd"].tolist()[:4] == ["'=cmd|' /C calc'!A0", "'@SUM(A1)", "'+1", "plain"]
     assert safe["value"].tolist() == [-0.5, 1.0, 2.0, 3.0, 4.0]  # numbers untouched
+
+
+def test_timing_pairs_only_trials_of_one_process() -> None:
+    """Two workers, each trial 10 s plus 1 s of harness, started 5 s apart: pairing
+    consecutive starts across workers gave 5 - 10 = -5 s of overhead ("-19.80 s, -78.4 %")."""
+    import datetime
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import FrozenTrial
+
+    from hpo.records import WORKER_ATTR, TrialRecord, timing_summary
+
+    zero = datetime.datetime(2026, 1, 1)
+
+    def trial(number: int, worker: str, start_s: float) -> FrozenTrial:
+        attrs = {**TrialRecord(seconds=10.0).to_user_attrs(), WORKER_ATTR: worker}
+        return FrozenTrial(number=number, state=TrialState.COMPLETE, value=0.5,
+                           datetime_start=zero + datetime.timedelta(seconds=start_s),
+                           datetime_complete=zero + datetime.timedelta(seconds=start_s + 10),
+                           params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                           user_attrs=attrs, system_attrs={}, intermediate_values={},
+                           trial_id=number)
+
+    trials = [trial(n, f"h:{n % 2}", start_s=5.0 * n + (n // 2) * 1.0) for n in range(6)]
+    timing = timing_summary(trials)
+    assert timing["evaluate_s"] == 10.0 and timing["overhead_s"] == pytest.approx(1.0)
+    assert timing["overhead_share"] == pytest.approx(0.1)
