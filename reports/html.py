@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from pathlib import Path
 
 import optuna
@@ -112,6 +113,7 @@ def write_report(storage_url: str | None, names: list[str], out_dir: str | Path,
         raise ConfigError(f"--out {out_dir}: a file, not a folder; give a folder for the "
                           "report")
     latency_table = latency_data.load_latency(latency) if latency is not None else None
+    started = time.time()
     sections = _storage_sections(storage_url, names, Path(out_dir)) if names else []
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,25 @@ def write_report(storage_url: str | None, names: list[str], out_dir: str | Path,
         sections.append(latency_section(latency_table, out))
     index = out / "index.html"
     index.write_text(_render_page(sections, storage_url), encoding="utf-8")
+    _forget_earlier_reports(out, started)
     return index
+
+
+MANIFEST = ".hpo-report-files"  # in --out: the files the last report there wrote
+
+
+def _forget_earlier_reports(out: Path, started: float) -> None:
+    """Remove the files an earlier report into ``out`` wrote that this one did not (a
+    second report into one folder showed the first one's figures and tables beside its
+    own); files the tool did not write are never touched. Then list this report's files."""
+    manifest = out / MANIFEST
+    earlier = set(manifest.read_text().splitlines()) if manifest.is_file() else set()
+    written = {path.name for path in out.iterdir()
+               if path.is_file() and path.name != MANIFEST and path.stat().st_mtime >= started}
+    for name in sorted(earlier - written):
+        if "/" not in name and name not in ("", ".", ".."):
+            (out / name).unlink(missing_ok=True)
+    manifest.write_text("".join(f"{name}\n" for name in sorted(written)))
 
 
 def _storage_sections(storage_url: str | None, names: list[str], out: Path) -> list[Section]:

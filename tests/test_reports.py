@@ -255,6 +255,19 @@ def test_report(journal, tmp_path):
     assert "Too few repeats to conclude" in text and "group-cmp-pairs.csv" in text
 
 
+@pytest.mark.slow
+def test_a_second_report_into_one_folder_keeps_none_of_the_first(journal, tmp_path):
+    """It kept the first study's figures and tables beside its own."""
+    out = tmp_path / "out"
+    write_report(journal, ["tiny"], out)
+    assert any(p.name.startswith("tiny-") for p in out.iterdir())
+    (out / "notes.txt").write_text("mine")
+    write_report(journal, ["synthetic"], out)
+    names = {p.name for p in out.iterdir()}
+    assert not any(n.startswith("tiny-") for n in names), sorted(names)
+    assert "synthetic-history.png" in names and "notes.txt" in names
+
+
 def test_unknown_name(journal, tmp_path):
     with pytest.raises(ConfigError, match=r"available studies: .*tiny.*groups: .*cmp"):
         write_report(journal, ["nope"], tmp_path)
