@@ -253,6 +253,7 @@ def test_report(journal, tmp_path):
     text = index.read_text()
     assert "tests/studies/tiny.yaml" in text and "grid, random, tpe" in text
     assert "Too few repeats to conclude" in text and "group-cmp-pairs.csv" in text
+    assert re.search(r"Target [0-9.]+: grid reached it in \d of 3 repeats", text)
 
 
 @pytest.mark.slow
