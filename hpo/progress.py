@@ -12,21 +12,24 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.facts import FINISHED, maximises
 from hpo.records import HISTORY_ATTR
 
-MAX_RUNNING_SHOWN = 3  # running trials named in the bar; more are counted
+MAX_RUNNING_SHOWN = 1  # running trials named in the bar; more are counted (a 120-column
+# terminal keeps a bar of 20 cells or more: tests/test_ux.py)
+BAR_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
+              "{postfix}")
 
 
 def running_epochs(trials: list[FrozenTrial]) -> str:
-    """The running trials and the epoch each has finished, e.g. "#7 epoch 3/5, #8 starting"
-    (from the history a trial records after every epoch)."""
+    """The first running trial and the epochs it has finished, and how many more run, e.g.
+    "#7 3/5 (+2)" (from the history a trial records after every epoch)."""
     running = [t for t in trials if t.state == TrialState.RUNNING]
     shown = []
     for trial in running[:MAX_RUNNING_SHOWN]:
         history = trial.user_attrs.get(HISTORY_ATTR) or []
         last = history[-1] if history else None
         if isinstance(last, dict) and "epoch" in last and "epochs" in last:
-            shown.append(f"#{trial.number} epoch {int(last['epoch']) + 1}/{int(last['epochs'])}")
+            shown.append(f"#{trial.number} {int(last['epoch']) + 1}/{int(last['epochs'])}")
         else:
-            shown.append(f"#{trial.number} starting")
+            shown.append(f"#{trial.number} start")
     more = len(running) - len(shown)
     return ", ".join(shown) + (f" (+{more})" if more > 0 else "")
 
@@ -41,6 +44,16 @@ def best_so_far(study: optuna.Study, trials: list[FrozenTrial]) -> tuple[str, st
     return (f"best {names[0]}" if names else "best"), f"{best:.4f}"
 
 
+def postfix_text(study: optuna.Study, trials: list[FrozenTrial]) -> str:
+    """What follows the bar: "#7 3/5 (+2) · 1 failed · best hypervolume 0.8123"."""
+    parts = [running_epochs(trials)]
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    parts.append(f"{failed} failed" if failed else "")
+    if best := best_so_far(study, trials):
+        parts.append(" ".join(best))
+    return " · ".join(part for part in parts if part)
+
+
 class StudyProgress:
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -53,7 +66,8 @@ class StudyProgress:
 
         done = self._done(study.get_trials(deepcopy=False))
         self.bar = tqdm(total=total, initial=min(done, total), desc=study.study_name,
-                        unit="trial", file=sys.stderr, dynamic_ncols=True)
+                        unit="trial", file=sys.stderr, dynamic_ncols=True,
+                        bar_format=BAR_FORMAT)
 
     @staticmethod
     def _done(trials: list[FrozenTrial]) -> int:
@@ -65,16 +79,8 @@ class StudyProgress:
         if self.bar is None:
             return
         trials = study.get_trials(deepcopy=False)
-        postfix: dict[str, str] = {}
-        if running := running_epochs(trials):
-            postfix["running"] = running
-        failed = sum(t.state == TrialState.FAIL for t in trials)
-        if failed:
-            postfix["failed"] = str(failed)
-        if best := best_so_far(study, trials):
-            postfix[best[0]] = best[1]
         self.bar.n = min(self._done(trials), self.bar.total)
-        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.set_postfix_str(postfix_text(study, trials), refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

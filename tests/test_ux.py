@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from hpo_helpers import TINY, TINY_SLOW, WAIT_S, Hpo, of_state, wait_for
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.records import FAIL_REASON_ATTR, HISTORY_ATTR, RETRY_OF_ATTR, SAMPLER_ATTR
 from hpo.trial import INTERRUPTED
@@ -202,3 +202,27 @@ def test_export_says_what_it_exported(cli: Hpo) -> None:
                             f"{payload['accuracy']:.4f}")
     assert f"{payload['params']:,} parameters" in first
     assert "search_core.load_model" in second
+
+
+def test_the_progress_bar_keeps_its_bar_in_120_columns() -> None:
+    """With three trials running, failures and a best value, the bar shrank to 4 cells."""
+    from optuna.trial import create_trial
+    from tqdm import tqdm
+
+    from hpo.progress import BAR_FORMAT, running_epochs
+    from hpo.records import HISTORY_ATTR
+
+    def running(number: int, epoch: int) -> FrozenTrial:
+        trial = create_trial(state=TrialState.RUNNING, user_attrs={
+            HISTORY_ATTR: [{"epoch": epoch, "epochs": 30}]})
+        trial.number = number
+        return trial
+
+    text = running_epochs([running(107, 12), running(108, 3), running(109, 28)])
+    assert text == "#107 13/30 (+2)"
+    line = tqdm.format_meter(n=45, total=100, elapsed=754.0, ncols=120, prefix="fashion-exp1",
+                             unit="trial", bar_format=BAR_FORMAT,
+                             postfix=f"{text} · 12 failed · best hypervolume 0.8123")
+    bar = line.split("|")[1]
+    assert len(line) <= 120 and len(bar) >= 20, line
+    assert line.endswith("#107 13/30 (+2) · 12 failed · best hypervolume 0.8123"), line
