@@ -64,13 +64,14 @@ def _running_in_a_worker(cli: Hpo, name: str, driver: int) -> int | None:
     return None
 
 
-@pytest.mark.slow
-def test_a_worker_killed_mid_trial_is_noticed_and_the_run_finishes(cli: Hpo) -> None:
-    name = "jobs"
-    argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--trials", 6, "--jobs", 2,
+def _signal_a_worker_mid_trial(cli: Hpo, name: str, trials: int, sig: signal.Signals,
+                               **env: str) -> tuple[int, str, int]:
+    """``hpo run --jobs 2``; once a worker process runs a trial, send it ``sig``; the run's
+    exit code and stderr, and the worker's pid."""
+    argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--trials", trials, "--jobs", 2,
                                "--name", name)
     proc = subprocess.Popen(argv, cwd=cli.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env={**os.environ, **env})
     try:
         deadline = time.monotonic() + WAIT_S
         victim = None
@@ -78,13 +79,20 @@ def test_a_worker_killed_mid_trial_is_noticed_and_the_run_finishes(cli: Hpo) -> 
             victim = _running_in_a_worker(cli, name, proc.pid)
             time.sleep(0.2)
         assert victim is not None, "no worker was seen running a trial"
-        os.kill(victim, signal.SIGKILL)
+        os.kill(victim, sig)
         _, err = proc.communicate(timeout=WAIT_S)  # before: never returned
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 3, err  # finished, but a worker died
+    return proc.returncode, err, victim
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_noticed_and_the_run_finishes(cli: Hpo) -> None:
+    name = "jobs"
+    code, err, victim = _signal_a_worker_mid_trial(cli, name, 6, signal.SIGKILL)
+    assert code == 3, err  # finished, but a worker died
     assert f"worker process {victim} was killed by SIGKILL" in err
     trials = cli.trials(name)
     assert states(trials) == {"COMPLETE": 6, "FAIL": 1}
@@ -99,25 +107,9 @@ def test_a_stopped_worker_is_declared_stale_and_the_run_still_ends(cli: Hpo) -> 
     """A SIGSTOPped --jobs worker: its trial is declared stale after the silence limit and
     run again by the other worker; the driver then killed nothing and waited forever."""
     name = "paused"
-    argv = cli.subprocess_argv("run", "--study", TINY_SLOW, "--trials", 3, "--jobs", 2,
-                               "--name", name)
-    env = {**os.environ, "HPO_STALE_AFTER_S": "4"}  # heartbeats every second
-    proc = subprocess.Popen(argv, cwd=cli.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        victim = None
-        while victim is None and time.monotonic() < deadline and proc.poll() is None:
-            victim = _running_in_a_worker(cli, name, proc.pid)
-            time.sleep(0.2)
-        assert victim is not None, "no worker was seen running a trial"
-        os.kill(victim, signal.SIGSTOP)
-        _, err = proc.communicate(timeout=WAIT_S)  # before: never returned
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 3, err  # finished, but a worker had to be killed
+    code, err, victim = _signal_a_worker_mid_trial(cli, name, 3, signal.SIGSTOP,
+                                                   HPO_STALE_AFTER_S="4")  # beats every 1 s
+    assert code == 3, err  # finished, but a worker had to be killed
     lines = err.strip().splitlines()
     assert len(lines) == 2 and "Traceback" not in err, err
     assert "re-enqueued" in lines[0] and f"worker process {victim} did not exit" in lines[1]

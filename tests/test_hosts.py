@@ -160,6 +160,17 @@ def assert_accounted(trials: list[dict[str, Any]], complete: int) -> None:
                 f"trial {trial['number']} failed and was not run again"
 
 
+def assert_moved_to_w2(site: Site, trials: list[dict[str, Any]], hit: int, err: str) -> None:
+    """The study is whole, and trial ``hit``, struck on w1, was retried by Tune on w2 from
+    its last complete epoch, with one line on stderr."""
+    assert_accounted(trials, 4)
+    again = trials[hit]
+    assert again["attrs"]["ray_node_ip"] == site.net["w2"].address
+    assert again["attrs"].get("ray_restarts", 0) >= 1
+    assert again["attrs"].get("resumed_from", 0) >= 1  # from its last epoch, not epoch 0
+    assert len(warnings(err)) == 1, err
+
+
 def record(fault: str, trials: list[dict[str, Any]], since: float, err: str,
            hit: int | None = None) -> None:
     """One row of the README's fault table, appended to ``$NAS_HPO_FAULT_LOG`` if set: the
@@ -207,46 +218,38 @@ def test_artifacts_on_a_folder_the_workers_cannot_see_is_one_line(site: Site) ->
     assert not any(t["state"] == "COMPLETE" for t in site.trials("private"))
 
 
-def test_a_worker_host_killed_mid_trial(healed: Site) -> None:
-    site = healed
-    proc = site.start("killed", "--trials", 4)
-    caught = site.wait_for_trial("killed", site.running_on("w1"), proc)
+def strike_w1(site: Site, name: str, fault: Callable[[], None], label: str) -> None:
+    """Run 4 trials; once one runs on w1 (an epoch done), ``fault``; then the study must be
+    whole, that trial retried on w2 from its last epoch, with one line on stderr."""
+    proc = site.start(name, "--trials", 4)
+    caught = site.wait_for_trial(name, site.running_on("w1"), proc)
     fault_at = time.time()
-    site.net["w1"].kill_all()
+    fault()
     _, err = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 0, err
-    trials = site.trials("killed")
-    record("a worker host's Ray processes killed mid-trial", trials, fault_at, err,
-           hit=caught["number"])
-    assert_accounted(trials, 4)
-    again = trials[caught["number"]]
-    assert again["attrs"]["ray_node_ip"] == site.net["w2"].address
-    assert again["attrs"].get("ray_restarts", 0) >= 1
-    assert again["attrs"].get("resumed_from", 0) >= 1  # from its last epoch, not epoch 0
-    assert len(warnings(err)) == 1, err
+    trials = site.trials(name)
+    record(label, trials, fault_at, err, hit=caught["number"])
+    assert_moved_to_w2(site, trials, caught["number"], err)
+
+
+def test_a_worker_host_killed_mid_trial(healed: Site) -> None:
+    strike_w1(healed, "killed", healed.net["w1"].kill_all,
+              "a worker host's Ray processes killed mid-trial")
 
 
 def test_a_worker_cut_off_longer_than_the_health_check(healed: Site) -> None:
     site = healed
-    proc = site.start("cut", "--trials", 4)
-    caught = site.wait_for_trial("cut", site.running_on("w1"), proc)
-    fault_at = time.time()
-    site.net.cut("w1")
-    deadline = time.monotonic() + WAIT_S
-    while site.net["w1"].address in site.ray.alive_nodes():  # Ray declares it dead
-        assert time.monotonic() < deadline
-        time.sleep(1)
-    site.net.mend("w1")
-    _, err = proc.communicate(timeout=WAIT_S)
-    assert proc.returncode == 0, err
-    trials = site.trials("cut")
-    record("a worker's link cut past Ray's health check, then restored", trials, fault_at, err,
-           hit=caught["number"])
-    assert_accounted(trials, 4)
-    again = trials[caught["number"]]
-    assert again["attrs"]["ray_node_ip"] == site.net["w2"].address
-    assert again["attrs"].get("resumed_from", 0) >= 1
-    assert len(warnings(err)) == 1, err
+
+    def cut_past_the_health_check() -> None:
+        site.net.cut("w1")
+        deadline = time.monotonic() + WAIT_S
+        while site.net["w1"].address in site.ray.alive_nodes():  # Ray declares it dead
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        site.net.mend("w1")
+
+    strike_w1(site, "cut", cut_past_the_health_check,
+              "a worker's link cut past Ray's health check, then restored")
 
 
 def test_postgres_restarted_mid_run(site: Site) -> None:
