@@ -83,6 +83,12 @@ class StudyProgress:
         self.bar.set_postfix_str(postfix_text(study, trials), refresh=False)
         self.bar.refresh()
 
+    def note(self, text: str) -> None:
+        """Say what the run is doing before its trials report (e.g. "starting Ray"); the
+        next update replaces it."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

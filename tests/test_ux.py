@@ -226,3 +226,16 @@ def test_the_progress_bar_keeps_its_bar_in_120_columns() -> None:
     bar = line.split("|")[1]
     assert len(line) <= 120 and len(bar) >= 20, line
     assert line.endswith("#107 13/30 (+2) · 12 failed · best hypervolume 0.8123"), line
+
+
+def test_the_bar_says_what_the_run_waits_for(capsys: pytest.CaptureFixture[str]) -> None:
+    """On Ray the bar showed nothing for ~25 s while Ray started."""
+    import optuna
+
+    from hpo.progress import StudyProgress
+
+    progress = StudyProgress()
+    progress.start(optuna.create_study(study_name="waiting"), total=5)
+    progress.note("starting Ray")
+    progress.close()
+    assert "starting Ray" in capsys.readouterr().err

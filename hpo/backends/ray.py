@@ -86,7 +86,11 @@ class RayBackend:
         # a relative --artifacts is the user's folder, not a Ray worker's working directory
         job = dataclasses.replace(job, options=dataclasses.replace(
             job.options, artifacts=str(Path(job.options.artifacts).resolve())))
+        if job.progress is not None:  # Ray takes ~20 s to start: say so on the bar
+            job.progress.note("starting Ray")
         started = init_ray(job.options)
+        if job.progress is not None:
+            job.progress.note("Ray is up; the first trials are starting")
         try:
             with shared_marker(Path(job.options.artifacts)) as token:
                 while (budget := job.stop.plan(state_counts(job.study), time.time())[0]) > 0:
