@@ -65,20 +65,28 @@ def retry_budget() -> float:
                           f"or give one, e.g. {RETRY_ENV}=120") from None
 
 
+def cause_of(err: BaseException,
+             matches: Callable[[BaseException], bool]) -> BaseException | None:
+    """``err`` or the first exception in its chain of causes that ``matches`` (Optuna wraps
+    SQLAlchemy's error, which wraps the driver's; Tune wraps what a searcher raised)."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None or matches(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def lost_connection(err: BaseException) -> bool:
     """Whether ``err`` (or what caused it) says the server could not be reached or dropped
     the connection, as opposed to a query it refused."""
     import sqlalchemy.exc as sa
 
-    seen: BaseException | None = err
-    for _ in range(10):  # Optuna wraps SQLAlchemy's error, which wraps the driver's
-        if seen is None:
-            return False
-        if isinstance(seen, (sa.OperationalError, sa.InterfaceError)) or (
-                isinstance(seen, sa.DBAPIError) and seen.connection_invalidated):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    def dropped(seen: BaseException) -> bool:
+        return isinstance(seen, (sa.OperationalError, sa.InterfaceError)) or (
+            isinstance(seen, sa.DBAPIError) and seen.connection_invalidated)
+
+    return cause_of(err, dropped) is not None
 
 
 def first_line(err: BaseException) -> str:

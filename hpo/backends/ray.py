@@ -30,7 +30,7 @@ from hpo.compat_ray import (
     picklable_state,
     told,
 )
-from hpo.database import StorageUnavailable
+from hpo.database import StorageUnavailable, cause_of
 from hpo.facts import state_counts
 from hpo.liveness import Heartbeat
 from hpo.options import RAY_ADDRESS_VAR, RunOptions, cluster_address, trial_threads
@@ -377,9 +377,7 @@ def fit(tuner: Any) -> None:
     try:
         tuner.fit()
     except Exception as err:
-        cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, StorageUnavailable):
-            cause = cause.__cause__ or cause.__context__
+        cause = cause_of(err, lambda seen: isinstance(seen, StorageUnavailable))
         if cause is None:
             raise
         raise cause from None

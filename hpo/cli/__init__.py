@@ -71,16 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except StorageUnavailable as err:
-        if args.debug:
-            raise
-        print(f"hpo {args.command}: error: {bounded(str(err))}", file=sys.stderr)
-        return EXIT_STORAGE_UNAVAILABLE
     except NasHpoError as err:
         if args.debug:
             raise
         print(f"hpo {args.command}: error: {bounded(str(err))}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return (EXIT_STORAGE_UNAVAILABLE if isinstance(err, StorageUnavailable)
+                else EXIT_BAD_INPUT)
     except BrokenPipeError:  # the reader went away (hpo list | head): not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python's documented remedy
         return 0
@@ -93,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         if args.debug or not (disk_full(err) or err.errno in UNWRITABLE):
             raise
-        where = f" ({err.filename})" if err.filename else ""
         if err.errno in UNWRITABLE:
             print(bounded(f"hpo {args.command}: error: cannot write {err.filename or 'a file'}"
                           f": {err.strerror}; "
                           "run it where that folder is writable (--storage, --artifacts): "
                           "nothing was changed there"), file=sys.stderr)
             return EXIT_BAD_INPUT
+        where = f" ({err.filename})" if err.filename else ""
         print(f"hpo {args.command}: error: {err.strerror or err}{where}; free some space and "
               "run the same command again: complete trials are kept, and the trials that "
               "were running start again", file=sys.stderr)
