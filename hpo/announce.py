@@ -13,6 +13,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from hpo.facts import StateCounts, finished
+from hpo.shipped import is_shipped
 
 MAX_PARETO_SHOWN = 8  # Pareto trials listed by number in the summary
 
@@ -28,10 +29,13 @@ def number(value: Any) -> str:
 
 def shown_path(path: str | None) -> str:
     """A file path as output may show it: relative to the working folder when under it,
-    else its name alone (no user's temporary or home folders in a shared report)."""
+    else its name alone (no user's temporary or home folders in a shared report); a study
+    file shipped with nas-hpo as "the shipped NAME.yaml"."""
     if not path:
         return ""
     candidate = Path(path)
+    if is_shipped(candidate):
+        return f"the shipped {candidate.name}"
     if not candidate.is_absolute():
         return str(candidate)
     try:

@@ -23,6 +23,7 @@ class BackendEntry:
     cluster: bool  # schedules trials on a cluster: --address, --concurrency, CPUs and GPU
     # shares per trial; a joined cluster's nodes, not this machine, must have the device
     description: str = ""
+    needs: tuple[str, str] = ()  # (module, pip extra) of an optional dependency
 
     def create(self) -> Any:
         """A new backend (its module imported now)."""
@@ -35,4 +36,5 @@ BACKENDS.add("local", BackendEntry("hpo.backends.local", "LocalBackend", local_w
                                    description="this process, or --jobs worker processes"))
 BACKENDS.add("ray", BackendEntry("hpo.backends.ray", "RayBackend", local_workers=False,
                                  cluster=True,
-                                 description="Ray Tune on a started or joined cluster"))
+                                 description="Ray Tune on a started or joined cluster",
+                                 needs=("ray", "ray")))

@@ -17,7 +17,7 @@ from hpo.samplers import PRUNERS, SAMPLERS
 from hpo.study import load_study
 from hpo.study_spec import check_study_name, with_run_settings
 from search_core.device import check_device_name, check_precision
-from search_core.errors import ConfigError
+from search_core.errors import ConfigError, require_extra
 from search_core.threads import threads_per_trial, usable_cpus, workers_per_machine
 
 MAX_GPUS_PER_TRIAL = 64
@@ -83,6 +83,8 @@ def checked(options: RunOptions) -> RunOptions:
                       backend=BACKENDS.canonical(options.backend, "--backend"))
     if options.name is not None:
         check_study_name(options.name, "--name")
+    if options.backend_entry.needs:
+        require_extra(*options.backend_entry.needs, f"--backend {options.backend}")
     ray, cluster = options.ray, options.backend_entry.cluster
     check_flags([
         (options.trials >= 1, f"--trials: got {options.trials}; need >= 1"),

@@ -13,6 +13,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from search_core.errors import ConfigError, require_extra
 from search_core.registry import Registry
 
 
@@ -23,6 +24,7 @@ class SamplerEntry:
     enumerates_grid: bool = False  # trials come from the enqueued grid, not the sampler
     seed_per_trial: bool = True  # False: one seed for the whole study (a QMC sequence)
     description: str = ""
+    needs: tuple[str, str] = ()  # (module, pip extra) of an optional dependency
 
 
 SAMPLERS: Registry[SamplerEntry] = Registry("sampler")
@@ -52,6 +54,7 @@ SAMPLERS.add("gp", SamplerEntry(
 ))
 SAMPLERS.add("skopt", SamplerEntry(
     _skopt, description="scikit-optimize's GP minimiser, wrapped as an Optuna sampler",
+    needs=("skopt", "skopt"),
 ))
 SAMPLERS.add("cmaes", SamplerEntry(
     lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
@@ -79,9 +82,9 @@ PRUNERS.add("hyperband", lambda epochs: optuna.pruners.HyperbandPruner(
 def check_sampler(name: str, directions: list[str]) -> SamplerEntry:
     """The registered sampler ``name``, if it can sample an objective with ``directions``."""
     entry = SAMPLERS.get(name, "--sampler")
+    if entry.needs:
+        require_extra(*entry.needs, f"--sampler {name}")
     if len(directions) > 1 and not entry.multi_objective:
-        from search_core.errors import ConfigError
-
         valid = ", ".join(n for n in SAMPLERS if SAMPLERS.get(n).multi_objective)
         raise ConfigError(f"--sampler: {name!r} is single-objective but the study's objective "
                           f"has {len(directions)} values; use one of {valid}")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.pipeline import check_pipeline, is_pipeline_param, parse_pipeline
+from hpo.shipped import study_path, unknown_study_hint, with_shipped_paths
 from hpo.study_config import ALIASES, SECTIONS, build_search_config, param_path, study_probes
 from hpo.study_spec import (
     FIDELITY_PATHS,
@@ -52,16 +53,17 @@ from search_core.errors import ConfigError, did_you_mean
 
 STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid",
               "training_seed", "pipeline", "device", "precision")
-DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "digits.yaml"
 MAX_STUDY_BYTES = 1 << 20  # 1 MiB; the shipped studies are about 1 KB
 
 
 def load_study(path: str | Path | None = None) -> StudySpec:
-    """Read and validate a study file (default: studies/digits.yaml); any problem is a
-    ``StudyError`` of one line naming the file, the key and the fix."""
-    path = Path(path) if path is not None else DEFAULT_STUDY
+    """Read and validate a study file, or a shipped study by name (default: the shipped
+    ``digits``); any problem is a ``StudyError`` of one line naming the file, the key and the
+    fix."""
+    path = study_path(path)
     try:
-        return parse_study(parse_yaml(_read_text(path)), source=str(path))
+        raw = with_shipped_paths(parse_yaml(_read_text(path)), path)
+        return parse_study(raw, source=str(path))
     except ConfigError as err:
         raise StudyError(one_line(f"{_path_label(path)}: {err}", MESSAGE_CHARS)) from None
 
@@ -93,8 +95,7 @@ def _read_bytes(path: Path) -> bytes:
             with path.open("rb") as f:
                 return f.read(MAX_STUDY_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError("study file not found; pass --study with an existing YAML file "
-                          "(see studies/)") from None
+        raise ConfigError(f"study file not found; {unknown_study_hint(path)}") from None
     except OSError as err:
         raise ConfigError(f"cannot read the study file ({err.strerror}); check the path "
                           "and its permissions") from None
@@ -102,7 +103,8 @@ def _read_bytes(path: Path) -> bytes:
         raise ConfigError("not a usable path; pass --study the path of a YAML study file")\
             from None
     kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-    raise ConfigError(f"is {kind}; pass --study the path of a YAML study file (see studies/)")
+    raise ConfigError(f"is {kind}; pass --study a YAML study file or a shipped study's name "
+                      "(hpo studies list)")
 
 
 
@@ -110,7 +112,7 @@ def _read_bytes(path: Path) -> bytes:
 def parse_study(raw: Any, source: str = "") -> StudySpec:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"expected a mapping at the top level, got {type(raw).__name__}; "
-                          "start from studies/digits.yaml")
+                          "start from a shipped study (hpo studies copy digits)")
     top = dict(raw)
     unknown = sorted(set(map(short_key, top)) - set(STUDY_KEYS))
     if unknown:  # checked here: StudySpec's own fields (epochs, source) are not file keys

@@ -17,6 +17,7 @@ from reports.fidelity import ProxyFidelity
 from reports.latency_frames import LatencyValidation
 from reports.stats import Verdict
 from reports.study_frames import LATENCY, ExtendedFront, Front
+from search_core.errors import require_extra
 
 ACC_LABEL = "validation accuracy (fraction)"
 LATENCY_LABEL = "latency (ms, batch 1, measured on the target device)"
@@ -25,6 +26,7 @@ COMPLEXITY_LABELS = {"params": "parameters (count)", "cell_params": "cell parame
 
 
 def _plt() -> Any:
+    require_extra("matplotlib", "plot", "a report's figures")
     import matplotlib
 
     matplotlib.use("Agg", force=True)

@@ -38,3 +38,13 @@ def did_you_mean(name: object, valid: Iterable[str]) -> str:
     by_case = {choice.lower(): choice for choice in choices}
     close = difflib.get_close_matches(name.lower(), list(by_case), n=1, cutoff=0.6)
     return f" (did you mean {by_case[close[0]]}?)" if close else ""
+
+
+def require_extra(module: str, extra: str, feature: str) -> None:
+    """Raise one line naming the pip extra that installs ``module`` when it is missing
+    (ray, scikit-optimize and matplotlib each serve one optional feature)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{feature} needs {module}, which is not installed; install it with "
+                          f"pip install \"nas-hpo[{extra}]\"")

@@ -28,7 +28,7 @@ TINY = STUDIES / "tiny.yaml"
 TINY_SLOW = STUDIES / "tiny_slow.yaml"  # 3 epochs: a trial takes a few seconds
 TINY_MULTI = STUDIES / "tiny_multi.yaml"  # objective (accuracy, complexity) of probe A
 WAIT_S = 180  # upper bound on any wait for a subprocess
-NO_STORAGE = {"table"}  # commands that read and write files, not a study storage
+NO_STORAGE = {"table", "studies"}  # commands that read and write files, not a storage
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import yaml
 from hpo_helpers import Hpo, time_limit
 
 from hpo.grid import grid_cells
-from hpo.study import DEFAULT_STUDY, load_study
+from hpo.shipped import default_study
+from hpo.study import load_study
 from hpo.study_spec import StudyError
 from search_core.config import SearchConfig
 from search_core.data import DataSplits
@@ -39,7 +40,7 @@ def test_shipped_study_validates_and_has_a_grid(path: Path) -> None:
 
 def test_default_study_is_digits_with_the_seed_experiment_1_ops() -> None:
     spec = load_study(None)
-    assert Path(spec.source) == DEFAULT_STUDY
+    assert Path(spec.source) == default_study()
     assert spec.data["name"] == "digits"
     assert set(spec.search["space"]["ops"]) == {"max_pool_3x3", "skip_connect", "sep_conv_3x3"}
     assert spec.objective.kind == "hypervolume"

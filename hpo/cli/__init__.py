@@ -27,6 +27,7 @@ from hpo.cli import (
     report,
     run,
     show,
+    studies,
     table,
     train,
 )
@@ -41,7 +42,7 @@ from search_core.errors import NasHpoError, disk_full
 from search_core.threads import configure_process
 
 SUBCOMMANDS = (run, compare, list_studies, show, export, report, bench, profile, train,
-               reevaluate, table)  # in the order ``hpo --help`` lists them
+               reevaluate, table, studies)  # in the order ``hpo --help`` lists them
 MAX_MESSAGE = 400  # characters of an error line
 
 

@@ -37,7 +37,8 @@ def add_placement(parser: argparse.ArgumentParser) -> None:
 
 
 def add_study_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", default=None, help="study file (default studies/digits.yaml)")
+    parser.add_argument("--study", default=None, help="study file, or a shipped study's name "
+                        "(hpo studies list; default digits)")
 
 
 def add_trial_flags(parser: argparse.ArgumentParser,

@@ -29,7 +29,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         "profile", help="measure a latency lookup table on this machine and validate it")
     profile.add_argument("--study", action="append", default=None,
                          help="study file whose space(s) to profile; repeat for several "
-                              "(default studies/digits.yaml)")
+                              "or shipped study names (default digits)")
     profile.add_argument("--device", default="cpu", help="cpu or cuda")
     profile.add_argument("--threads", type=int, default=1, help="torch threads (fixed)")
     profile.add_argument("--batch", type=int, default=1,

@@ -30,7 +30,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     import optuna
 
     from reports.html import write_report
+    from search_core.errors import require_extra
 
+    require_extra("matplotlib", "plot", "hpo report")  # before any file is written
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # pooled importance makes studies
     index = write_report(args.storage, list(args.names), args.out, latency=args.latency)
     print(f"report: {index}")

@@ -1,0 +1,1 @@
+"""The evaluation tables shipped with nas-hpo (installed as ``hpo.tables``), for table studies."""
