@@ -142,11 +142,8 @@ def create_or_resume(options: RunOptions, spec: StudySpec, reference: float,
             study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
                                         directions=spec.objective.directions)
         if FINGERPRINT_ATTR not in study.user_attrs:  # new, or its creation was cut short
-            _set_study_attributes(study, spec, options, reference)
-        if study.metric_names is None:  # what optuna-dashboard calls the values
-            with warnings.catch_warnings():  # experimental in Optuna 3.2-5.0, stable API
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(spec.objective.metric_names)
+            set_study_attributes(study, spec, options, reference)
+        name_the_values(study, spec)
         study.set_user_attr(SAMPLER_ATTR, options.sampler)
         for key, value in options.study_attrs:
             study.set_user_attr(key, value)
@@ -167,8 +164,16 @@ def _check_same_study(study: optuna.Study, spec: StudySpec, options: RunOptions)
         )
 
 
-def _set_study_attributes(study: optuna.Study, spec: StudySpec, options: RunOptions,
-                          reference: float) -> None:
+def name_the_values(study: optuna.Study, spec: StudySpec) -> None:
+    """The objective's metric names on the study (what optuna-dashboard calls the values)."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental in Optuna 3.2-5.0, stable API
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(spec.objective.metric_names)
+
+
+def set_study_attributes(study: optuna.Study, spec: StudySpec, options: RunOptions,
+                         reference: float) -> None:
     """The study's own records; the fingerprint last: a study without it is incomplete."""
     study.set_user_attr(STUDY_FILE_ATTR, spec.to_dict())
     study.set_user_attr(STUDY_SOURCE_ATTR, spec.source)

@@ -10,7 +10,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hpo import journal
+import hpo.journal as journal
 from hpo.database import open_database
 from hpo.storage_urls import DEFAULT_STORAGE, RDB_PREFIXES, storage_file, storage_label
 from search_core.errors import ConfigError

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from hpo import groups
+import hpo.groups as groups
 from reports import latency_frames as latency_data
 from reports.group_section import group_section
 from reports.latency_section import latency_section

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from hpo import facts
+import hpo.facts as facts
 from hpo.pipeline import PREFIX as PIPELINE_PREFIX
 from hpo.records import REFERENCE_ATTR, SAMPLER_ATTR, TrialRecord, stored_objective
 from reports import fidelity, figures, study_frames

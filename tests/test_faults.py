@@ -152,7 +152,7 @@ def test_a_study_whose_creation_was_cut_short_is_completed_on_resume(
         raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(hpo.runner, "_set_study_attributes", killed)
+        patch.setattr(hpo.runner, "set_study_attributes", killed)
         with pytest.raises(Killed):
             cli.run("--trials", 1)
     assert "fingerprint" not in cli.study("tiny").user_attrs  # the name was locked before

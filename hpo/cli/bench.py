@@ -114,7 +114,7 @@ def _counts(text: str, flag: str, low: int) -> list[int]:
 
 
 def cmd_contention(args: argparse.Namespace) -> int:
-    from hpo import contention
+    import hpo.contention as contention
     from search_core.threads import usable_cpus
 
     cpus = usable_cpus()
