@@ -3,14 +3,16 @@ listed and copied out by ``hpo studies``, and run by name with ``--study NAME``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from hpo_helpers import Hpo
 
 from hpo.shipped import shipped_folder, shipped_studies, study_path
-from hpo.study import load_study
+from hpo.study import STUDY_KEYS, load_study
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,3 +89,39 @@ def test_a_misspelt_shipped_name_gets_did_you_mean(tmp_path: Path,
     assert answer.code == 2
     assert len(answer.err_lines) == 1
     assert "did you mean the shipped study 'digits'" in answer.err
+
+
+def schema_validator(hpo: Hpo) -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    printed = hpo("studies", "schema")
+    assert printed.code == 0
+    schema = json.loads(printed.out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_schema_knows_every_study_key_and_accepts_every_shipped_study(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    validator = schema_validator(Hpo(tmp_path, capsys))
+    assert set(validator.schema["properties"]) == set(STUDY_KEYS)
+    studies = [*shipped_studies().values(), *(REPO / "tests" / "studies").glob("*.yaml")]
+    for path in studies:
+        errors = [error.message for error in validator.iter_errors(yaml.safe_load(
+            path.read_text()))]
+        assert errors == [], path.name
+
+
+@pytest.mark.parametrize(("where", "key"), [((), "parms"), (("search", "train"), "epochz"),
+                                            (("data",), "val_fractoin"),
+                                            (("objective",), "knd")])
+def test_the_schema_underlines_a_misspelt_key(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              where: tuple[str, ...], key: str) -> None:
+    validator = schema_validator(Hpo(tmp_path, capsys))
+    raw = yaml.safe_load(shipped_studies()["digits"].read_text())
+    section = raw
+    for part in where:
+        section = section.setdefault(part, {})
+    section[key] = 1
+    (error,) = validator.iter_errors(raw)
+    assert key in error.message and list(error.path) == list(where)

@@ -1,9 +1,11 @@
-"""``hpo studies``: the study files shipped with nas-hpo (``list``), and a copy of one to edit
-(``copy NAME``). ``--study NAME`` runs a shipped study without copying it."""
+"""``hpo studies``: the study files shipped with nas-hpo (``list``), a copy of one to edit
+(``copy NAME``), and the study file's JSON Schema for editors (``schema``). ``--study NAME``
+runs a shipped study without copying it."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from hpo.cli.common import Subparsers, add_debug
@@ -23,6 +25,9 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     copy.add_argument("--to", default=".", help="folder to copy into (default: here)")
     add_debug(copy)
     copy.set_defaults(handler=cmd_copy)
+    schema = actions.add_parser("schema", help="the study file's JSON Schema, for editors")
+    add_debug(schema)
+    schema.set_defaults(handler=cmd_schema)
     return studies
 
 
@@ -32,6 +37,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(map(len, studies))
     for name, path in studies.items():
         print(f"{name:<{width}}  {study_summary(path)}".rstrip())
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema on stdout: ``hpo studies schema > study.schema.json``."""
+    from hpo.study_schema import study_schema
+
+    print(json.dumps(study_schema(), indent=1))
     return 0
 
 
