@@ -71,7 +71,8 @@ def profile(args: argparse.Namespace, data: Any, precision: str, threads: int) -
     from search_core.data import batches
     from search_core.device import resolve_device
     from search_core.engine import _Trainer
-    from search_core.family import hard_accuracy, seed_probes
+    from search_core.family import hard_accuracy
+    from search_core.probes import seed_probes
     from search_core.result import SearchResult
     from search_core.supernet import gumbel_softmax
 

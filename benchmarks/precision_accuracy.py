@@ -62,8 +62,9 @@ def config_for(args: argparse.Namespace, seed: int, precision: str) -> Any:
 def run_one(args: argparse.Namespace, seed: int, precision: str) -> dict[str, Any]:
     from search_core.data import load_data
     from search_core.engine import search
-    from search_core.family import evaluate_family, hard_accuracy, seed_probes
+    from search_core.family import evaluate_family, hard_accuracy
     from search_core.ops import op_role
+    from search_core.probes import seed_probes
 
     config = config_for(args, seed, precision)
     data = load_data(config.data)

@@ -64,7 +64,7 @@ def member_at(result: Any, s: list[float]) -> Any:
     """The family member at ``s``: its validation accuracy and parameters, as the family
     table measures every member."""
     from hpo.evaluation import cached_data
-    from search_core.family import Probe
+    from search_core.probes import Probe
 
     table = result.family(cached_data(result.config.data), [Probe("export", tuple(s))])
     return table.members[0]

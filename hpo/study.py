@@ -13,8 +13,9 @@ refused while the file is composed). Sizes are bounded by the config dataclasses
 choices per categorical, ``MAX_GRID_CELLS`` explicit grid cells, ``MAX_LATTICE_POINTS``
 lattice probes. The file is read in one place, ``_read_bytes``.
 
-Importing this module loads no torch (reports and tools read study files); ``load_study``
-of a study that trains does, to validate its settings against ``search_core.config``.
+Neither importing this module nor ``load_study`` loads torch (reports and tools read study
+files, and a typo answers at once), except to check a ``pipeline:`` section: its stages'
+settings belong to ``compress``, which imports torch. That check comes last.
 """
 
 
@@ -209,7 +210,6 @@ def _validate_against_search(spec: StudySpec) -> None:
     _check_objective_probe(spec, config.space.ops)
     settings = {path: f"fidelity.{key}" for key, path in FIDELITY_PATHS.items()
                 if path in spec.fidelity.settings()}
-    _check_pipeline(spec, config.space.ops)
     for name, param in spec.params.items():
         if is_pipeline_param(name):
             continue
@@ -218,6 +218,7 @@ def _validate_against_search(spec: StudySpec) -> None:
             where = f"params.{short_key(name)}={shown(value)}"
             _check_files(build_search_config(spec, {name: value}, where=where), where)
     _check_temperature_order(spec)
+    _check_pipeline(spec, config.space.ops)  # last: it imports torch (compress)
 
 
 def _check_pipeline(spec: StudySpec, ops: tuple[str, ...]) -> None:

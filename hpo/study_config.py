@@ -1,26 +1,21 @@
 """A study's trial as a search's configuration: the study's fixed ``search`` settings, its
 ``data``, ``fidelity`` and the trial's ``params`` (by alias or dotted path) become a
-``search_core.config.SearchConfig``; and the probes every family is evaluated on. Importing
-this module loads no torch (``build_search_config`` does, when called)."""
+``search_core.config.SearchConfig``; and the probes every family is evaluated on. Nothing
+here loads torch: a study file is checked in a process that may never train."""
 
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hpo.pipeline import is_pipeline_param
 from hpo.study_spec import StudySpec
-from search_core.configtools import (
-    shown,
-)
+from search_core.config import SearchConfig
+from search_core.configtools import shown
 from search_core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from search_core.config import SearchConfig
-    from search_core.family import Probe
-
+from search_core.probes import Probe, lattice_probes, seed_probes
 
 # Short names for the settings users tune most; any dotted SearchConfig path works too.
 ALIASES = {
@@ -58,8 +53,6 @@ def build_search_config(
 
     A section of ``search`` (``space``, ``train``, ...) that is not a mapping is a
     ``ConfigError`` naming it, like every other bad value."""
-    from search_core.config import SearchConfig  # local: importing this module loads no torch
-
     tree: dict[str, Any] = copy.deepcopy(dict(spec.search))
     try:
         for key in RUN_KEYS:
@@ -92,8 +85,6 @@ def _section(tree: Mapping[str, Any], section: str) -> dict[str, Any]:
 
 def study_probes(spec: StudySpec, ops: tuple[str, ...]) -> list[Probe]:
     """The probes every trial's family is evaluated on: the seed's A-D and a lattice."""
-    from search_core.family import lattice_probes, seed_probes
-
     probes = seed_probes(ops) if spec.probes.seed else []
     return probes + lattice_probes(len(ops), spec.probes.lattice_divisions)
 

@@ -6,6 +6,9 @@ root folder to a ``RawData`` whose images are ``(N, C, H, W)`` arrays with value
 split) with seeded stratified splits, applies the optional limits, scales pixels to ``[0, 1]``
 and normalises every split with the train split's per-channel mean and standard deviation.
 The test split is never mixed into train or val.
+
+Importing this module loads neither torch nor scikit-learn (they are imported by the functions
+that load and batch data): ``DataConfig`` checks a study file in a process that never trains.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from sklearn.model_selection import train_test_split
 
 from search_core.configtools import from_mapping, shown, to_plain
 from search_core.errors import ConfigError, DataError
 from search_core.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_DATA_ROOT_ENV = "NAS_HPO_DATA"
 # where system packages install data sets, searched after the data root: Debian and Ubuntu's
@@ -133,6 +137,8 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None) ->
     tuple[torch.Tensor, torch.Tensor]
 ]:
     """Minibatches of a split, shuffled by ``generator`` (in order when it is None)."""
+    import torch
+
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     order = order.to(split.x.device)  # drawn on the CPU: the same batches on every device
@@ -176,6 +182,8 @@ def resolve_root(root: str | None) -> Path:
 
 def load_data(config: DataConfig) -> DataSplits:
     """Load ``config.name`` from disk and return normalised train/val/test splits."""
+    import torch
+
     raw = DATASETS.get(config.name)(resolve_root(config.root))
     y_all = np.asarray(raw.y_train, dtype=np.int64)
     pool = np.arange(len(y_all))
@@ -206,6 +214,8 @@ def _split(
     idx: np.ndarray, y: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of ``idx`` into (keep, held_out), stratified by ``y`` where possible."""
+    from sklearn.model_selection import train_test_split
+
     if len(idx) < 2:
         raise DataError(f"cannot split {len(idx)} example(s); the data set is too small")
     try:
@@ -217,6 +227,8 @@ def _split(
 
 def _limit(idx: np.ndarray, y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """A seeded, stratified-where-possible subset of at most ``limit`` indices."""
+    from sklearn.model_selection import train_test_split
+
     if limit is None or limit >= len(idx):
         return idx
     try:
@@ -236,6 +248,8 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _normaliser(
     mean: np.ndarray, std: np.ndarray, max_value: float
 ) -> Callable[[np.ndarray], torch.Tensor]:
+    import torch
+
     def apply(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((x.astype(np.float32) / max_value - mean) / std)
 

@@ -1,6 +1,6 @@
 """CPU kernels of the supernet's soft path (used by ``search_core.supernet.SearchCell``).
 
-Each function computes exactly what the op modules of ``search_core.ops`` compute, reusing
+Each function computes exactly what the op modules of ``search_core.layers`` compute, reusing
 their parameters and BN buffers, but shares work between the edges that leave one node:
 
 - ``SharedInput``: the ReLU every conv op starts with, and a factorized reduce's two pixel
@@ -13,7 +13,7 @@ their parameters and BN buffers, but shares work between the edges that leave on
   maps separate per-edge convs are faster (cache), hence ``GROUP_MAX_ELEMENTS``.
 
 Every BN module's buffers (running mean and variance, batch counter) move exactly as if the
-module had run by itself. The convs of ``search_core.ops`` carry no bias, and these kernels
+module had run by itself. The convs of ``search_core.layers`` carry no bias, and these kernels
 pass none.
 """
 
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from search_core.ops import DilConv, FactorizedReduce, ReLUConvBN, SepConv
+from search_core.layers import DilConv, FactorizedReduce, ReLUConvBN, SepConv
 
 CHANNELS_LAST = torch.channels_last
 # Group the convs of the n edges leaving a node when their outputs hold at most this many

@@ -17,7 +17,8 @@ from search_core.config import SearchSpace
 from search_core.discrete import node_sum
 from search_core.errors import ConfigError
 from search_core.genotype import Genotype
-from search_core.ops import FactorizedReduce, ReLUConvBN, build_op
+from search_core.layers import FactorizedReduce, ReLUConvBN
+from search_core.ops import build_op
 from search_core.supernet import cell_shapes, make_stem
 
 # ----------------------------------------------------------------------------- parts

@@ -25,7 +25,8 @@ from search_core.supernet import SuperNet, recalibrated_bn
 
 if TYPE_CHECKING:
     from search_core.data import DataSplits
-    from search_core.family import FamilyTable, Probe
+    from search_core.family import FamilyTable
+    from search_core.probes import Probe
 
 CHECKPOINT_VERSION = 1
 

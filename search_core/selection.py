@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search_core.errors import ConfigError
-from search_core.family import default_probes, hard_accuracy, info_layout
+from search_core.family import hard_accuracy, info_layout
 from search_core.genotype import Genotype
 from search_core.latency import LatencyTable
 from search_core.placements import das_dennis
+from search_core.probes import default_probes
 from search_core.timing import Timing, TimingSettings, measure_networks
 
 if TYPE_CHECKING:

@@ -42,7 +42,8 @@ from search_core.fastpath import (
     preprocess,
     shared_batch_norm,
 )
-from search_core.ops import FactorizedReduce, ReLUConvBN, build_op
+from search_core.layers import FactorizedReduce, ReLUConvBN
+from search_core.ops import build_op
 
 if TYPE_CHECKING:
     from search_core.data import Split

@@ -19,7 +19,7 @@ from search_core.config import SearchConfig, SearchSpace, TrainConfig
 from search_core.costs import op_cost_weights
 from search_core.discrete import DiscreteNetwork
 from search_core.errors import ConfigError
-from search_core.family import default_probes, evaluate_family, hard_accuracy, seed_probes
+from search_core.family import evaluate_family, hard_accuracy
 from search_core.genotype import Genotype
 from search_core.latency import (
     LatencyTable,
@@ -31,6 +31,7 @@ from search_core.latency import (
     random_genotypes,
 )
 from search_core.network_parts import PartKey, network_layout
+from search_core.probes import default_probes, seed_probes
 from search_core.selection import (
     candidate_s,
     distinct_architectures,

@@ -16,10 +16,11 @@ from search_core.costs import heaviest_genotype
 from search_core.discrete import DiscreteNetwork
 from search_core.engine import EpochMetrics, search
 from search_core.errors import ConfigError, DivergenceError
-from search_core.family import default_probes, heaviest_complexity, seed_probes
+from search_core.family import heaviest_complexity
 from search_core.genotype import Genotype, derive
 from search_core.metrics import hypervolume_2d
 from search_core.ops import OPS, build_op, count_params
+from search_core.probes import default_probes, seed_probes
 from search_core.result import SearchResult, load_model, save_model
 from search_core.supernet import SuperNet, recalibrated_bn
 

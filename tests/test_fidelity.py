@@ -18,7 +18,8 @@ from hpo.study_config import build_search_config
 from hpo.study_spec import StudyError
 from reports.fidelity import proxy_fidelity
 from search_core.data import DataSplits
-from search_core.family import evaluate_family, seed_probes
+from search_core.family import evaluate_family
+from search_core.probes import seed_probes
 from search_core.result import SearchResult
 from search_core.train import TrainRecipe, fine_tuned_accuracy, train_network
 

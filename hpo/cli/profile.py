@@ -63,13 +63,14 @@ def _check(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> int:
     from hpo.layouts import study_layouts
     from hpo.study import load_study
+
+    _check(args)
+    specs = [load_study(path) for path in (args.study or [None])]  # before torch is imported
     from search_core.latency import LatencyTable, agreement, calibrate, profile_parts
     from search_core.timing import TimingSettings, fingerprint_mismatch, resolve_device
 
-    _check(args)
     resolve_device(args.device)
-    layouts = [layout for path in (args.study or [None])
-               for layout in study_layouts(load_study(path))]
+    layouts = [layout for spec in specs for layout in study_layouts(spec)]
     settings = TimingSettings(rounds=args.rounds, threads=args.threads, device=args.device)
     previous = LatencyTable.load(args.compare) if args.compare else None
     batches = sorted({1, args.batch})

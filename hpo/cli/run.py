@@ -49,10 +49,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import optuna
-
     from hpo.options import RayOptions, RunOptions, check_flags, checked, read_study
-    
+
     check_flags([(0 <= args.reevaluate <= MAX_FRESH_SEEDS,
                   f"--reevaluate: got {args.reevaluate}; need 0..{MAX_FRESH_SEEDS} fresh seeds "
                   "per configuration (0: none)")])
@@ -67,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        gpus_per_trial=args.gpus_per_trial),
     ))
     spec = read_study(options)  # the flags and the study file first: before torch is imported
+    import optuna
+
     from hpo.progress import StudyProgress
     from hpo.runner import run
     from search_core.data import DEFAULT_DATA_ROOT_ENV
