@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from hpo.records import GRID_ATTR, GRID_CELL_ATTR
+from hpo.records import GRID_ATTR, GRID_CELL_ATTR, opening_attrs
 from hpo.study_spec import ParamSpec, StudySpec
 from search_core.errors import ConfigError
 
@@ -95,5 +95,5 @@ def enqueue_grid(study: optuna.Study, spec: StudySpec, seed: int,
     for cell in cells:
         key = grid_key(cell)
         if key not in present:
-            study.enqueue_trial(cell, user_attrs={GRID_CELL_ATTR: key})
+            study.enqueue_trial(cell, user_attrs=opening_attrs({GRID_CELL_ATTR: key}))
     study.set_user_attr(GRID_ATTR, len(cells))

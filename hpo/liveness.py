@@ -4,9 +4,10 @@ and the recovery of stale trials (failed with the reason, re-enqueued).
 The study's lock (``study_lock``) is keyed on the storage and the study's name, never on a
 working folder or ``--artifacts``: every ``hpo`` process that uses the study holds the same
 lock while it creates the study, counts and asks, recovers stale trials or records a
-re-evaluation. A journal or SQLite file: an ``flock`` on a lock file beside it (every process
-on every host that shares that filesystem with working ``flock``); PostgreSQL: an advisory lock
-in the database itself (every host that reaches the database)."""
+re-evaluation. A journal or SQLite file: an ``flock`` on a lock file in a hidden folder beside
+it (every process on every host that shares that filesystem with working ``flock``);
+PostgreSQL: an advisory lock in the database itself (every host that reaches the
+database)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from hpo.records import (
     HEARTBEAT_ATTR,
     RETRY_OF_ATTR,
     WORKER_ATTR,
+    opening_attrs,
     owner_alive,
     owner_on_this_host,
 )
@@ -76,16 +78,20 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-LOCK_SUFFIX = ".hpo-lock"  # beside a journal or SQLite file (Optuna's own is ".lock")
+LOCK_FOLDER = ".hpo-locks"  # beside a journal or SQLite file: the studies' lock files
+LOCK_SUFFIX = ".hpo-lock"  # (Optuna's own lock of a journal, FILE.lock, comes and goes)
 
 
 def lock_path(storage: str | None, name: str) -> Path | None:
-    """The lock file of study ``name`` in a file storage (journal, SQLite): beside the file,
-    one per study; None for a database server (its lock is an advisory lock)."""
+    """The lock file of study ``name`` in a file storage (journal, SQLite): one per study,
+    in one hidden folder beside the file (``runs/.hpo-locks/hpo.journal.NAME.hpo-lock``), so
+    the storage's folder does not fill with them; None for a database server (its lock is
+    an advisory lock). A lock file stays after its holder is done: removing it would let a
+    process that opened it before the removal hold a lock no other process takes."""
     path = storage_file(storage)
     if path is None:
         return None
-    return path.parent / f".{path.name}.{name}{LOCK_SUFFIX}"
+    return path.parent / LOCK_FOLDER / f"{path.name}.{name}{LOCK_SUFFIX}"
 
 
 @contextmanager
@@ -115,7 +121,7 @@ def recover_stale_trials(study: optuna.Study) -> list[int]:
         attrs = {RETRY_OF_ATTR: trial.number}
         if trial.user_attrs.get(GRID_CELL_ATTR):
             attrs[GRID_CELL_ATTR] = trial.user_attrs[GRID_CELL_ATTR]
-        study.enqueue_trial(trial.params, user_attrs=attrs)
+        study.enqueue_trial(trial.params, user_attrs=opening_attrs(attrs))
         stale.append(trial.number)
     if stale:
         log.warning("marked trials %s failed (their process died) and re-enqueued them", stale)

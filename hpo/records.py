@@ -17,13 +17,16 @@ import sys
 from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from hpo.compat_optuna import enqueued_params
 from search_core.machine import cpu_model
 from search_core.threads import openmp_environment, usable_cpus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # trial user attributes: TrialRecord's fields, and those written while a trial runs
 WORKER_ATTR = "worker"  # "host:pid" of the process running a trial
@@ -43,7 +46,8 @@ RAY_ATTRS = (RAY_NODE_ID_ATTR, RAY_NODE_IP_ATTR, RAY_NODES_ATTR, RAY_RESTARTS_AT
 
 # study user attributes
 STUDY_FILE_ATTR = "study_file"  # the parsed study file (StudySpec.to_dict)
-STUDY_SOURCE_ATTR = "study_source"
+STUDY_SOURCE_ATTR = "study_source"  # the study file as hpo run named it (announce.shown_path):
+# relative to the folder it ran in, else the file's name; "the shipped NAME.yaml"
 FINGERPRINT_ATTR = "fingerprint"  # written last: a study without it is incomplete
 REFERENCE_ATTR = "reference_complexity"
 ENVIRONMENT_ATTR = "environment"
@@ -112,6 +116,22 @@ def environment(threads: int | None = None) -> dict[str, Any]:
 
 SCALAR_ATTRS = ("probe_A_accuracy", "probe_A_params", "family_hypervolume",
                 "family_controllability")  # derived from the record, for the dashboard
+
+
+def opening_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What a trial writes first, when it is asked or enqueued: an empty slot (None) for each
+    of ``SCALAR_ATTRS``, then ``attrs``. optuna-dashboard lists a trial's attributes in the
+    order its storage returns them, and Optuna's journal storage (our default) keeps each
+    key where it was first written (a dict updated in place), so the numbers written when the
+    trial ends lead the list, before ``worker``, ``sampler_seed``, ``heartbeat`` and
+    ``history``. RDB storages promise no order (SQLite returns them sorted by key)."""
+    return dict.fromkeys(SCALAR_ATTRS) | attrs
+
+
+def set_trial_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Write ``attrs`` into ``trial`` in their order (one storage write each)."""
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 @dataclass(frozen=True)
@@ -207,6 +227,9 @@ def metric_names(study: optuna.Study) -> list[str]:
     return names if len(names) == len(study.directions) else ["value"] * len(study.directions)
 
 
+PARAM_PREFIX = "param_"  # a parameter's column in a trials frame (trial_row, study_frame)
+
+
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """One flat row per trial for `hpo show`."""
     record = TrialRecord.from_frozen(trial)
@@ -215,12 +238,29 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         for i, value in enumerate(trial.values):
             row["value" if len(trial.values) == 1 else f"value_{i}"] = value
     params = trial.params or enqueued_params(trial)
-    row |= {f"param_{k}": v for k, v in params.items()}
+    row |= {f"{PARAM_PREFIX}{k}": v for k, v in params.items()}
     row["hypervolume"] = record.hypervolume
     row["controllability"] = record.controllability
     row["seconds"] = record.seconds
     row["fail_reason"] = record.fail_reason
     return row
+
+
+def readable_columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """A trials frame (``value``/``value_i`` and ``param_*`` columns) under the names a
+    person reads: each value under its objective's name (``names``, from ``metric_names``),
+    a column that repeats one dropped (the family's hypervolume when it is the objective),
+    each parameter under its own name (``param_`` kept where that name is taken)."""
+    values = ["value"] if "value" in frame else [f"value_{i}" for i in range(len(names))]
+    renames = dict(zip([v for v in values if v in frame], names))
+    if len(set(renames.values())) < len(renames):  # names unknown: "value" for each
+        renames = {}
+    frame = frame.drop(columns=[n for n in renames.values() if n in frame and n not in renames])
+    for column in frame.columns:
+        short = str(column).removeprefix(PARAM_PREFIX)
+        if short != column and short not in frame.columns and short not in renames.values():
+            renames[column] = short
+    return frame.rename(columns=renames)
 
 
 def timing_summary(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:

@@ -17,7 +17,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo.announce import BestTrial, banner, best_lines, next_commands, stop_reason_words
+from hpo.announce import (
+    BestTrial,
+    banner,
+    best_lines,
+    next_commands,
+    shown_path,
+    stop_reason_words,
+)
 from hpo.backends.base import RunJob
 from hpo.evaluation import check_fits_in_memory, reference_complexity
 from hpo.facts import best_trial, state_counts
@@ -176,7 +183,7 @@ def set_study_attributes(study: optuna.Study, spec: StudySpec, options: RunOptio
                          reference: float) -> None:
     """The study's own records; the fingerprint last: a study without it is incomplete."""
     study.set_user_attr(STUDY_FILE_ATTR, spec.to_dict())
-    study.set_user_attr(STUDY_SOURCE_ATTR, spec.source)
+    study.set_user_attr(STUDY_SOURCE_ATTR, shown_path(spec.source))  # no private path
     study.set_user_attr(REFERENCE_ATTR, reference)
     study.set_user_attr(ENVIRONMENT_ATTR, environment(trial_threads(options)))
     study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint())

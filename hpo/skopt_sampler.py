@@ -196,7 +196,8 @@ class SkoptSampler(optuna.samplers.BaseSampler):
         )
         with warnings.catch_warnings():
             # skopt warns when the surrogate re-proposes an evaluated point; that is harmless.
-            warnings.filterwarnings("ignore", message="The objective has been evaluated")
+            warnings.filterwarnings("ignore", message="The objective has been evaluated",
+                                    category=UserWarning)
             optimizer.tell(xs, ys)
             return optimizer.ask()
 

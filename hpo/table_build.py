@@ -135,8 +135,8 @@ def configurations(spec: Any, count: int, seed: int) -> list[tuple[str, dict[str
     from hpo.trial import suggest_all
 
     cells = [("grid", cell) for cell in grid_cells(spec)] if spec.grid else []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # QMCSampler is experimental (Optuna 3.0-5.1): our choice
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.QMCSampler(
             qmc_type="sobol", scramble=True, seed=seed,
             independent_sampler=optuna.samplers.RandomSampler(seed=seed))

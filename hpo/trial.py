@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from hpo.compat_optuna import stored_state
 from hpo.evaluation import evaluate
-from hpo.records import RETRY_OF_ATTR, TrialRecord
+from hpo.records import RETRY_OF_ATTR, TrialRecord, opening_attrs
 from hpo.study_spec import ParamSpec, StudySpec
 from search_core.errors import disk_full
 
@@ -195,4 +195,4 @@ def _record(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
     if outcome.state == TrialState.FAIL and not (outcome.interrupted or outcome.requeue):
         log.warning("trial %d failed: %s", trial.number, outcome.record.fail_reason)
     if outcome.requeue and params is not None:
-        study.enqueue_trial(params, user_attrs={RETRY_OF_ATTR: trial.number})
+        study.enqueue_trial(params, user_attrs=opening_attrs({RETRY_OF_ATTR: trial.number}))

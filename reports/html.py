@@ -62,19 +62,23 @@ def _render_section(section: Section, level: int) -> list[str]:
         parts += [f"<h{sub}>{esc(title)}</h{sub}>",
                   f"<img src='{esc(png.name)}' alt='{esc(title)}'>",
                   f"<div class='files'>{links}</div>"]
-    for title, frame, path, rows in section.tables:
-        parts += render_table(title, frame, path, rows, sub)
+    for table in section.tables:
+        parts += render_table(table.title, table.frame, table.path, table.rows, sub,
+                              table.csv_only)
     for child in section.children:
         parts += _render_section(child, sub)
     return parts
 
 
 def render_table(title: str, frame: pd.DataFrame, path: Path, rows: int,
-                  level: int) -> list[str]:
+                 level: int, csv_only: tuple[str, ...] = ()) -> list[str]:
     """A table's heading, its first ``rows`` rows without all-empty columns (inside a
-    scrolling box), and the link to its CSV with every row and column."""
+    scrolling box), and the link to its CSV with every row and column (naming the columns
+    ``csv_only`` that only the CSV has)."""
     esc = html.escape
     link = f"<a href='{esc(path.name)}'>csv</a>"
+    if csv_only:
+        link += f" (also {esc(', '.join(csv_only))})"
     if rows == 0:
         return [f"<h{level}>{esc(title)}</h{level}>",
                 f"<div class='files'>{len(frame)} rows: {link}</div>"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -18,23 +18,33 @@ from hpo.storage_urls import storage_label
 PREVIEW_ROWS = 10  # rows of a long table shown on the page; all of them are in its CSV
 
 
+class Table(NamedTuple):
+    """A table of a section: its title, the frame the page shows, its CSV (every row and
+    column), the rows shown (0: the CSV is linked only) and the columns only the CSV has."""
+
+    title: str
+    frame: pd.DataFrame
+    path: Path
+    rows: int
+    csv_only: tuple[str, ...] = ()
+
+
 @dataclass
 class Section:
-    """What a report shows of one study, group or latency table. ``tables`` hold (title,
-    frame, CSV path, rows shown: 0 links the CSV only)."""
+    """What a report shows of one study, group or latency table."""
 
     title: str
     kind: str  # "study" | "group" | "latency"
     meta: dict[str, Any] = field(default_factory=dict)
     figures: list[tuple[str, list[Path]]] = field(default_factory=list)
-    tables: list[tuple[str, pd.DataFrame, Path, int]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
     children: list[Section] = field(default_factory=list)  # drawn after, one level deeper
     findings: list[str] = field(default_factory=list)  # sentences shown first, as a list
     cautions: list[str] = field(default_factory=list)  # what a sample is too small to show
 
     @property
     def files(self) -> list[Path]:
-        own = [p for _, ps in self.figures for p in ps] + [t[2] for t in self.tables]
+        own = [p for _, ps in self.figures for p in ps] + [t.path for t in self.tables]
         return own + [p for child in self.children for p in child.files]
 
 
@@ -43,14 +53,18 @@ def slug(name: str) -> str:
 
 
 def add_table(section: Section, out_dir: Path, stem: str, title: str, frame: pd.DataFrame,
-           index: bool = False, shown: int = PREVIEW_ROWS) -> None:
-    """Write ``frame`` as CSV; the page shows its first ``shown`` rows (0: a link only)."""
+              index: bool = False, shown: int = PREVIEW_ROWS,
+              csv_only: tuple[str, ...] = ()) -> None:
+    """Write ``frame`` as CSV; the page shows its first ``shown`` rows (0: a link only)
+    without the columns ``csv_only`` (they make a wide table scroll; the CSV keeps them)."""
     if frame is None or frame.empty:
         return
     path = out_dir / f"{stem}.csv"
     defuse_formulas(frame).to_csv(path, index=index)
-    section.tables.append((title, frame if index else frame.reset_index(drop=True), path,
-                           shown))
+    hidden = tuple(c for c in csv_only if c in frame.columns)
+    page = frame.drop(columns=list(hidden))
+    section.tables.append(Table(title, page if index else page.reset_index(drop=True), path,
+                                shown, hidden))
 
 
 def storage_shown(url: str | None) -> str:

@@ -17,7 +17,10 @@ from hpo.facts import FINISHED, best_trial, complete_trials, is_multi_objective,
 from hpo.objectives import OBJECTIVES
 from hpo.pipeline import PREFIX as PIPELINE_PREFIX
 from hpo.records import (
+    PARAM_PREFIX,
     TrialRecord,
+    metric_names,
+    readable_columns,
     stored_objective,
 )
 from search_core.metrics import hypervolume_2d, pareto_front
@@ -39,7 +42,7 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
                 row["value"] = t.values[0]
             else:
                 row |= {f"value_{i}": v for i, v in enumerate(t.values)}
-        row |= {f"param_{k}": v for k, v in t.params.items()}
+        row |= {f"{PARAM_PREFIX}{k}": v for k, v in t.params.items()}
         record = TrialRecord.from_frozen(t)
         row["hypervolume"] = record.hypervolume
         row["controllability"] = record.controllability
@@ -57,6 +60,16 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
         running = values.cummax() if maximises(study) else values.cummin()
         frame["best_so_far"] = running.where(done | running.notna())
     return frame
+
+
+TRIALS_CSV_ONLY = ("elapsed_s", "best_so_far")  # the history figure draws them; in the CSV
+
+
+def trials_table(study: optuna.Study, frame: pd.DataFrame) -> pd.DataFrame:
+    """The report's Trials table from ``study_frame``: values under the objective's names,
+    parameters without their ``param_`` prefix, no column repeating a value (the family's
+    hypervolume when it is the objective). The page leaves out ``TRIALS_CSV_ONLY``."""
+    return readable_columns(frame, metric_names(study))
 
 
 def objective_column(frame: pd.DataFrame) -> str | None:

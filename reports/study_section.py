@@ -199,7 +199,8 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     stem = slug(study.study_name)
     frame = study_frames.study_frame(study)
     section = Section(f"Study {study.study_name}", "study", _study_meta(study, frame))
-    add_table(section, out_dir, f"{stem}-trials", "Trials", frame)
+    add_table(section, out_dir, f"{stem}-trials", "Trials",
+              study_frames.trials_table(study, frame), csv_only=study_frames.TRIALS_CSV_ONLY)
     best = facts.best_trial(study)
     if best is not None:
         section.meta["best trial"] = best_trial_text(study, best)

@@ -5,6 +5,7 @@ budget, pruning masks and rewinding, and the gates' expectations and bookkeeping
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -33,7 +34,14 @@ from compress.lottery import (
     random_masks_like,
     train_masked,
 )
-from compress.quantise import QuantiseSettings, choose_bits, fake_quantise, levels
+from compress.quantise import (
+    QuantiseSettings,
+    choose_bits,
+    fake_quantise,
+    fx_deprecations_hidden,
+    levels,
+    to_int8,
+)
 from reports import study_frames
 from reports.html import write_report
 from search_core.data import DataSplits
@@ -157,6 +165,28 @@ def test_an_8_bit_model_is_also_measured_on_int8_kernels(tiny_space, tiny_data) 
     int8 = record.extra["int8"]
     assert 0 <= int8["accuracy"] <= 1 and int8["latency_ms"] > 0
     assert abs(int8["accuracy"] - record.after["accuracy"]) <= 0.1  # the same model, in int8
+
+
+
+def test_the_int8_conversion_hides_only_its_own_deprecation_warnings(tiny_space,
+                                                                      tiny_data) -> None:
+    """The conversion silenced every warning around it; now only the FX path's own."""
+    net = tiny_network(tiny_space, tiny_data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        int8 = to_int8(net, tiny_data, calibration_batches=1)
+    assert [str(w.message)[:60] for w in caught] == []
+    x = tiny_data.val.x[:8]
+    assert (int8(x).argmax(1) == net(x).argmax(1)).float().mean() >= 0.5
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with fx_deprecations_hidden():
+            warnings.warn("torch.ao.quantization is deprecated and will be removed",
+                          DeprecationWarning, stacklevel=1)
+            warnings.warn("an unrelated warning", UserWarning, stacklevel=1)
+            warnings.warn("torch.ao.quantization is new", DeprecationWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["an unrelated warning",
+                                              "torch.ao.quantization is new"]
 
 
 # ----------------------------------------------------------------------------- lottery

@@ -8,6 +8,7 @@ import math
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from hpo.cli.report import add_parser, cmd_report
 from hpo.storage import open_storage
 from reports import group_frames, study_frames
 from reports.html import render_table, report_files, write_report
+from reports.page import Section, add_table
 from search_core.errors import ConfigError
 from search_core.metrics import pareto_front
 
@@ -326,6 +328,51 @@ def test_a_long_table_shows_a_preview_and_links_every_row(tmp_path):
     assert re.findall(r"<th>(.*?)</th>", box) == ["trial", "value"]  # no all-empty column
     assert re.findall(r"<tr>\s*<td>(\d+)</td>", box) == [str(i) for i in range(10)]
     assert link == "<div class='files'><a href='t.csv'>csv</a></div>"
+
+
+def _digits_like_study() -> optuna.Study:
+    """Two trials of a hypervolume study with the shipped digits study's 7 parameters (its
+    Trials table had 16 columns and was cut at 1100 px)."""
+    study = optuna.create_study(direction="maximize")
+    with warnings.catch_warnings():  # experimental in Optuna 3.2-5.0
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["hypervolume"])
+    dists = {"kappa": FLOAT, "t_start": FLOAT, "t_end": FLOAT, "bandwidth": FLOAT,
+             "num_refs": optuna.distributions.IntDistribution(2, 8),
+             "schedule": CAT, "placement": CAT}
+    for number, value in enumerate((0.6, 0.7)):
+        params = {name: (0.5 if isinstance(d, optuna.distributions.FloatDistribution)
+                         else 4 if isinstance(d, optuna.distributions.IntDistribution) else "a")
+                  for name, d in dists.items()}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=dists, value=value,
+            user_attrs={"family_summary": {"hypervolume": value, "controllability": 0.1},
+                        "seconds": 1.0 + number, "seed": 0}))
+    return study
+
+
+def test_the_trials_table_names_parameters_plainly_and_fits_its_box(tmp_path):
+    study = _digits_like_study()
+    frame = study_frames.study_frame(study)
+    assert len(frame.columns) == 16 and "param_kappa" in frame  # the data for the figures
+    table = study_frames.trials_table(study, frame)
+    assert not [c for c in table.columns if c.startswith("param_")]
+    assert {"kappa", "schedule", "placement", "num_refs"} <= set(table.columns)
+    assert list(table.columns).count("hypervolume") == 1 and "value" not in table
+    assert table["hypervolume"].tolist() == [0.6, 0.7]
+
+    section = Section("Study s", "study")
+    add_table(section, tmp_path, "s-trials", "Trials", table,
+              csv_only=study_frames.TRIALS_CSV_ONLY)
+    (shown,) = section.tables
+    assert len(shown.frame.columns) == 13  # 16 less the duplicate, elapsed_s, best_so_far
+    assert {"elapsed_s", "best_so_far"} <= set(pd.read_csv(shown.path).columns)
+    heading, box, link = render_table(*shown[:4], 3, shown.csv_only)
+    assert heading == "<h3>Trials</h3>" and box.startswith("<div class='table-wrap'><table")
+    assert re.findall(r"<th>(.*?)</th>", box)[:5] == ["number", "state", "hypervolume",
+                                                       "kappa", "t_start"]
+    assert link == ("<div class='files'><a href='s-trials.csv'>csv</a> (also elapsed_s, "
+                    "best_so_far)</div>")
 
 
 def test_wall_time_counts_time_spent_running_trials_not_the_gap_between_sessions() -> None:

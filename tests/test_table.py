@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from hpo_helpers import TINY, Hpo
 
@@ -72,6 +74,23 @@ def test_sobol_design_is_deterministic_and_extends_its_prefix() -> None:
     assert configurations(spec, 4, 1) != four
     kappas = [p["kappa"] for source, p in eight if source == "sobol"]
     assert len(set(kappas)) == 8 and all(0.1 <= k <= 10 for k in kappas)
+
+
+def test_the_sobol_design_hides_only_the_samplers_experimental_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every warning was silenced while the design was drawn; now only Optuna's
+    ExperimentalWarning for the QMC sampler (the harness's choice, not the user's)."""
+    real = optuna.samplers.QMCSampler
+
+    def noisy(**kwargs: object) -> optuna.samplers.BaseSampler:
+        warnings.warn("an unrelated warning", UserWarning, stacklevel=1)
+        return real(**kwargs)
+
+    monkeypatch.setattr(optuna.samplers, "QMCSampler", noisy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        configurations(load_study(TINY), 2, 0)
+    assert [str(w.message) for w in caught] == ["an unrelated warning"]
 
 
 # ----------------------------------------------------------------------------- surrogate

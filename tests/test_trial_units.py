@@ -18,9 +18,18 @@ from hpo.compat_optuna import enqueued_params
 from hpo.facts import best_numbers, best_trial, state_counts
 from hpo.members import pick_trial
 from hpo.objectives import MAXIMIZE, MINIMIZE, OBJECTIVES, Objective
-from hpo.records import FAIL_REASON_ATTR, RETRY_OF_ATTR, TrialRecord
+from hpo.records import (
+    FAIL_REASON_ATTR,
+    RETRY_OF_ATTR,
+    SCALAR_ATTRS,
+    WORKER_ATTR,
+    TrialRecord,
+    opening_attrs,
+    set_trial_attrs,
+)
 from hpo.samplers import SAMPLERS, TrialSeededSampler, study_sampler, trial_seed
 from hpo.stopping import GRID, STOPPED_EARLY, TIMEOUT, TRIALS, StopRule
+from hpo.storage import open_journal
 from hpo.study import load_study
 from hpo.trial import TrialOutcome, TrialTask, record_outcome, run_trial, values_problem
 
@@ -157,6 +166,30 @@ def test_record_outcome(outcome: TrialOutcome, state: TrialState, value: float |
     if requeued:
         assert enqueued_params(waiting[0]) == {"x": 0.5}
         assert waiting[0].user_attrs[RETRY_OF_ATTR] == 0
+
+
+
+def test_a_trials_numbers_come_first_in_a_journal_also_when_it_was_re_enqueued(
+        tmp_path: Path) -> None:
+    """The numbers' slots are written when a trial is asked or enqueued; the journal keeps a
+    key where it was first written, so the numbers lead once the trial ends (read back by
+    another process's storage, as optuna-dashboard reads it)."""
+    path = tmp_path / "x.journal"
+    study = optuna.create_study(storage=open_journal(path), direction="maximize")
+    first = study.ask()
+    set_trial_attrs(first, opening_attrs({WORKER_ATTR: "host:1", "history": []}))
+    cut = TrialOutcome(TrialState.FAIL, record=TrialRecord(fail_reason="cut"), requeue=True)
+    record_outcome(study, first, cut, params={"x": 0.5})
+    again = study.ask()  # the re-enqueued configuration
+    set_trial_attrs(again, opening_attrs({WORKER_ATTR: "host:2"}))
+    record = TrialRecord(seed=1, family=({"probe": "A", "accuracy": 0.9, "params": 10},),
+                         family_summary={"hypervolume": 0.5, "controllability": 0.1})
+    record_outcome(study, again, TrialOutcome(TrialState.COMPLETE, (0.5,), record))
+    stored = optuna.load_study(study_name=study.study_name, storage=open_journal(path))
+    done = stored.trials[again.number].user_attrs
+    assert list(done)[:len(SCALAR_ATTRS)] == list(SCALAR_ATTRS)
+    assert [done[key] for key in SCALAR_ATTRS] == [0.9, 10, 0.5, 0.1]
+    assert done[RETRY_OF_ATTR] == first.number
 
 
 # ------------------------------------------------------------------------------ ray_outcome

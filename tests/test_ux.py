@@ -16,7 +16,14 @@ import pytest
 from hpo_helpers import TINY, TINY_SLOW, WAIT_S, Hpo, of_state, wait_for
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.records import FAIL_REASON_ATTR, HISTORY_ATTR, RETRY_OF_ATTR, SAMPLER_ATTR
+from hpo.records import (
+    FAIL_REASON_ATTR,
+    HISTORY_ATTR,
+    RETRY_OF_ATTR,
+    SAMPLER_ATTR,
+    SCALAR_ATTRS,
+    STUDY_SOURCE_ATTR,
+)
 from hpo.trial import INTERRUPTED
 
 LOW_DIM = Path(__file__).resolve().parent.parent / "studies" / "low-dim-synthetic.yaml"
@@ -120,6 +127,18 @@ def test_metric_names_and_scalar_attributes_for_the_dashboard(cli: Hpo) -> None:
     assert trial.user_attrs["probe_A_params"] == family["A"]["params"]
     assert trial.user_attrs["family_hypervolume"] == pytest.approx(trial.value)
     assert isinstance(trial.user_attrs["family_controllability"], float)
+
+
+def test_the_dashboard_lists_a_trials_numbers_before_its_bookkeeping(cli: Hpo) -> None:
+    """optuna-dashboard shows user attributes in the storage's order; the journal keeps each
+    key where it was first written, and worker, sampler_seed, heartbeat and history are
+    written while the trial runs, before its numbers exist."""
+    assert cli.run("--trials", 1, "--name", "ordered").code == 0
+    (trial,) = cli.trials("ordered")
+    keys = list(trial.user_attrs)
+    assert keys[:len(SCALAR_ATTRS)] == list(SCALAR_ATTRS)
+    assert keys.index("family_controllability") < keys.index("worker")
+    assert all(trial.user_attrs[key] is not None for key in SCALAR_ATTRS)
 
 
 @pytest.mark.slow
@@ -239,3 +258,42 @@ def test_the_bar_says_what_the_run_waits_for(capsys: pytest.CaptureFixture[str])
     progress.note("starting Ray")
     progress.close()
     assert "starting Ray" in capsys.readouterr().err
+
+
+def test_a_study_names_its_file_without_a_private_path(cli: Hpo,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``study_source`` was the file's absolute path (a user's temporary folder in a shared
+    storage): now the file's name when it lies outside the working folder, its path relative
+    to the working folder when inside it."""
+    outside = cli.write_study(lambda raw: None)  # under tmp_path, not the working folder
+    assert cli.run("--trials", 1, "--name", "outside", study=outside).code == 0
+    assert cli.study("outside").user_attrs[STUDY_SOURCE_ATTR] == outside.name
+
+    monkeypatch.chdir(cli.tmp)
+    inside = cli.tmp / "mine" / "study.yaml"
+    inside.parent.mkdir()
+    inside.write_text(TINY.read_text())
+    assert cli.run("--trials", 1, "--name", "inside", study=inside.resolve()).code == 0
+    assert cli.study("inside").user_attrs[STUDY_SOURCE_ATTR] == "mine/study.yaml"
+
+
+def test_a_shipped_study_file_is_stored_by_its_shipped_name() -> None:
+    from hpo.announce import shown_path
+    from hpo.shipped import default_study
+
+    assert shown_path(str(default_study())) == "the shipped digits.yaml"
+
+
+def test_the_storage_folder_holds_no_lock_file_per_study(cli: Hpo) -> None:
+    """Each study's lock file was a hidden file beside the journal (runs/ filled with one per
+    study); they now share one hidden folder beside it."""
+    from hpo.liveness import LOCK_FOLDER, lock_path
+
+    for name in ("first", "second"):
+        assert cli.run("--trials", 1, "--name", name).code == 0
+    assert sorted(p.name for p in cli.tmp.iterdir()) == sorted(
+        [LOCK_FOLDER, cli.storage.name, cli.artifacts.name])
+    locks = sorted(p.name for p in (cli.tmp / LOCK_FOLDER).iterdir())
+    assert locks == [f"x.journal.{name}.hpo-lock" for name in ("first", "second")]
+    assert lock_path(f"sqlite:///{cli.tmp}/s.db", "a") == cli.tmp / LOCK_FOLDER / "s.db.a.hpo-lock"
+    assert lock_path("postgresql://u@h/db", "a") is None

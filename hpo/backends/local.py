@@ -44,6 +44,8 @@ from hpo.records import (
     RETRY_OF_ATTR,
     SAMPLER_SEED_ATTR,
     WORKER_ATTR,
+    opening_attrs,
+    set_trial_attrs,
     worker_id,
 )
 from hpo.samplers import PRUNERS, sampler_seed, study_sampler
@@ -162,9 +164,9 @@ def ask(study: optuna.Study, spec: StudySpec,
     """A new trial and its parameters, sampled now (under the lock) by the study's sampler;
     None if sampling failed (the trial is recorded FAIL with the reason)."""
     trial = study.ask()
-    trial.set_user_attr(WORKER_ATTR, worker_id())
-    trial.set_user_attr(SAMPLER_SEED_ATTR, sampler_seed(options.sampler, options.seed,
-                                                        trial.number))
+    set_trial_attrs(trial, opening_attrs({
+        WORKER_ATTR: worker_id(),
+        SAMPLER_SEED_ATTR: sampler_seed(options.sampler, options.seed, trial.number)}))
     params = sample_params(study, trial, spec)
     return None if params is None else (trial, params)
 

@@ -43,6 +43,8 @@ from hpo.records import (
     REFERENCE_ATTR,
     WORKER_ATTR,
     TrialRecord,
+    opening_attrs,
+    set_trial_attrs,
     worker_id,
 )
 from hpo.storage import open_storage
@@ -208,7 +210,8 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
                 return self.FINISHED
             params = super().suggest(trial_id)
             ot_trial = optuna_trials(self)[trial_id]
-            ot_trial.set_user_attr(WORKER_ATTR, worker_id())  # the driver owns Ray trials
+            # the driver owns Ray trials
+            set_trial_attrs(ot_trial, opening_attrs({WORKER_ATTR: worker_id()}))
             return None if params is None else {**params, TRIAL_KEY: ot_trial.number}
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import optuna
 
 from hpo.cli.common import Subparsers, add_storage
 from hpo.facts import best_numbers
-from hpo.records import metric_names, timing_summary, trial_row
+from hpo.records import metric_names, readable_columns, timing_summary, trial_row
 from hpo.spreadsheet import defuse_formulas
 from hpo.storage import load_existing_study
 
@@ -55,12 +55,7 @@ def readable_trials(frame: pd.DataFrame, study: optuna.Study) -> str:
     objective's name, 4 significant digits, no all-empty columns, empty where nothing is."""
     from hpo.announce import number
 
-    names = metric_names(study)
-    value_columns = ["value"] if "value" in frame else [f"value_{i}" for i in range(len(names))]
-    frame = frame.drop(columns=[n for n in names if n in frame])  # e.g. the family's
-    # hypervolume when it is the value
-    frame = frame.rename(columns=dict(zip(value_columns, names)))
-    frame = frame.rename(columns=lambda c: c.removeprefix("param_"))
+    frame = readable_columns(frame, metric_names(study))
     frame["best"] = frame["best"].map({True: "*", False: ""})
     frame = frame[["best", *[c for c in frame.columns if c != "best"]]]
     frame = frame.dropna(axis="columns", how="all")
