@@ -1,5 +1,5 @@
 """One fixed configuration of a study searched with several search seeds, as a trial would
-(search + family evaluation), then the seed's Table 1 (or 2) beside probes A-D.
+(search + family evaluation), then the thesis's Table 1 (or 2) beside probes A-D.
 
     python benchmarks/full_search.py --study studies/fashion-mnist-exp1-full.yaml \\
         --seeds 0,1,2 --device cuda --out runs/full-exp1.jsonl

@@ -6,7 +6,7 @@ same search seeds. ``--eval-precision fp32`` measures bf16-trained supernets' fa
         --val-limit 2000 --epochs 10 --seeds 0,1,2 --out benchmarks/results/precision.jsonl
 
 For each seed, one search per precision with everything else equal (Experiment 1 space,
-16 channels, batch 64, kappa 1, the seed's probes). Per search: its seconds, each probe's
+16 channels, batch 64, kappa 1, the thesis's probes). Per search: its seconds, each probe's
 validation proxy accuracy (what the harness optimises), the same architecture's accuracy on
 the test split (reported, used for nothing), in-cell parameters and op counts. Rows are
 JSON lines appended to ``--out``; a (seed, precision) already there is not run again, so the

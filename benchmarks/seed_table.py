@@ -1,4 +1,4 @@
-"""The seed's Table 1 (or 2, 3) beside this implementation's probes A-D, over search seeds.
+"""The thesis's Table 1 (or 2, 3) beside this implementation's probes A-D, over search seeds.
 
     python benchmarks/seed_table.py --experiment 1 --storage runs/results.journal \\
         exp1-subset-s0 exp1-subset-s1 exp1-subset-s2
@@ -6,9 +6,9 @@
 Each named study is one search (its trial 0, or ``--trial``), typically the same
 configuration with different search seeds. For probes A-D it prints, mean ± sd over the
 studies: the proxy accuracy on the validation split (what the harness optimises), the same
-one-hot architecture on the shared weights measured once on the test split (what the seed's
+one-hot architecture on the shared weights measured once on the test split (what the thesis's
 tables report; used for nothing else), in-cell op parameters and the pool / conv / identity
-counts over both cell types, beside the seed's values; then whether the seed's qualitative
+counts over both cell types, beside the thesis's values; then whether the thesis's qualitative
 claims hold in each search: penalising an op removes it (B has fewer convs than A, C fewer
 pools, D fewer identities), B is the smallest of A-D, and the front spans small to large
 models (in-cell parameters of the smallest and largest family member).

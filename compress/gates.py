@@ -1,4 +1,4 @@
-"""Hardware-aware pruning of whole operations (the seed's review of "Adaptation of the
+"""Hardware-aware pruning of whole operations (the thesis's review of "Adaptation of the
 architecture of the deep learning model with performance control"): every edge of every
 cell gets a gate z_e ~ RelaxedBernoulli(temperature, logits theta_e), its output is
 multiplied by z_e while training, and the loss adds lambda times the expected latency of the

@@ -1,5 +1,5 @@
 """Weight quantisation with trained thresholds (in the manner of Jain et al. 2020, "Trained
-Quantization Thresholds", and of the thesis in the seed documents): symmetric uniform levels
+Quantization Thresholds", and of the thesis's review): symmetric uniform levels
 per layer (or per output channel) between -t and t, the clipping threshold t calibrated
 (max |w|: min-max) and then fine-tuned through a straight-through estimator, optionally with
 distillation from the full-precision model; and a bit-width per layer chosen under a size

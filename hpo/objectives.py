@@ -6,8 +6,8 @@ reads the family table of a trained search (hypervolume, a probe's accuracy, ...
 ``from_params`` computes the value from the parameters alone (synthetic objectives: no
 training). A study file names one with ``objective: {kind: NAME}``.
 
-Adding one is a module with a function and one ``OBJECTIVES.add`` line here (README,
-"Extending"). torch-free: the study parser and the reports import this module.
+Adding one is a module with a function and one ``OBJECTIVES.add`` line here
+(docs/guides/extending.md). torch-free: the study parser and the reports import this module.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ chosen family members after the search, with tunable settings.
 
 ```yaml
 pipeline:
-  probes: [A, B, C, D]             # the members compressed (default: the seed's probes)
+  probes: [A, B, C, D]             # the members compressed (default: the thesis's probes)
   stages:
     - {stage: train, epochs: 2}    # fine-tune from the supernet's weights
     - {stage: gates, lam: 0.1}     # latency-aware pruning of whole operations

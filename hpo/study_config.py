@@ -84,7 +84,7 @@ def _section(tree: Mapping[str, Any], section: str) -> dict[str, Any]:
 
 
 def study_probes(spec: StudySpec, ops: tuple[str, ...]) -> list[Probe]:
-    """The probes every trial's family is evaluated on: the seed's A-D and a lattice."""
+    """The probes every trial's family is evaluated on: the thesis's A-D and a lattice."""
     probes = seed_probes(ops) if spec.probes.seed else []
     return probes + lattice_probes(len(ops), spec.probes.lattice_divisions)
 

@@ -147,7 +147,7 @@ class ProbeSpec:
     recalibrated) or ``finetune`` (each distinct genotype trained ``finetune_epochs`` from
     the supernet's weights; slower, closer to training it on its own)."""
 
-    seed: bool = True  # the seed's A-D probes
+    seed: bool = True  # the thesis's A-D probes
     lattice_divisions: int | None = None  # Das-Dennis lattice (None: >= 12 points)
     accuracy: Literal["proxy", "finetune"] = "proxy"
     finetune_epochs: int = 1

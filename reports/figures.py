@@ -116,7 +116,7 @@ def extended_front(extended: ExtendedFront, out_dir: Path, stem: str,
 
 
 def op_counts(counts: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
-    """Grouped bars: one group per probe, one bar per op (the seed's Figure 2)."""
+    """Grouped bars: one group per probe, one bar per op (the thesis's Figure 2)."""
     if counts.empty:
         return []
     plt = _plt()

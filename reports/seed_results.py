@@ -1,4 +1,4 @@
-"""The seed's reported results (its Tables 1-3; ``../shared/METHOD.md`` section 6): one search
+"""The thesis's reported results (its Tables 1-3; docs/concepts.md): one search
 per experiment, probes A-D, test accuracy in %, in-cell op parameters, and the counts of
 pooling, convolution and identity operations over all cells."""
 

@@ -148,7 +148,7 @@ def _measured(family: pd.DataFrame, complexity: str) -> pd.DataFrame:
 
 
 def best_family_front(study: optuna.Study, complexity: str = "params") -> Front | None:
-    """The best trial's family: accuracy vs ``complexity`` (default the seed's x axis, total
+    """The best trial's family: accuracy vs ``complexity`` (default the thesis's x axis, total
     parameters; ``LATENCY`` for the measured latency), Pareto front and probes A-D flagged.
     None when the study has no family data (synthetic studies) or no member has a value on
     the axis (latency not measured)."""
@@ -293,7 +293,7 @@ def objective_complexity(study: optuna.Study) -> str | None:
 
 
 def probe_table(trial: optuna.trial.FrozenTrial) -> pd.DataFrame:
-    """Rows A-D: s, accuracy, params, cell_params and op counts (the seed's Tables 1-3)."""
+    """Rows A-D: s, accuracy, params, cell_params and op counts (the thesis's Tables 1-3)."""
     family = family_frame(trial)
     if family.empty:
         return family

@@ -19,7 +19,7 @@ from reports import fidelity, figures, study_frames
 from reports.page import Section, add_figure, add_table, slug, study_source
 
 MIN_IMPORTANCE_TRIALS = 20  # fewer complete trials: importances are flagged as unreliable
-PROBES_NOTE = ("A-D are the seed's complexity vectors (A uniform; B penalises convolutions, "
+PROBES_NOTE = ("A-D are the thesis's complexity vectors (A uniform; B penalises convolutions, "
                "C pooling, D identity); L0, L1, ... are the points of an even lattice on the "
                "simplex (probes.lattice_divisions)")
 

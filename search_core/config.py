@@ -165,10 +165,10 @@ class TemperatureConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Single-level training of supernet weights w and hypernetwork a (METHOD.md section 4).
+    """Single-level training of supernet weights w and hypernetwork a (docs/concepts.md).
 
     ``optimizer``: "sgd+adam" (reference code: SGD with cosine decay and gradient clipping for
-    w, Adam(betas 0.5, 0.999) for a) or "adam" (the seed text: Adam for both).
+    w, Adam(betas 0.5, 0.999) for a) or "adam" (the thesis's text: Adam for both).
     ``op_costs``: "none" (c_m = 1), "params" (c_m = relative parameter count of op m),
     "latency" (c_m = latency of op m on each edge, from the table at ``latency_table``, made
     by ``hpo profile``) or a mapping op name -> c_m; the penalty of op m is s_m * c_m.

@@ -1,4 +1,4 @@
-"""The complexity term of the loss and per-op cost weights c_m (METHOD.md section 4)."""
+"""The complexity term of the loss and per-op cost weights c_m (docs/concepts.md)."""
 
 from __future__ import annotations
 

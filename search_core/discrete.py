@@ -84,7 +84,7 @@ class DiscreteNetwork(nn.Module):
         return count_params(self)
 
     def cell_op_params(self) -> int:
-        """Parameters of the chosen ops inside the cells (the seed's tables count these)."""
+        """Parameters of the chosen ops inside the cells (the thesis's tables count these)."""
         return sum(count_params(cell.edges) for cell in self.cells)
 
     @torch.no_grad()

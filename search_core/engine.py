@@ -1,4 +1,4 @@
-"""One search run: train the supernet and hypernetwork jointly (METHOD.md sections 2-4).
+"""One search run: train the supernet and hypernetwork jointly (docs/concepts.md).
 
     result = search(SearchConfig(...), on_epoch=print)
     result.genotype([1/3, 1/3, 1/3])
@@ -101,7 +101,7 @@ def build_optimizers(
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The optimisers of supernet weights w and architecture parameters a that ``train``
     names: "sgd+adam" (SGD with momentum for w, Adam(0.5, 0.999) for a, as the reference
-    code) or "adam" (Adam for both, as the seed text)."""
+    code) or "adam" (Adam for both, as the thesis's text)."""
     w_opt: torch.optim.Optimizer
     if train.optimizer == "sgd+adam":
         w_opt = torch.optim.SGD(weights, lr=train.weight_lr, momentum=train.w_momentum,

@@ -2,7 +2,7 @@
 
 alpha(s) = sum_r w_r(s) A_r,   w_r(s) = softmax_r(-||s - s_ref,r||^2 / h)
 
-(The reference code has +||.||^2, which weights the *farthest* point most; METHOD.md 3.)
+(The reference code has +||.||^2, which weights the *farthest* point most; docs/concepts.md)
 """
 
 from __future__ import annotations

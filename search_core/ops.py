@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class OpSpec:
-    """A candidate op: its role (used by the seed's probes) and a factory (C, stride, affine)."""
+    """A candidate op: its role (used by the thesis's probes) and a factory (C, stride, affine)."""
 
     role: str
     build: Callable[[int, int, bool], nn.Module]

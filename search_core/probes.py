@@ -1,6 +1,6 @@
 """The probes a family is evaluated at: points s on the simplex, one architecture each.
 
-The seed's A (uniform), B, C and D (one op role penalised each), and a Das-Dennis lattice
+The thesis's A (uniform), B, C and D (one op role penalised each), and a Das-Dennis lattice
 L0, L1, .... Torch-free: a study file's probe names are checked in a process that never
 trains (``search_core.family`` evaluates the probes).
 """
@@ -15,8 +15,8 @@ import numpy as np
 from search_core.ops import op_role
 from search_core.placements import das_dennis, lattice_size
 
-# The seed's probes, as (penalised-op value, other-op value) per penalised role, for its
-# two op sets (METHOD.md section 5). Rows are renormalised to sum to 1.
+# The thesis's probes, as (penalised-op value, other-op value) per penalised role, for its
+# two op sets (docs/concepts.md). Rows are renormalised to sum to 1.
 _SEED_PROBES = {
     (("conv", 1), ("identity", 1), ("pool", 1)): {
         "conv": (0.70, 0.15), "pool": (0.70, 0.15), "identity": (0.70, 0.15),
@@ -37,7 +37,7 @@ class Probe:
 def seed_probes(ops: Sequence[str]) -> list[Probe]:
     """A (uniform), B (conv penalty), C (pool penalty), D (identity penalty).
 
-    Exactly the seed's values for its 3- and 5-op sets; for other op sets the penalised ops
+    Exactly the thesis's values for its 3- and 5-op sets; for other op sets the penalised ops
     get 5x the value of the others. A probe whose role no op has is left out."""
     roles = [op_role(name) for name in ops]
     signature = tuple(sorted((r, roles.count(r)) for r in set(roles)))

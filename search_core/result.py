@@ -85,7 +85,7 @@ class SearchResult:
 
     def family(self, data: DataSplits, probes: Sequence[Probe] | None = None,
                **options: Any) -> FamilyTable:
-        """Evaluate the family over probes (default: the seed's A-D plus a lattice)."""
+        """Evaluate the family over probes (default: the thesis's A-D plus a lattice)."""
         from search_core.family import evaluate_family
 
         return evaluate_family(self, data, probes, **options)

@@ -4,11 +4,11 @@ Four hosts in network namespaces (``tests/hosts.py``): ``head`` (the Ray head, n
 trials, where the driver runs, as Ray requires), workers ``w1`` and ``w2`` (one CPU each) and
 ``db`` (PostgreSQL). Each host has its own address, hostname and private scratch folder (Ray's
 temp folder, PostgreSQL's data); the rest of the filesystem plays the shared folder (NFS) the
-README asks for ``--artifacts``. The faults: a worker host's Ray processes killed mid-trial, a
-worker's cable pulled for longer than Ray's health check, PostgreSQL restarted mid-run (and
-gone for good), the driver killed and the command run again. Each ends with every trial
-accounted for: completed trials kept, lost attempts recorded with their reason and run again,
-no configuration run twice that should run once.
+Ray guide (docs/guides/ray.md) asks for ``--artifacts``. The faults: a worker host's Ray
+processes killed mid-trial, a worker's cable pulled for longer than Ray's health check,
+PostgreSQL restarted mid-run (and gone for good), the driver killed and the command run
+again. Each ends with every trial accounted for: completed trials kept, lost attempts
+recorded with their reason and run again, no configuration run twice that should run once.
 
 Skipped with the reason where namespaces cannot be made (not root, no PostgreSQL or Ray).
 Traffic goes only between the addresses these namespaces hold.
@@ -49,7 +49,7 @@ class Site:
     net: Network
     postgres: Postgres
     ray: RayCluster
-    shared: Path  # on the one filesystem every host sees (the README's shared folder)
+    shared: Path  # on the one filesystem every host sees (the Ray guide's shared folder)
     study: Path
 
     @property
@@ -173,7 +173,7 @@ def assert_moved_to_w2(site: Site, trials: list[dict[str, Any]], hit: int, err: 
 
 def record(fault: str, trials: list[dict[str, Any]], since: float, err: str,
            hit: int | None = None) -> None:
-    """One row of the README's fault table, appended to ``$NAS_HPO_FAULT_LOG`` if set: the
+    """One row of the Ray guide's fault table, appended to ``$NAS_HPO_FAULT_LOG`` if set: the
     trials kept and lost, configurations completed twice, the lines on stderr, and the time
     from ``since`` (the fault, or the rerun) until trial ``hit`` (the one the fault struck)
     completed, else until the next trial completed."""

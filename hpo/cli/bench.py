@@ -1,6 +1,6 @@
 """``hpo bench supernet``: training throughput of the search_core supernet, in images/s.
 
-    hpo bench supernet                      # the seed's Experiment 1 shape, 28x28x1 input
+    hpo bench supernet                      # the thesis's Experiment 1 shape, 28x28x1 input
     hpo bench supernet --compare --json     # fast and per-edge in one run, and the speed-up
     hpo bench supernet --channels 8 --image 8 --threads 1    # the digits shape
     hpo bench supernet --device cuda --precision bf16        # on the GPU, bf16 autocast
