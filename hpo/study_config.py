@@ -59,6 +59,12 @@ def build_search_config(
             if key in tree:
                 raise ConfigError(f"search.{key}: set {key} at the top level of the study "
                                   f"file ({key}: {shown(tree[key])}), not under search")
+        if "data" in tree:  # the study's data section would silently replace it
+            raise ConfigError("search.data: set the data set in the top-level data section "
+                              "of the study file, not under search")
+        if "seed" in tree:  # the run's seed would silently replace it
+            raise ConfigError("search.seed: a trial's search seed is the run's --seed "
+                              "(and training_seed: common or per_trial); remove it")
         tree["train"] = {**_section(tree, "train"), "epochs": spec.epochs}
         tree["data"] = dict(spec.data)
         tree["seed"] = seed

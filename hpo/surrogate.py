@@ -248,8 +248,11 @@ def surrogate_for(path: str | None) -> Surrogate:
 
 
 def check_table(path: str | None, param_names: Collection[str]) -> None:
-    """The table exists, is of a maximised objective, and has exactly the study's params."""
-    surrogate = surrogate_for(path)
+    """The table exists, is of a maximised objective, and has exactly the study's params
+    (read from the table without fitting its surrogate: a study file is checked fast)."""
+    if not path:
+        surrogate_for(path)  # raises the one-line error
+    surrogate = load_table(Path(str(path)).resolve())
     table_params = sorted(surrogate.params)
     if sorted(param_names) != table_params:
         raise ConfigError(f"params: the table {path} varies {table_params}; the study "

@@ -412,6 +412,19 @@ def test_device_belongs_at_the_top_of_a_study_file(cli: Hpo) -> None:
     assert "search.device: set device at the top level" in result.err
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("search.data", {"name": "fashion-mnist"}, "search.data: set the data set in the top-level"),
+    ("search.seed", 7, "search.seed: a trial's search seed is the run's --seed"),
+])
+def test_settings_the_run_would_overwrite_are_refused_under_search(
+        cli: Hpo, key: str, value: object, message: str) -> None:
+    """They were silently replaced by the top-level data section and the run's seed."""
+    result = cli.run("--trials", 1, study=cli.write_study(setting(key, value)))
+    assert result.code == 2 and len(result.err_lines) == 1
+    assert message in result.err
+    assert cli.nothing_written()
+
+
 def test_a_trial_records_its_device_and_precision(cli: Hpo) -> None:
     result = cli.run("--trials", 1, "--precision", "bf16", "--device", "cpu")
     assert result.code == 0, result.err

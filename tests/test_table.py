@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import yaml
 from hpo_helpers import TINY, Hpo
 
 from hpo import groups
@@ -272,3 +273,19 @@ def test_a_hostile_table_is_one_line(tmp_path: Path, column: str, value: str | N
     with pytest.raises(ConfigError, match=re.escape(said)) as caught:
         load_table(path)
     assert "\n" not in str(caught.value)
+
+
+def test_a_table_study_with_other_params_is_refused_without_fitting_the_surrogate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checking a study file reads the table's parameters; fitting its forests (a second)
+    waits for the first trial."""
+    def no_fit(self: Surrogate, table: object) -> None:
+        raise AssertionError("the surrogate was fitted to check a study file")
+
+    monkeypatch.setattr(Surrogate, "__init__", no_fit)
+    raw = yaml.safe_load((ROOT / "studies" / "digits-compare-table.yaml").read_text())
+    raw["params"]["num_ref"] = raw["params"].pop("num_refs")
+    raw["grid"]["num_ref"] = raw["grid"].pop("num_refs")
+    raw["objective"]["path"] = str(ROOT / "tables" / "digits-compare.csv")
+    with pytest.raises(ConfigError, match="must tune exactly those"):
+        parse_study(raw)
