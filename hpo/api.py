@@ -170,9 +170,15 @@ class OptunaObjective:
     file's parameters on the trial, runs one search and returns its value(s).
 
     ```python
-    objective = hpo.OptunaObjective("digits")
-    study = optuna.create_study(directions=objective.directions, storage=...)
+    import optuna
+
+    import hpo
+
+    objective = hpo.OptunaObjective("low-dim-synthetic")  # or "digits": a real search
+    study = optuna.create_study(study_name="mine", directions=objective.directions,
+                                storage="sqlite:///mine.db")
     study.optimize(objective, n_trials=4, catch=(hpo.TrialFailed,))
+    hpo.load("mine", "sqlite:///mine.db").trials()  # as hpo show --storage ... lists them
     ```
 
     The trials store what ``hpo show`` and ``hpo report`` read (the family, history, seed,

@@ -99,3 +99,28 @@ def test_importing_hpo_loads_neither_optuna_nor_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.split() == ["False", "False"]
+
+
+def docstring_examples() -> list[tuple[str, str]]:
+    """The ```python blocks of hpo.api's docstrings, by where they are."""
+    import inspect
+    import re
+
+    import hpo.api
+
+    owners = [hpo.api, *(getattr(hpo.api, name) for name in hpo.api.__all__)]
+    return [(getattr(owner, "__name__", "hpo.api"), block)
+            for owner in owners
+            for block in re.findall(r"```python\n(.*?)```", inspect.getdoc(owner) or "", re.S)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("where", "code"), docstring_examples())
+def test_the_docstring_examples_run(where: str, code: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, f"{where}: {done.stderr[-2000:]}"
+
+
+def test_the_api_documents_its_examples() -> None:
+    assert {where for where, _ in docstring_examples()} >= {"hpo.api", "OptunaObjective"}
