@@ -1,5 +1,6 @@
-"""What every compression stage shares: its record, the stage registry, a plain training
-loop for any ``nn.Module`` and the size of a model in bytes.
+"""What every compression stage shares: its context and record, a plain training loop for
+any ``nn.Module`` and the size of a model in bytes. The stages' settings are in the torch-free
+``compress.settings``, the registry of stages and ``run_stage`` in ``compress.stages``.
 
 A stage is a function ``(model, data, settings, context) -> (model, StageRecord)``: it never
 changes the model it is given (it works on a copy), takes its settings as a frozen
@@ -9,7 +10,6 @@ validation split (the test split is for reporting, never for choosing).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -20,32 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compress.settings import FitSettings
 from search_core.data import DataSplits, Split, batches
-from search_core.errors import ConfigError
 from search_core.ops import FLOAT_BYTES
-from search_core.registry import Registry
 from search_core.train import accuracy
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """How a stage trains: SGD with momentum and a cosine schedule, like ``hpo train``."""
-
-    epochs: int = 3
-    lr: float = 0.01
-    batch_size: int = 64
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.epochs <= 1000 and 1 <= self.batch_size <= 65536):
-            raise ConfigError(f"fit: epochs {self.epochs} and batch_size {self.batch_size}; "
-                              "need 0..1000 epochs and a batch size of 1..65536")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"fit: lr {self.lr}; need a finite value > 0")
 
 
 @dataclass
@@ -72,18 +52,6 @@ class StageRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "settings": self.settings, "before": self.before,
                 "after": self.after, "seconds": self.seconds, "extra": self.extra}
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One kind of compression: its settings dataclass and its function."""
-
-    settings: type
-    run: Callable[[nn.Module, DataSplits, Any, Context], tuple[nn.Module, StageRecord]]
-    description: str = ""
-
-
-STAGES: Registry[Stage] = Registry("compression stage")
 
 
 def weights(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
@@ -156,16 +124,6 @@ def fit(model: nn.Module, data: DataSplits, fit_settings: FitSettings,
                     after_step(step)
     model.eval()
     return step
-
-
-def run_stage(name: str, model: nn.Module, data: DataSplits, settings: Any,
-              context: Context | None = None) -> tuple[nn.Module, StageRecord]:
-    """Run the registered stage ``name`` on a copy of ``model``."""
-    stage = STAGES.get(name, "pipeline")
-    if not isinstance(settings, stage.settings):
-        raise ConfigError(f"pipeline: stage {name!r} takes {stage.settings.__name__}, got "
-                          f"{type(settings).__name__}")
-    return stage.run(copy.deepcopy(model), data, settings, context or Context())
 
 
 def timed_record(stage: str, settings: Any, before: dict[str, float], model: nn.Module,

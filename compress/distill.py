@@ -4,39 +4,16 @@ softened outputs."""
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compress.base import (
-    STAGES,
-    Context,
-    FitSettings,
-    Stage,
-    StageRecord,
-    fit,
-    measure,
-    timed_record,
-)
+from compress.base import Context, StageRecord, fit, measure, timed_record
+from compress.settings import DistillSettings
 from search_core.data import DataSplits
 from search_core.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class DistillSettings:
-    temperature: float = 4.0  # T: softens both distributions
-    alpha: float = 0.9  # weight of the teacher's term; 1 - alpha weighs the labels
-    fit: FitSettings = field(default_factory=FitSettings)
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ConfigError(f"distill temperature: got {self.temperature}; need > 0")
-        if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"distill alpha: got {self.alpha}; need a value in [0, 1]")
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -70,7 +47,3 @@ def distill(model: nn.Module, data: DataSplits, settings: DistillSettings,
     fit(model, data, settings.fit, loss)
     return model, timed_record("distill", settings, before, model, data, started,
                                teacher_accuracy=measure(teacher, data.val)["accuracy"])
-
-
-STAGES.add("distill", Stage(DistillSettings, distill,
-                            "soft targets of a teacher at temperature T, weight alpha"))

@@ -7,16 +7,8 @@ import time
 
 from torch import nn
 
-from compress.base import (
-    STAGES,
-    Context,
-    FitSettings,
-    Stage,
-    StageRecord,
-    fit,
-    measure,
-    timed_record,
-)
+from compress.base import Context, StageRecord, fit, measure, timed_record
+from compress.settings import FitSettings
 from search_core.data import DataSplits
 
 
@@ -26,6 +18,3 @@ def train(model: nn.Module, data: DataSplits, settings: FitSettings,
     before = measure(model, data.val)
     steps = fit(model, data, settings)
     return model, timed_record("train", settings, before, model, data, started, steps=steps)
-
-
-STAGES.add("train", Stage(FitSettings, train, "cross-entropy fine-tuning (SGD, cosine)"))

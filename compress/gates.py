@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,36 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import RelaxedBernoulli
 
-from compress.base import (
-    STAGES,
-    Context,
-    FitSettings,
-    Stage,
-    StageRecord,
-    fit,
-    measure,
-    timed_record,
-)
+from compress.base import Context, StageRecord, fit, measure, timed_record
+from compress.settings import EdgeMagnitudeSettings, GateSettings
 from search_core.data import DataSplits
-from search_core.errors import ConfigError
 from search_core.timing import TimingSettings, measure_many
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    lam: float = 0.1  # weight of the expected latency (per ms) in the loss
-    temperature: float = 0.5  # of the RelaxedBernoulli gates
-    init_logit: float = 3.0  # sigmoid(3) = 0.95: every edge starts almost surely kept
-    gate_lr: float = 0.1
-    threshold: float = 0.5
-    timing: TimingSettings = field(default_factory=lambda: TimingSettings(rounds=7, passes=7))
-    fit: FitSettings = field(default_factory=FitSettings)
-
-    def __post_init__(self) -> None:
-        if not (self.lam >= 0 and self.temperature > 0 and 0 < self.threshold < 1):
-            raise ConfigError(f"gates: lam {self.lam}, temperature {self.temperature}, "
-                              f"threshold {self.threshold}; need lam >= 0, temperature > 0 "
-                              "and a threshold in (0, 1)")
 
 
 class GatedEdge(nn.Module):
@@ -247,18 +221,6 @@ def gates(model: nn.Module, data: DataSplits, settings: GateSettings,
                                probabilities=probabilities, expected_latency_ms=expected)
 
 
-@dataclass(frozen=True)
-class EdgeMagnitudeSettings:
-    """The baseline to latency-aware gates: remove the edges with the smallest output
-    magnitude (mean |output| on a validation batch) until the edges left cost at most
-    ``latency_budget_ms`` (the per-edge latencies, as the gates' expected latency counts
-    them), never cutting a node off; then fine-tune."""
-
-    latency_budget_ms: float = 1.0
-    timing: TimingSettings = field(default_factory=lambda: TimingSettings(rounds=7, passes=7))
-    fit: FitSettings = field(default_factory=FitSettings)
-
-
 def output_magnitudes(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
     """Mean |output| of every edge on ``example``."""
     seen: dict[str, float] = {}
@@ -292,9 +254,3 @@ def edge_magnitude(model: nn.Module, data: DataSplits, settings: EdgeMagnitudeSe
         start.remove(model, name)
     fit(model, data, settings.fit)
     return model, start.record("edge_magnitude", settings, model, data, settings.timing, kept)
-
-
-STAGES.add("edge_magnitude", Stage(EdgeMagnitudeSettings, edge_magnitude,
-                                   "baseline: drop the weakest edges to a latency budget"))
-STAGES.add("gates", Stage(GateSettings, gates,
-                          "latency-aware RelaxedBernoulli gates per operation, then a threshold"))

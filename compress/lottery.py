@@ -17,45 +17,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compress.base import (
-    STAGES,
-    Context,
-    FitSettings,
-    Stage,
-    StageRecord,
-    fit,
-    measure,
-    timed_record,
-    weights,
-)
+from compress.base import Context, StageRecord, fit, measure, timed_record, weights
+from compress.settings import FitSettings, LotterySettings
 from search_core.data import DataSplits
 from search_core.errors import ConfigError
 
-CONTROLS = ("ticket", "reinit", "random")
 Masks = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class LotterySettings:
-    prune_fraction: float = 0.2  # of the remaining weights of each layer, per round
-    rounds: int = 3  # sparsity after R rounds: 1 - (1 - prune_fraction) ** R
-    rewind_step: int = 0  # optimiser steps into the first training (0: theta_0)
-    control: str = "ticket"  # | reinit | random
-    fit: FitSettings = field(default_factory=FitSettings)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.prune_fraction < 1:
-            raise ConfigError(f"lottery prune_fraction: got {self.prune_fraction}; need (0, 1)")
-        if not 1 <= self.rounds <= 50 or self.rewind_step < 0:
-            raise ConfigError(f"lottery rounds {self.rounds}, rewind_step {self.rewind_step}; "
-                              "need 1..50 rounds and a step >= 0")
-        if self.control not in CONTROLS:
-            raise ConfigError(f"lottery control: got {self.control!r}; need one of "
-                              f"{', '.join(CONTROLS)}")
-
-    @property
-    def sparsity(self) -> float:
-        return 1 - (1 - self.prune_fraction) ** self.rounds
 
 
 def full_masks(model: nn.Module) -> Masks:
@@ -202,7 +169,3 @@ def lottery(model: nn.Module, data: DataSplits, settings: LotterySettings,
 def sparsity(masks: Masks) -> float:
     total = sum(m.numel() for m in masks.values())
     return 1 - sum(int(m.sum()) for m in masks.values()) / max(total, 1)
-
-
-STAGES.add("lottery", Stage(LotterySettings, lottery,
-                            "iterative magnitude pruning with rewinding, and its controls"))

@@ -21,32 +21,19 @@ import copy
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compress.base import (
-    STAGES,
-    Context,
-    FitSettings,
-    Stage,
-    StageRecord,
-    fit,
-    measure,
-    size_bytes,
-    timed_record,
-    weights,
-)
+from compress.base import Context, StageRecord, fit, measure, size_bytes, timed_record, weights
 from compress.distill import distillation_loss
+from compress.settings import QuantiseSettings
 from search_core.data import DataSplits, Split, batches
 from search_core.errors import ConfigError
 from search_core.timing import TimingSettings, measure_many
 from search_core.train import accuracy
-
-MIN_BITS, MAX_BITS = 2, 16
 
 
 def levels(bits: int) -> int:
@@ -86,32 +73,6 @@ class TrainedThreshold(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return fake_quantise(w, self.log_threshold.exp(), self.bits)
-
-
-@dataclass(frozen=True)
-class QuantiseSettings:
-    bits: int = 8  # every layer's width, unless size_budget_bytes chooses per layer
-    per_channel: bool = False
-    calibration: str = "trained"  # "minmax": thresholds = max |w|, no training
-    train_weights: bool = False  # fine-tune the weights too, not only the thresholds
-    distill_alpha: float = 0.0  # > 0: fine-tune against the full-precision model's outputs
-    temperature: float = 2.0
-    size_budget_bytes: int | None = None  # choose a width per layer from bit_choices
-    bit_choices: tuple[int, ...] = (8, 4)
-    int8_kernels: bool = True  # at 8 bits everywhere: also measure torch's int8 model
-    timing: TimingSettings = field(default_factory=lambda: TimingSettings(rounds=14, passes=7))
-    fit: FitSettings = field(default_factory=lambda: FitSettings(epochs=1, lr=0.001))
-
-    def __post_init__(self) -> None:
-        widths = (self.bits, *self.bit_choices)
-        if not all(MIN_BITS <= b <= MAX_BITS for b in widths):
-            raise ConfigError(f"quantise bits: got {widths}; need widths in "
-                              f"[{MIN_BITS}, {MAX_BITS}]")
-        if self.calibration not in ("trained", "minmax"):
-            raise ConfigError(f"quantise calibration: got {self.calibration!r}; need "
-                              "'trained' or 'minmax'")
-        if not 0 <= self.distill_alpha <= 1:
-            raise ConfigError(f"quantise distill_alpha: got {self.distill_alpha}; need [0, 1]")
 
 
 def quantised(model: nn.Module, bits: dict[str, int], per_channel: bool) -> nn.Module:
@@ -285,7 +246,3 @@ def int8_measurements(original: nn.Module, quantised_model: nn.Module, data: Dat
     return {"accuracy": accuracy(int8, data.val), "latency_ms": latencies[1].median_ms,
             "float_latency_ms": latencies[0].median_ms,
             "speedup_pct": 100 * (latencies[0].median_ms / latencies[1].median_ms - 1)}
-
-
-STAGES.add("quantise", Stage(QuantiseSettings, quantise,
-                             "weights to b bits with calibrated, then trained, thresholds"))

@@ -16,7 +16,9 @@ A parameter ``pipeline.STAGE.KEY`` (or ``pipeline.STAGE.fit.KEY``) sets that sta
 The trial's family is then the compressed members: their validation accuracy, parameters
 that are not zero and measured latency (batch 1, this machine), and the front and
 hypervolume over them; each stage's before/after is recorded in the trial (``pipeline``).
-Importing this module loads no torch; checking and running a pipeline does.
+Neither importing this module nor checking a pipeline loads torch (the stage registry,
+``compress.stages``, and the stages' settings, ``compress.settings``, are torch-free);
+running one does.
 """
 
 from __future__ import annotations
@@ -92,12 +94,12 @@ def is_pipeline_param(name: str) -> bool:
 def stage_settings(pipeline: PipelineSpec, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Each stage's settings dataclass: the study's values, then the trial's parameters
     ``pipeline.STAGE.KEY`` (one nested level: ``pipeline.STAGE.fit.KEY``)."""
-    import compress
+    from compress.stages import STAGES
     from search_core.configtools import from_mapping
 
     built = []
     for stage in pipeline.stages:
-        entry = compress.STAGES.get(stage.stage, "pipeline.stages")
+        entry = STAGES.get(stage.stage, "pipeline.stages")
         tree: dict[str, Any] = copy.deepcopy(dict(stage.settings))
         for name, value in params.items():
             head, _, rest = name.removeprefix(PREFIX).partition(".")
@@ -141,8 +143,8 @@ def compressed_family(result: SearchResult, data: DataSplits, pipeline: Pipeline
     and latency are that model's; other widths are simulated (``kernels``)."""
     from dataclasses import replace
 
-    from compress import run_stage
     from compress.base import Context, nonzero_params
+    from compress.stages import run_stage
     from search_core.family import family_table
     from search_core.timing import TimingSettings, measure_many
     from search_core.train import accuracy

@@ -14,8 +14,8 @@ choices per categorical, ``MAX_GRID_CELLS`` explicit grid cells, ``MAX_LATTICE_P
 lattice probes. The file is read in one place, ``_read_bytes``.
 
 Neither importing this module nor ``load_study`` loads torch (reports and tools read study
-files, and a typo answers at once), except to check a ``pipeline:`` section: its stages'
-settings belong to ``compress``, which imports torch. That check comes last.
+files, and a typo answers at once), a ``pipeline:`` section included: its stages' settings
+are ``compress.settings``, which is torch-free.
 """
 
 
@@ -218,7 +218,7 @@ def _validate_against_search(spec: StudySpec) -> None:
             where = f"params.{short_key(name)}={shown(value)}"
             _check_files(build_search_config(spec, {name: value}, where=where), where)
     _check_temperature_order(spec)
-    _check_pipeline(spec, config.space.ops)  # last: it imports torch (compress)
+    _check_pipeline(spec, config.space.ops)
 
 
 def _check_pipeline(spec: StudySpec, ops: tuple[str, ...]) -> None:

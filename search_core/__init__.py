@@ -37,7 +37,7 @@ _EXPORTS = {
     "lattice_probes": "search_core.probes",
     "evaluate_family": "search_core.family",
     "LatencyTable": "search_core.latency",
-    "TimingSettings": "search_core.timing",
+    "TimingSettings": "search_core.timing_settings",
     "network_layout": "search_core.network_parts",
     "profile_parts": "search_core.latency",
     "calibrate": "search_core.latency",

@@ -1,7 +1,8 @@
-"""Timing on the target device: ``TimingSettings`` (rounds, threads, device), medians of
-interleaved rounds (``measure_many``, ``measure_networks``), and the fingerprint of the
-machine and settings a timing is valid for (``fingerprint``, ``fingerprint_mismatch``).
-Read alone by the compression stages and ``hpo export``; the latency table builds on it."""
+"""Timing on the target device: medians of interleaved rounds (``measure_many``,
+``measure_networks``) under ``TimingSettings`` (rounds, threads, device; defined in the
+torch-free ``search_core.timing_settings``), and the fingerprint of the machine and settings
+a timing is valid for (``fingerprint``, ``fingerprint_mismatch``). Read alone by the
+compression stages and ``hpo export``; the latency table builds on it."""
 
 from __future__ import annotations
 
@@ -22,30 +23,11 @@ from search_core.genotype import Genotype
 from search_core.machine import cpu_model
 from search_core.network_parts import NetworkLayout
 from search_core.threads import torch_threads
+from search_core.timing_settings import TimingSettings
 
 FINGERPRINT_KEYS = ("device", "device_name", "cpu_model", "cores", "threads", "torch")
 
 # ----------------------------------------------------------------------------- timing
-
-
-@dataclass(frozen=True)
-class TimingSettings:
-    """How a latency is measured: ``warmup`` calls, then ``rounds`` timed rounds of as many
-    calls as fill ``round_ms``, spread over ``passes`` interleaved passes; the median over
-    rounds is the latency."""
-
-    warmup: int = 10
-    rounds: int = 35
-    round_ms: float = 4.0
-    passes: int = 7
-    threads: int = 1
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if (self.warmup < 0 or self.rounds < 3 or not self.round_ms > 0 or self.threads < 1
-                or not 1 <= self.passes <= self.rounds):
-            raise ConfigError(f"timing settings {self}: need warmup >= 0, rounds >= 3, "
-                              "round_ms > 0, threads >= 1, 1 <= passes <= rounds")
 
 
 @dataclass(frozen=True)

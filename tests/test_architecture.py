@@ -128,7 +128,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 @pytest.mark.parametrize("module", ["hpo.study", "hpo.records", "hpo.objectives",
                                     "hpo.options", "hpo.stopping", "reports.study_frames",
                                     "reports.group_frames", "reports.fidelity",
-                                    "search_core.threads", "search_core.machine"])
+                                    "search_core.threads", "search_core.machine",
+                                    "search_core.timing_settings", "compress",
+                                    "compress.settings", "compress.stages", "hpo.pipeline"])
 def test_importing_loads_no_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

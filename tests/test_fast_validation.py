@@ -1,6 +1,7 @@
 """A study file's mistakes answer at once: one line on stderr and exit 2, before torch (or Ray,
 or matplotlib) is imported. The search's config dataclasses, op names, data sets, schedules,
-placements and probes validate without torch; only building and training load it."""
+placements and probes, and the compression stages' names and settings, validate without torch;
+only building, training and compressing load it."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ Edit = Callable[[dict[str, Any]], None]
 
 def _rename(section: dict[str, Any], old: str, new: str) -> None:
     section[new] = section.pop(old)
+
+
+def _piped(stage: dict[str, Any]) -> Edit:
+    """A valid pipeline (train, gates, quantise) with ``stage`` written over the stage of
+    its name, or over quantise when its name is none of them."""
+
+    def edit(raw: dict[str, Any]) -> None:
+        stages = [{"stage": "train", "epochs": 1}, {"stage": "gates", "lam": 0.1},
+                  {"stage": "quantise", "bits": 8}]
+        names = [s["stage"] for s in stages]
+        stages[names.index(stage["stage"]) if stage["stage"] in names else -1] = stage
+        raw["pipeline"] = {"probes": ["A", "B"], "stages": stages}
+
+    return edit
 
 
 # name -> (study it edits, the edit, what its one error line must say)
@@ -53,6 +68,19 @@ TYPOS: dict[str, tuple[Path, Edit, str]] = {
                "device: got 'gpu'; expected one of auto, cpu, cuda, cuda:N"),
     "probe": (TINY_MULTI, lambda d: d["objective"].update(probe="Z"),
               "objective.probe: 'Z' is not a probe of this study"),
+    "pipeline stage": (TINY, _piped({"stage": "quantize", "bits": 8}),
+                       "pipeline.stages: unknown compression stage 'quantize' (did you mean "
+                       "quantise?); valid names: distill, edge_magnitude, gates, lottery, "
+                       "quantise, train"),
+    "pipeline setting key": (TINY, _piped({"stage": "gates", "lamb": 0.1}),
+                             "unknown key(s) pipeline.gates.lamb (did you mean lam?)"),
+    "pipeline setting type": (TINY, _piped({"stage": "quantise", "bits": "eight"}),
+                              "pipeline.quantise.bits: got 'eight'; expected int"),
+    "pipeline setting value": (TINY, _piped({"stage": "quantise", "bits": 1}),
+                               "quantise bits: got (1, 8, 4); need widths in [2, 16]"),
+    "pipeline timing key": (TINY, _piped({"stage": "gates", "timing": {"roundz": 5}}),
+                            "unknown key(s) pipeline.gates.timing.roundz (did you mean "
+                            "rounds?)"),
 }
 
 
@@ -88,6 +116,26 @@ def test_ops_are_named_without_torch_and_built_from_its_layers() -> None:
     assert isinstance(build_op("sep_conv_3x3", 4, 1, affine=False), layers.SepConv)
     assert isinstance(build_op("skip_connect", 4, 2, affine=True), layers.FactorizedReduce)
     assert len(OPS.names()) == 9
+
+
+# stage -> (its module, its function): what the registry's lazy entry runs
+STAGE_FUNCTIONS = {"train": ("finetune", "train"), "distill": ("distill", "distill"),
+                   "edge_magnitude": ("gates", "edge_magnitude"), "gates": ("gates", "gates"),
+                   "lottery": ("lottery", "lottery"), "quantise": ("quantise", "quantise")}
+
+
+def test_stages_are_registered_without_torch_and_run_from_their_modules(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from compress.stages import STAGES
+
+    assert STAGES.names() == ["distill", "train", "edge_magnitude", "gates", "lottery",
+                              "quantise"]
+    for name, (module, function) in STAGE_FUNCTIONS.items():
+        monkeypatch.setattr(importlib.import_module(f"compress.{module}"), function,
+                            lambda *args, name=name: ("ran", name, args))
+        assert STAGES.get(name).run(1, 2, 3, 4) == ("ran", name, (1, 2, 3, 4))
 
 
 DRIVER = """
@@ -166,3 +214,28 @@ def test_the_search_config_validates_without_torch(tmp_path: Path) -> None:
         run_python(CONFIG_WITHOUT_TORCH.format(heavy=HEAVY), tmp_path))
     assert before == [], f"{before} imported by the config alone"
     assert torch_after_search  # the lazy names still reach the search
+
+
+PIPELINE_WITHOUT_TORCH = """
+import json, sys
+from compress import STAGES, FitSettings
+from compress.settings import QuantiseSettings
+from hpo.pipeline import parse_pipeline, stage_settings
+spec = parse_pipeline({{"probes": ["A"], "stages": [{{"stage": name}} for name in STAGES]}})
+built = dict(stage_settings(spec, {{"pipeline.quantise.bits": 4,
+                                    "pipeline.gates.fit.epochs": 2}}))
+assert built["quantise"] == QuantiseSettings(bits=4)
+assert built["gates"].fit == FitSettings(epochs=2)
+assert {{n: type(s) for n, s in built.items()}} == {{n: STAGES.get(n).settings for n in STAGES}}
+before = [m for m in {heavy!r} if m in sys.modules]
+from compress import Context  # what a stage runs with: now torch
+print(json.dumps([before, "torch" in sys.modules]))
+"""
+
+
+@pytest.mark.slow
+def test_the_pipeline_settings_build_without_torch(tmp_path: Path) -> None:
+    before, torch_after_context = json.loads(
+        run_python(PIPELINE_WITHOUT_TORCH.format(heavy=HEAVY), tmp_path))
+    assert before == [], f"{before} imported by the stages' settings alone"
+    assert torch_after_context  # the lazy names still reach the stages
