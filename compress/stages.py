@@ -10,6 +10,7 @@ with ``my_stage(model, data, settings, context) -> (model, StageRecord)``.
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,50 +59,25 @@ def run_stage(name: str, model: nn.Module, data: DataSplits, settings: Any,
     return stage.run(copy.deepcopy(model), data, settings, context or Context())
 
 
-# The stages shipped here: each function imports its module when the stage runs.
+def imported_when_run(module: str, function: str) -> Callable[..., Result]:
+    """A stage function that imports ``module`` (and with it torch) when the stage runs,
+    then calls its ``function``."""
+
+    def run(model: nn.Module, data: DataSplits, settings: Any, context: Context) -> Result:
+        return getattr(importlib.import_module(module), function)(model, data, settings,
+                                                                  context)
+
+    run.__qualname__ = f"{module}.{function}"
+    return run
 
 
-def _train(model: nn.Module, data: DataSplits, settings: FitSettings,
-           context: Context) -> Result:
-    from compress.finetune import train
-
-    return train(model, data, settings, context)
-
-
-def _distill(model: nn.Module, data: DataSplits, settings: DistillSettings,
-             context: Context) -> Result:
-    from compress.distill import distill
-
-    return distill(model, data, settings, context)
-
-
-def _edge_magnitude(model: nn.Module, data: DataSplits, settings: EdgeMagnitudeSettings,
-                    context: Context) -> Result:
-    from compress.gates import edge_magnitude
-
-    return edge_magnitude(model, data, settings, context)
-
-
-def _gates(model: nn.Module, data: DataSplits, settings: GateSettings,
-           context: Context) -> Result:
-    from compress.gates import gates
-
-    return gates(model, data, settings, context)
-
-
-def _lottery(model: nn.Module, data: DataSplits, settings: LotterySettings,
-             context: Context) -> Result:
-    from compress.lottery import lottery
-
-    return lottery(model, data, settings, context)
-
-
-def _quantise(model: nn.Module, data: DataSplits, settings: QuantiseSettings,
-              context: Context) -> Result:
-    from compress.quantise import quantise
-
-    return quantise(model, data, settings, context)
-
+# The stages shipped here, their modules imported when a stage runs.
+_distill = imported_when_run("compress.distill", "distill")
+_train = imported_when_run("compress.finetune", "train")
+_edge_magnitude = imported_when_run("compress.gates", "edge_magnitude")
+_gates = imported_when_run("compress.gates", "gates")
+_lottery = imported_when_run("compress.lottery", "lottery")
+_quantise = imported_when_run("compress.quantise", "quantise")
 
 STAGES.add("distill", Stage(DistillSettings, _distill,
                             "soft targets of a teacher at temperature T, weight alpha"))

@@ -208,14 +208,6 @@ print(json.dumps([before, "torch" in sys.modules]))
 """
 
 
-@pytest.mark.slow
-def test_the_search_config_validates_without_torch(tmp_path: Path) -> None:
-    before, torch_after_search = json.loads(
-        run_python(CONFIG_WITHOUT_TORCH.format(heavy=HEAVY), tmp_path))
-    assert before == [], f"{before} imported by the config alone"
-    assert torch_after_search  # the lazy names still reach the search
-
-
 PIPELINE_WITHOUT_TORCH = """
 import json, sys
 from compress import STAGES, FitSettings
@@ -234,8 +226,12 @@ print(json.dumps([before, "torch" in sys.modules]))
 
 
 @pytest.mark.slow
-def test_the_pipeline_settings_build_without_torch(tmp_path: Path) -> None:
-    before, torch_after_context = json.loads(
-        run_python(PIPELINE_WITHOUT_TORCH.format(heavy=HEAVY), tmp_path))
-    assert before == [], f"{before} imported by the stages' settings alone"
-    assert torch_after_context  # the lazy names still reach the stages
+@pytest.mark.parametrize(("script", "what"), [(CONFIG_WITHOUT_TORCH, "the config"),
+                                              (PIPELINE_WITHOUT_TORCH, "the stages' settings")])
+def test_the_settings_build_without_torch_which_comes_when_needed(
+        tmp_path: Path, script: str, what: str) -> None:
+    """The search config and the pipeline's stage settings build and check without torch;
+    the search and a stage's context then reach it."""
+    before, torch_after = json.loads(run_python(script.format(heavy=HEAVY), tmp_path))
+    assert before == [], f"{before} imported by {what} alone"
+    assert torch_after  # the lazy names still reach torch
