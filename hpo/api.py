@@ -35,6 +35,8 @@ from hpo.records import (
     SAMPLER_ATTR,
     TrialRecord,
     metric_names,
+    named_values,
+    set_trial_attrs,
     trial_row,
 )
 from hpo.runner import name_the_values, set_study_attributes
@@ -115,11 +117,10 @@ class Results:
         seconds, the failure reason, and ``best``."""
         import pandas as pd
 
-        names = metric_names(self.study)
         best = best_numbers(self.study)
-        rows = [_named_values(trial_row(t), names) | {"best": t.number in best}
+        rows = [trial_row(t) | {"best": t.number in best}
                 for t in self.study.get_trials(deepcopy=False)]
-        return pd.DataFrame(rows)
+        return named_values(pd.DataFrame(rows), metric_names(self.study))
 
     def family(self, trial: int | None = None) -> pd.DataFrame:
         """The family a trial's search found (default the best trial's): one row per probe
@@ -156,13 +157,6 @@ class Results:
 
         require_extra("matplotlib", "plot", "a report")
         return write_report(self.storage, [self.name], out)
-
-
-def _named_values(row: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """``value``/``value_i`` under the objective's names (``hypervolume``, ...)."""
-    keys = ["value"] if len(names) == 1 else [f"value_{i}" for i in range(len(names))]
-    renamed = {name: row.pop(key) for key, name in zip(keys, names) if key in row}
-    return {"number": row.pop("number"), "state": row.pop("state"), **renamed, **row}
 
 
 class OptunaObjective:
@@ -208,8 +202,7 @@ class OptunaObjective:
             checkpoint=self.artifacts / study.study_name / f"trial-{trial.number}.pt",
             threads=self.threads)
         outcome = run_trial(task, self._each_epoch(trial))
-        for key, value in outcome.record.to_user_attrs().items():
-            trial.set_user_attr(key, value)
+        set_trial_attrs(trial, outcome.record.to_user_attrs())
         if outcome.interrupted:
             raise KeyboardInterrupt
         if outcome.state == TrialState.PRUNED:

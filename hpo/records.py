@@ -248,18 +248,26 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 def readable_columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """A trials frame (``value``/``value_i`` and ``param_*`` columns) under the names a
-    person reads: each value under its objective's name (``names``, from ``metric_names``),
-    a column that repeats one dropped (the family's hypervolume when it is the objective),
-    each parameter under its own name (``param_`` kept where that name is taken)."""
-    values = ["value"] if "value" in frame else [f"value_{i}" for i in range(len(names))]
-    renames = dict(zip([v for v in values if v in frame], names))
-    if len(set(renames.values())) < len(renames):  # names unknown: "value" for each
-        renames = {}
-    frame = frame.drop(columns=[n for n in renames.values() if n in frame and n not in renames])
+    person reads: the values named (``named_values``), each parameter under its own name
+    (``param_`` kept where that name is taken)."""
+    frame = named_values(frame, names)
+    renames = {}
     for column in frame.columns:
         short = str(column).removeprefix(PARAM_PREFIX)
-        if short != column and short not in frame.columns and short not in renames.values():
+        if short != column and short not in frame.columns:
             renames[column] = short
+    return frame.rename(columns=renames)
+
+
+def named_values(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """A trials frame with each value under its objective's name (``names``, from
+    ``metric_names``), a column that repeats one dropped (the family's hypervolume when it is
+    the objective); unchanged when the names are unknown ("value" for each)."""
+    values = ["value"] if "value" in frame else [f"value_{i}" for i in range(len(names))]
+    renames = dict(zip([v for v in values if v in frame], names))
+    if len(set(renames.values())) < len(renames):
+        return frame
+    frame = frame.drop(columns=[n for n in renames.values() if n in frame and n not in renames])
     return frame.rename(columns=renames)
 
 

@@ -63,23 +63,33 @@ def is_shipped(path: Path) -> bool:
 
 def unknown_study_hint(study: str | Path) -> str:
     """What to say when ``--study`` names no file: the closest shipped name, or the list."""
-    names = list(shipped_studies())
-    close = difflib.get_close_matches(Path(study).stem, names, n=1)
-    if close:
-        return f"did you mean the shipped study {close[0]!r}? (hpo studies list)"
-    return "pass a YAML file, or a shipped study's name (hpo studies list)"
+    return (_closest_shipped(study)
+            or "pass a YAML file, or a shipped study's name (hpo studies list)")
+
+
+def _closest_shipped(study: str | Path) -> str:
+    """"did you mean the shipped study 'NAME'? (hpo studies list)", or "" if none is close."""
+    close = difflib.get_close_matches(Path(study).stem, list(shipped_studies()), n=1)
+    return f"did you mean the shipped study {close[0]!r}? (hpo studies list)" if close else ""
+
+
+def _relative_table(raw: Any) -> tuple[dict[str, Any], str] | None:
+    """A study's ``objective`` section and its relative table path, if it reads one."""
+    objective = raw.get("objective") if isinstance(raw, dict) else None
+    table = objective.get("path") if isinstance(objective, dict) else None
+    if not isinstance(table, str) or Path(table).is_absolute():
+        return None
+    return objective, table
 
 
 def with_shipped_paths(raw: Any, path: Path) -> Any:
     """A shipped study's relative ``objective.path`` made absolute in the shipped files (its
     table travels with it), unless the current folder has a file of that name; any other
     study's paths are left relative to the current folder."""
-    if not (isinstance(raw, dict) and is_shipped(path)):
+    found = _relative_table(raw) if is_shipped(path) else None
+    if found is None or Path(found[1]).exists():
         return raw
-    objective = raw.get("objective")
-    table = objective.get("path") if isinstance(objective, dict) else None
-    if not isinstance(table, str) or Path(table).is_absolute() or Path(table).exists():
-        return raw
+    objective, table = found
     shipped = shipped_folder("tables").parent / table
     if not shipped.exists():
         return raw
@@ -106,7 +116,7 @@ def copy_study(name: str, to: Path) -> list[Path]:
     studies = shipped_studies()
     if name.removesuffix(STUDY_SUFFIX) not in studies:
         raise ConfigError(f"no shipped study {name!r}; "
-                          f"{unknown_study_hint(name).replace('pass a YAML file, or ', '')}")
+                          f"{_closest_shipped(name) or 'see hpo studies list'}")
     source = studies[name.removesuffix(STUDY_SUFFIX)]
     pairs = [(source, to / source.name), *_table_files(source, to)]
     existing = [str(target) for _, target in pairs if target.exists()]
@@ -122,11 +132,10 @@ def _table_files(study: Path, to: Path) -> list[tuple[Path, Path]]:
     """The shipped table a study file reads (``objective.path``), as (origin, target) pairs."""
     from hpo.yaml_file import parse_yaml
 
-    raw = parse_yaml(study.read_text(encoding="utf-8"))
-    objective = raw.get("objective") if isinstance(raw, dict) else None
-    table = objective.get("path") if isinstance(objective, dict) else None
-    if not isinstance(table, str) or Path(table).is_absolute():
+    found = _relative_table(parse_yaml(study.read_text(encoding="utf-8")))
+    if found is None:
         return []
+    table = found[1]
     origin = shipped_folder("tables").parent / table
     return [(origin.with_suffix(suffix), (to / table).with_suffix(suffix))
             for suffix in TABLE_FILES if origin.with_suffix(suffix).exists()]

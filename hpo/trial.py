@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from hpo.compat_optuna import stored_state
 from hpo.evaluation import evaluate
-from hpo.records import RETRY_OF_ATTR, TrialRecord, opening_attrs
+from hpo.records import RETRY_OF_ATTR, TrialRecord, opening_attrs, set_trial_attrs
 from hpo.study_spec import ParamSpec, StudySpec
 from search_core.errors import disk_full
 
@@ -186,8 +186,7 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutco
 
 def _record(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
             params: dict[str, Any] | None) -> None:
-    for key, value in outcome.record.to_user_attrs().items():
-        trial.set_user_attr(key, value)
+    set_trial_attrs(trial, outcome.record.to_user_attrs())
     if outcome.state == TrialState.COMPLETE:
         study.tell(trial, list(outcome.values or ()))
     else:
