@@ -86,11 +86,19 @@ class BestTrial:
     values: tuple[float, ...] = ()
     params: Mapping[str, Any] | None = None
     pareto: tuple[int, ...] = ()
+    seeds: int = 1  # intensified: the incumbent's mean over this many seeds (values[0])
+    sd: float = float("nan")
+    trials: tuple[int, ...] = ()  # intensified: the incumbent configuration's trials
 
 
 def best_lines(best: BestTrial) -> list[str]:
     if best.number is not None:
         name = best.metric_names[0] if best.metric_names else "value"
+        if best.seeds > 1 or best.trials:
+            return [f"incumbent {name} {number(best.values[0])} ± {number(best.sd)}, mean over "
+                    f"{best.seeds} seed{'s' if best.seeds > 1 else ''} (configuration "
+                    f"{best.number}: trials {', '.join(map(str, best.trials[:12]))})",
+                    f"  {params_text(best.params or {})}"]
         return [f"best {name} {number(best.values[0])} (trial {best.number})",
                 f"  {params_text(best.params or {})}"]
     shown = ", ".join(map(str, best.pareto[:MAX_PARETO_SHOWN]))

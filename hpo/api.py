@@ -183,6 +183,9 @@ class OptunaObjective:
     def __init__(self, study: StudyLike = "digits", *, seed: int = 0, artifacts: str = "runs",
                  threads: int = 1) -> None:
         self.spec = read_study(study)
+        if self.spec.noise.intensify:
+            raise ConfigError("noise.policy: intensify decides which trials are asked; run "
+                              "it with hpo.run (or hpo run), not inside your own optimize loop")
         self.seed = seed
         self.artifacts = Path(artifacts)
         self.threads = threads

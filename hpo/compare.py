@@ -14,17 +14,48 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from hpo.announce import shown_path
-from hpo.groups import Group, group_attrs, group_maximises, group_studies
+from hpo.groups import ARM_ATTR, Group, group_attrs, group_maximises, group_studies
 from hpo.objectives import MAXIMIZE, MINIMIZE
 from hpo.options import RunOptions, checked, read_study
 from hpo.samplers import SAMPLERS, check_sampler
 from hpo.storage import open_storage, study_names
 from hpo.storage_urls import storage_label
-from hpo.study_spec import StudySpec, check_study_name
+from hpo.study_spec import StudySpec, check_study_name, with_run_settings
 from search_core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+ARM_POLICIES = ("intensify", "reevaluate")  # what may follow a sampler's name: tpe+intensify
+REEVALUATE_TOP, REEVALUATE_SEEDS = 3, 2  # an arm SAMPLER+reevaluate: top 3 x 2 fresh seeds
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a comparison: a sampler, plain or with a noise policy (``tpe+intensify``:
+    intensification; ``tpe+reevaluate``: the top REEVALUATE_TOP configurations re-run with
+    REEVALUATE_SEEDS fresh seeds at the end, inside the same budget of evaluations)."""
+
+    sampler: str
+    policy: str = ""  # "", "intensify" or "reevaluate"
+
+    @property
+    def label(self) -> str:
+        return f"{self.sampler}+{self.policy}" if self.policy else self.sampler
+
+    @property
+    def reevaluations(self) -> int:
+        return REEVALUATE_TOP * REEVALUATE_SEEDS if self.policy == "reevaluate" else 0
+
+
+def parse_arm(text: str) -> Arm:
+    """``tpe``, ``tpe+intensify`` or ``tpe+reevaluate`` (the sampler by its registered name)."""
+    name, _, policy = text.partition("+")
+    if policy and policy not in ARM_POLICIES:
+        raise ConfigError(f"--samplers: {text!r}: after '+' comes one of "
+                          f"{', '.join(ARM_POLICIES)} (e.g. tpe+intensify)")
+    return Arm(SAMPLERS.canonical(name, "--samplers"), policy)
 
 
 @dataclass(frozen=True)
@@ -35,8 +66,8 @@ class CompareOptions:
     group: str | None = None
 
 
-def study_name(group: str, sampler: str, repeat: int) -> str:
-    return f"{group}.{sampler}.r{repeat}"
+def study_name(group: str, arm: str, repeat: int) -> str:
+    return f"{group}.{arm.replace('+', '-')}.r{repeat}"
 
 
 def known_optimum(spec: StudySpec) -> float | None:
@@ -50,8 +81,8 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
         raise ConfigError(f"--repeats: got {options.repeats}; need >= 1")
     if not options.samplers:
         raise ConfigError("--samplers: name at least one sampler, e.g. grid,random,tpe")
-    samplers = [SAMPLERS.canonical(sampler, "--samplers") for sampler in options.samplers]
-    if len(set(samplers)) < len(samplers):
+    arms = [parse_arm(text) for text in options.samplers]
+    if len({arm.label for arm in arms}) < len(arms):
         raise ConfigError(f"--samplers: {','.join(options.samplers)} names a sampler twice")
     run_options = checked(options.run)
     from hpo.runner import validate
@@ -63,21 +94,38 @@ def plan(options: CompareOptions) -> tuple[StudySpec, str, list[RunOptions]]:
     if len(directions) > 1 and directions != [MAXIMIZE, MINIMIZE]:
         raise ConfigError(f"hpo compare: objectives {directions}; it compares one value or "
                           "an (accuracy, complexity) pair (by hypervolume)")
-    for sampler in samplers:
-        check_sampler(sampler, spec.objective.directions)
+    for arm in arms:
+        check_arm(arm, spec, options.run.trials)
     group = check_study_name(options.group or f"{spec.name}-compare", "--name")
     optimum = known_optimum(spec)
     runs = []
     for repeat in range(options.repeats):
-        for sampler in samplers:
+        for arm in arms:
             seed = options.run.seed + repeat
-            attrs = group_attrs(group, repeat, seed, options.run.trials, optimum)
+            attrs = group_attrs(group, repeat, seed, options.run.trials, optimum, arm.label)
+            trials = options.run.trials - arm.reevaluations
             runs.append(replace(
-                options.run, sampler=sampler, seed=seed, name=study_name(group, sampler, repeat),
-                grid_budget=options.run.trials if sampler == "grid" else None,
+                options.run, sampler=arm.sampler, seed=seed, trials=trials,
+                name=study_name(group, arm.label, repeat),
+                grid_budget=trials if arm.sampler == "grid" else None,
                 study_attrs=tuple(attrs.items()), reference=reference,
+                noise="intensify" if arm.policy == "intensify" else options.run.noise,
             ))
     return spec, group, runs
+
+
+def check_arm(arm: Arm, spec: StudySpec, budget: int) -> None:
+    """The arm's sampler suits the objective; a noise policy suits the sampler and budget."""
+    check_sampler(arm.sampler, spec.objective.directions)
+    if arm.policy and len(spec.objective.directions) != 1:
+        raise ConfigError(f"--samplers: {arm.label}: noise policies rank configurations by one "
+                          f"value; this study has {len(spec.objective.directions)}")
+    if arm.policy and SAMPLERS.get(arm.sampler).enumerates_grid:
+        raise ConfigError(f"--samplers: {arm.label}: grid runs each cell once; put a noise "
+                          "policy on a sampler that asks (random, tpe, ...)")
+    if arm.reevaluations and budget <= arm.reevaluations:
+        raise ConfigError(f"--trials: {arm.label} spends {arm.reevaluations} of the budget on "
+                          f"re-evaluations; need --trials > {arm.reevaluations}")
 
 
 def compare(options: CompareOptions, progress: Any = None,
@@ -90,8 +138,23 @@ def compare(options: CompareOptions, progress: Any = None,
     if announce is not None:
         announce(compare_banner(options, spec, group, runs))
     for run_options in runs:
-        run(run_options, progress() if progress else None, spec=spec)
+        arm_spec = with_run_settings(spec, noise=run_options.noise)
+        summary = run(run_options, progress() if progress else None, spec=arm_spec)
+        arm = str(dict(run_options.study_attrs).get(ARM_ATTR, ""))
+        if arm.endswith("+reevaluate") and summary.complete:
+            reevaluate_arm(run_options, summary.name)
     return group_studies(open_storage(options.run.storage), group)
+
+
+def reevaluate_arm(run_options: RunOptions, name: str) -> None:
+    """An arm SAMPLER+reevaluate's end: its top configurations with fresh seeds (what is
+    missing of them: a resumed comparison adds nothing twice)."""
+    from hpo.reevaluate import reevaluate
+    from hpo.storage import load_existing_study
+
+    study = load_existing_study(run_options.storage, name)
+    reevaluate(study, REEVALUATE_TOP, REEVALUATE_SEEDS, run_options.jobs or 1,
+               run_options.threads or 1, quiet=True, storage=run_options.storage)
 
 
 def compare_banner(options: CompareOptions, spec: StudySpec, group: str,
@@ -105,7 +168,8 @@ def compare_banner(options: CompareOptions, spec: StudySpec, group: str,
         state = f"resuming: {started} of {len(runs)} studies started"
     else:
         state = f"adding to the group's {others} studies" if others else "new group"
-    samplers = ", ".join(dict.fromkeys(str(run.sampler) for run in runs))
+    samplers = ", ".join(dict.fromkeys(str(dict(run.study_attrs).get(ARM_ATTR, run.sampler))
+                                       for run in runs))
     return (f"hpo compare: group {group} on {shown_path(spec.source)}; samplers {samplers}; "
             f"{options.run.trials} trials x {options.repeats} repeats each; storage "
             f"{storage_label(options.run.storage)}; {state}")

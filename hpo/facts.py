@@ -11,7 +11,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.records import TrialRecord
+from hpo.intensify import study_incumbent, study_noise
+from hpo.records import REEVALUATED_ATTR, TrialRecord
 from search_core.errors import ConfigError
 
 StateCounts = dict[TrialState, int]
@@ -55,14 +56,22 @@ def maximises(study: optuna.Study) -> bool:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial, None without one. One value: Optuna's best trial. Several
+    """The best complete trial, None without one. One value: Optuna's best trial; for a
+    study run with intensification (``hpo.intensify``), the first trial of the incumbent
+    configuration (the best mean over seeds); for a study whose top configurations were
+    re-evaluated with fresh seeds, the best fresh-seed mean. Several
     values (a Pareto set): the trial whose family front has the largest hypervolume, else
     the best first value; ties go to the lower trial number."""
     trials = complete_trials(study)
     if not trials:
         return None
     if not is_multi_objective(study):
-        return study.best_trial
+        noise = study_noise(study)
+        if noise is not None:  # intensified: the incumbent, the best mean over seeds
+            config = study_incumbent(study, noise)
+            first = min(config.trials.values()) if config is not None else None
+            return next((t for t in trials if t.number == first), study.best_trial)
+        return reevaluated_best(study, trials) or study.best_trial
     sign = 1.0 if maximises(study) else -1.0
 
     def score(trial: FrozenTrial) -> tuple[float, float]:
@@ -73,11 +82,34 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return max(trials, key=score)  # max keeps the first of equal scores
 
 
+def reevaluated_best(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The trial whose configuration has the best mean over fresh seeds (``hpo reevaluate``,
+    ``hpo run --reevaluate K``), None when none was re-evaluated; ties: the lower number."""
+    attrs = study.user_attrs
+    means = {}
+    for trial in trials:
+        runs = attrs.get(REEVALUATED_ATTR.format(number=trial.number))
+        values = [run.get("value") for run in runs.values()] if isinstance(runs, dict) else []
+        values = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        if values:
+            means[trial.number] = sum(values) / len(values)
+    if not means:
+        return None
+    sign = 1.0 if maximises(study) else -1.0
+    number = max(sorted(means), key=lambda n: sign * means[n])
+    return next(t for t in trials if t.number == number)
+
+
 def best_numbers(study: optuna.Study) -> set[int]:
-    """The trials a listing marks best: the best trial, or a multi-objective study's
-    Pareto set."""
+    """The trials a listing marks best: the best trial (an intensified study's incumbent
+    configuration: all its trials), or a multi-objective study's Pareto set."""
     if not complete_trials(study):
         return set()
     if is_multi_objective(study):
         return {t.number for t in study.best_trials}
-    return {study.best_trial.number}
+    noise = study_noise(study)
+    config = study_incumbent(study, noise) if noise is not None else None
+    if config is not None:  # every evaluation of the incumbent configuration
+        return set(config.trials.values())
+    best = best_trial(study)
+    return {best.number} if best is not None else set()

@@ -20,6 +20,7 @@ REPEAT_ATTR = "repeat"  # its repeat number (seed = the group's seed + repeat)
 SEED_ATTR = "seed"  # its sampler and search seed
 BUDGET_ATTR = "budget"  # trials per study
 OPTIMUM_ATTR = "known_optimum"  # the objective's known optimum, when it has one
+ARM_ATTR = "arm"  # the sampler and its noise policy (tpe+intensify), as compared
 
 
 @dataclass
@@ -35,10 +36,13 @@ class Group:
 
 
 def group_attrs(group: str, repeat: int, seed: int, budget: int,
-                optimum: float | None) -> dict[str, Any]:
-    """The user attributes that make a study a member of ``group``."""
+                optimum: float | None, arm: str | None = None) -> dict[str, Any]:
+    """The user attributes that make a study a member of ``group`` (``arm``: the label it
+    is compared under, when not its sampler's name)."""
     attrs: dict[str, Any] = {GROUP_ATTR: group, REPEAT_ATTR: repeat, SEED_ATTR: seed,
                              BUDGET_ATTR: budget}
+    if arm is not None:
+        attrs[ARM_ATTR] = arm
     if optimum is not None:
         attrs[OPTIMUM_ATTR] = optimum
     return attrs
@@ -61,18 +65,23 @@ def group_studies(storage: Any, name: str) -> Group | None:
                  if s.user_attrs.get(GROUP_ATTR) == name]
     if not summaries:
         return None
-    summaries.sort(key=lambda s: (str(s.user_attrs.get(SAMPLER_ATTR)),
+    summaries.sort(key=lambda s: (arm_label(s.user_attrs),
                                   int(s.user_attrs.get(REPEAT_ATTR, 0)), s.study_name))
     studies = [optuna.load_study(study_name=s.study_name, storage=storage) for s in summaries]
     meta = pd.DataFrame([{
         "study": s.study_name,
-        "sampler": str(s.user_attrs.get(SAMPLER_ATTR, "?")),
+        "sampler": arm_label(s.user_attrs),
         "repeat": int(s.user_attrs.get(REPEAT_ATTR, i)),
         "budget": s.user_attrs.get(BUDGET_ATTR),
         "seed": s.user_attrs.get(SEED_ATTR),
         "known_optimum": s.user_attrs.get(OPTIMUM_ATTR),
     } for i, s in enumerate(summaries)])
     return Group(name, studies, meta, [dict(s.user_attrs) for s in summaries])
+
+
+def arm_label(attrs: dict[str, Any]) -> str:
+    """What a group member is compared as: its arm (tpe+intensify), else its sampler."""
+    return str(attrs.get(ARM_ATTR) or attrs.get(SAMPLER_ATTR, "?"))
 
 
 def group_maximises(group: Group) -> bool:

@@ -53,6 +53,7 @@ class RunOptions:
     threads: int | None = None
     device: str | None = None  # --device: in place of the study's (with_run_settings)
     precision: str | None = None  # --precision: likewise
+    noise: str | None = None  # --noise: the study's noise.policy in place of the file's
     trials_per_gpu: int = 1  # local workers per GPU on a GPU machine
     gpus: tuple[str, ...] = ()  # decided by with_jobs: the GPU of each local worker slot
     backend: str = "local"
@@ -140,9 +141,11 @@ def check_cluster_address(address: str, flag: str) -> None:
 
 
 def read_study(options: RunOptions) -> StudySpec:
-    """The study file (read here, once per run) with ``--device`` and ``--precision`` in
-    place of its own; every layer and worker after this gets the spec, not the path."""
-    return with_run_settings(load_study(options.study_path), options.device, options.precision)
+    """The study file (read here, once per run) with ``--device``, ``--precision`` and
+    ``--noise`` in place of its own; every layer and worker after this gets the spec, not
+    the path."""
+    return with_run_settings(load_study(options.study_path), options.device, options.precision,
+                             options.noise)
 
 
 def trial_threads(options: RunOptions) -> int:

@@ -35,6 +35,8 @@ HISTORY_ATTR = "history"  # per-epoch metrics, written after every epoch
 FAIL_REASON_ATTR = "fail_reason"
 GRID_CELL_ATTR = "grid_cell"  # the grid cell an enqueued trial runs (grid_key)
 RETRY_OF_ATTR = "retry_of"  # the trial whose configuration this one runs again
+CONFIG_ATTR = "config"  # intensification: the configuration evaluated (its first trial's number)
+SEED_INDEX_ATTR = "seed_index"  # intensification: which of its seeds (0, 1, ...)
 SAMPLER_SEED_ATTR = "sampler_seed"
 RAY_NODE_ID_ATTR = "ray_node_id"  # the Ray node that ran a trial's last attempt
 RAY_NODE_IP_ATTR = "ray_node_ip"
@@ -239,6 +241,9 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
             row["value" if len(trial.values) == 1 else f"value_{i}"] = value
     params = trial.params or enqueued_params(trial)
     row |= {f"{PARAM_PREFIX}{k}": v for k, v in params.items()}
+    for key in (CONFIG_ATTR, SEED_INDEX_ATTR):
+        if key in trial.user_attrs:
+            row[key] = trial.user_attrs[key]
     row["hypervolume"] = record.hypervolume
     row["controllability"] = record.controllability
     row["seconds"] = record.seconds

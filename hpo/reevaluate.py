@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 
 from hpo.facts import complete_trials, is_multi_objective, maximises
+from hpo.intensify import params_key
 from hpo.liveness import study_lock
 from hpo.pool import run_in_processes
 from hpo.records import REEVALUATED_ATTR, REFERENCE_ATTR, STUDY_FILE_ATTR, TrialRecord
@@ -64,7 +65,9 @@ def reevaluate(study: optuna.Study, top: int, seeds: int, workers: int, threads:
 
 
 def top_trials(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``top`` complete trials, best value first."""
+    """The ``top`` complete trials of distinct configurations, best value first (a sampler
+    that proposed the same parameters again, with the same seed, gave the same value: one
+    configuration re-evaluated three times would waste the fresh seeds)."""
     if is_multi_objective(study):
         raise ConfigError(f"study {study.study_name!r} has {len(study.directions)} objectives; "
                           "hpo reevaluate ranks configurations by one value")
@@ -73,7 +76,10 @@ def top_trials(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:
         raise ConfigError(f"study {study.study_name!r} has no complete trial to re-evaluate")
     maximise = maximises(study)
     done = sorted(done, key=lambda t: (-t.values[0] if maximise else t.values[0], t.number))
-    return done[:top]
+    distinct: dict[str, optuna.trial.FrozenTrial] = {}
+    for trial in done:
+        distinct.setdefault(params_key(trial.params), trial)
+    return list(distinct.values())[:top]
 
 
 def fresh_seeds(study: optuna.Study, count: int) -> list[int]:

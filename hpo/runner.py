@@ -29,6 +29,7 @@ from hpo.backends.base import RunJob
 from hpo.evaluation import check_fits_in_memory, reference_complexity
 from hpo.facts import best_trial, state_counts
 from hpo.grid import enqueue_grid, grid_cells
+from hpo.intensify import incumbent_row
 from hpo.liveness import recover_stale_trials, study_lock
 from hpo.options import (
     RAY_ADDRESS_VAR,
@@ -104,6 +105,9 @@ def validate(options: RunOptions, spec: StudySpec) -> float:
     check_device(spec, options)
     if not address:  # a cluster's nodes may have more memory than this machine
         check_fits_in_memory(spec)
+    if SAMPLERS.get(options.sampler).enumerates_grid and spec.noise.intensify:
+        raise ConfigError("--sampler grid runs each cell once; noise.policy intensify needs a "
+                          "sampler that asks (random, tpe, ...), or --noise none")
     if SAMPLERS.get(options.sampler).enumerates_grid and options.grid_budget is None:
         grid_cells(spec)  # raises when a parameter has no grid values
     if options.reference is not None:
@@ -256,7 +260,11 @@ def summarise(study: optuna.Study, options: RunOptions, stop: StopRule) -> RunSu
     best: BestTrial | None = None
     trial = best_trial(study)
     names = tuple(study.metric_names or ())
-    if trial is not None and len(study.directions) == 1:
+    config = incumbent_row(study)
+    if config is not None:
+        best = BestTrial(names, config["config"], (config["mean"],), config["params"],
+                         seeds=config["seeds"], sd=config["sd"], trials=tuple(config["trials"]))
+    elif trial is not None and len(study.directions) == 1:
         best = BestTrial(names, trial.number, tuple(trial.values), trial.params)
     elif trial is not None:
         best = BestTrial(names, pareto=tuple(sorted(t.number for t in study.best_trials)))

@@ -36,9 +36,11 @@ from hpo.study_spec import (
     MAX_LATTICE_POINTS,
     MAX_PARAMS,
     Fidelity,
+    NoiseSpec,
     ParamSpec,
     StudyError,
     StudySpec,
+    check_noise,
     check_study_name,
 )
 from hpo.yaml_file import parse_yaml
@@ -53,7 +55,7 @@ from search_core.device import check_device_name, check_precision
 from search_core.errors import ConfigError, did_you_mean
 
 STUDY_KEYS = ("name", "data", "search", "fidelity", "probes", "objective", "params", "grid",
-              "training_seed", "pipeline", "device", "precision")
+              "training_seed", "pipeline", "device", "precision", "noise")
 MAX_STUDY_BYTES = 1 << 20  # 1 MiB; the shipped studies are about 1 KB
 
 
@@ -123,6 +125,7 @@ def parse_study(raw: Any, source: str = "") -> StudySpec:
     params = _parse_params(top.pop("params", {}) or {})
     grid = _parse_grid(top.pop("grid", {}) or {}, params)
     fidelity = _parse_fidelity(top.pop("fidelity", {}) or {})
+    noise = from_mapping(NoiseSpec, top.pop("noise", {}) or {}, "noise")
     pipeline = parse_pipeline(top.pop("pipeline")) if "pipeline" in top else None
     top.setdefault("name", Path(source).stem or "study")
     spec = from_mapping(StudySpec, top)
@@ -130,7 +133,8 @@ def parse_study(raw: Any, source: str = "") -> StudySpec:
     check_device_name(spec.device)
     check_precision(spec.precision)
     spec = StudySpec(**{**spec.__dict__, "fidelity": fidelity, "params": params, "grid": grid,
-                        "pipeline": pipeline, "source": source})
+                        "pipeline": pipeline, "noise": noise, "source": source})
+    check_noise(spec)
     _validate_against_search(spec)
     return spec
 

@@ -68,7 +68,15 @@ def study_schema() -> dict[str, Any]:
     """The study file's JSON Schema (draft 2020-12)."""
     from hpo.objectives import OBJECTIVES, ObjectiveSpec
     from hpo.study_config import SECTIONS
-    from hpo.study_spec import MAX_PARAMS, STUDY_NAME, Fidelity, ParamSpec, ProbeSpec, StudySpec
+    from hpo.study_spec import (
+        MAX_PARAMS,
+        STUDY_NAME,
+        Fidelity,
+        NoiseSpec,
+        ParamSpec,
+        ProbeSpec,
+        StudySpec,
+    )
     from search_core.config import SearchConfig
     from search_core.data import DataConfig
 
@@ -89,6 +97,7 @@ def study_schema() -> dict[str, Any]:
         "pipeline": {"type": "object"},  # stages and their settings: hpo.pipeline checks them
         "device": {"type": "string"},
         "precision": type_schema(study_hints["precision"]),
+        "noise": dataclass_schema(NoiseSpec),
     }
     return {"$schema": SCHEMA_DIALECT, "title": "nas-hpo study file", "type": "object",
             "additionalProperties": False, "properties": properties}

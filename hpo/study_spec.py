@@ -163,6 +163,38 @@ class ProbeSpec:
                               f"need an integer in [1, {MAX_FINETUNE_EPOCHS}]")
 
 
+NOISE_POLICIES = ("none", "intensify")
+MAX_NOISE_SEEDS = 100
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """How a search treats a noisy objective (``hpo.intensify``). ``none``: one evaluation
+    per configuration (the sampler's best value is the best). ``intensify``: a new
+    configuration gets one seed; a challenger competitive with the incumbent on the seeds they
+    share gets the incumbent's next seed, up to ``max_seeds``; the incumbent is the best mean
+    over at least ``min_seeds`` seeds. ``margin``: a challenger whose paired mean is at most
+    this much worse than the incumbent's still counts as competitive."""
+
+    policy: Literal["none", "intensify"] = "none"
+    min_seeds: int = 3
+    max_seeds: int = 5
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_seeds <= self.max_seeds <= MAX_NOISE_SEEDS:
+            raise ConfigError(f"noise: min_seeds {shown(self.min_seeds)} and max_seeds "
+                              f"{shown(self.max_seeds)}; need 1 <= min_seeds <= max_seeds <= "
+                              f"{MAX_NOISE_SEEDS}")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ConfigError(f"noise.margin: got {shown(self.margin)}; need a finite number "
+                              ">= 0 (0: a challenger must be at least as good on shared seeds)")
+
+    @property
+    def intensify(self) -> bool:
+        return self.policy == "intensify"
+
+
 @dataclass(frozen=True)
 class StudySpec:
     name: str
@@ -177,6 +209,7 @@ class StudySpec:
     # params); per_trial: a seed derived from --seed and the trial number (hpo.trial)
     training_seed: Literal["common", "per_trial"] = "common"
     pipeline: PipelineSpec | None = None  # compression stages after the search (hpo.pipeline)
+    noise: NoiseSpec = field(default_factory=NoiseSpec)  # repeated seeds (hpo.intensify)
     # where trials run (not part of what they compute: left out of the fingerprint, so a
     # study resumes on another machine) and in what precision (part of it)
     device: str = "auto"
@@ -204,6 +237,8 @@ class StudySpec:
             plain["objective"].pop("path", None)
         if plain["training_seed"] == "common":
             plain.pop("training_seed")
+        if not self.noise.intensify:  # one evaluation per configuration, as before
+            plain.pop("noise")
         plain.pop("device")
         if plain["precision"] == "fp32":
             plain.pop("precision")
@@ -219,11 +254,31 @@ class StudySpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def check_noise(spec: StudySpec, where: str = "noise.policy") -> None:
+    """Intensification compares configurations on the same seeds, by one value."""
+    if not spec.noise.intensify:
+        return
+    if spec.training_seed == "per_trial":
+        raise ConfigError(f"{where}: intensify evaluates configurations on the same seeds "
+                          "(paired); training_seed per_trial gives every trial its own: leave "
+                          "training_seed out (common)")
+    if len(spec.objective.directions) != 1:
+        raise ConfigError(f"{where}: intensify ranks configurations by one value; objective "
+                          f"{spec.objective.kind} has {len(spec.objective.directions)}")
+
+
 def with_run_settings(spec: StudySpec, device: str | None = None,
-                      precision: str | None = None) -> StudySpec:
-    """``spec`` with ``--device`` / ``--precision`` in place of the file's (None: keep it).
-    The precision is part of the fingerprint: resuming a study in another one is refused."""
+                      precision: str | None = None, noise: str | None = None) -> StudySpec:
+    """``spec`` with ``--device`` / ``--precision`` / ``--noise`` in place of the file's
+    (None: keep it). The precision and the noise policy are part of the fingerprint:
+    resuming a study with another one is refused."""
     changes: dict[str, Any] = {}
+    if noise is not None:
+        if noise not in NOISE_POLICIES:
+            raise ConfigError(f"--noise: got {shown(noise)}; expected one of "
+                              f"{', '.join(NOISE_POLICIES)}")
+        changes["noise"] = dataclasses.replace(spec.noise, policy=noise)
+        check_noise(dataclasses.replace(spec, **changes), "--noise")
     if device is not None:
         changes["device"] = check_device_name(device, "--device")
     if precision is not None:

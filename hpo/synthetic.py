@@ -19,6 +19,20 @@ class SyntheticObjective:
     params: tuple[str, ...]  # parameters it reads (others are ignored: they do not matter)
     optimum: float
     description: str
+    noise_sd: float = 0.0  # seed noise: sd of a normal deviation drawn by (seed, parameters)
+
+    def value(self, params: Mapping[str, float], seed: int) -> float:
+        """The mean ``fn(params)`` plus this seed's deviation at these parameters (the
+        same (seed, parameters) always gives the same value)."""
+        if not self.noise_sd:
+            return self.fn(params)
+        import hashlib
+
+        import numpy as np
+
+        text = repr([params[name] for name in self.params]).encode()
+        key = [seed, int.from_bytes(hashlib.sha256(text).digest()[:8], "little")]
+        return self.fn(params) + self.noise_sd * float(np.random.default_rng(key).normal())
 
 
 SYNTHETIC: Registry[SyntheticObjective] = Registry("synthetic objective")
@@ -39,9 +53,24 @@ def negative_branin(p: Mapping[str, float]) -> float:
     return -((y - b * x**2 + c * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10)
 
 
+NOISY_ARM_MEANS = (0.50, 0.62, 0.55, 0.66, 0.58, 0.70, 0.52, 0.64, 0.60, 0.56)
+
+
+def noisy_arms(p: Mapping[str, float]) -> float:
+    """Ten configurations (``arm`` 0..9) with known means, best arm 5 (0.70), then arm 3
+    (0.66); each evaluation adds normal seed noise of sd 0.1, larger than most gaps: one
+    seed's values often rank the arms wrongly."""
+    return NOISY_ARM_MEANS[int(p["arm"])]
+
+
 SYNTHETIC.add("low_effective_dimension", SyntheticObjective(
     low_effective_dimension, ("x1", "x2"), 1.0,
     "6 hyperparameters on [0, 1], only x1 (narrow peak) and x2 (gentle) matter",
+))
+SYNTHETIC.add("noisy_arms", SyntheticObjective(
+    noisy_arms, ("arm",), max(NOISY_ARM_MEANS),
+    "10 arms (int 0..9) with known means (best 5: 0.70) and seed noise of sd 0.1",
+    noise_sd=0.1,
 ))
 SYNTHETIC.add("branin", SyntheticObjective(
     negative_branin, ("x", "y"), -0.397887, "-Branin on [-5, 10] x [0, 15]",

@@ -62,6 +62,14 @@ class TableRequest:
     quiet: bool = False
     device: str | None = None
     precision: str | None = None
+    subset: int = 0  # the first N configurations of the design get subset_seeds seeds
+    subset_seeds: int = 0
+
+    def seeds_of(self, config: int) -> int:
+        """How many seeds (0..K-1) configuration ``config`` of the design gets."""
+        if config < self.subset:
+            return max(self.seeds, self.subset_seeds)
+        return self.seeds
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,14 @@ def build_table(request: TableRequest) -> str:
                   f"--configs: got {request.configs}; need 1..{MAX_CONFIGS}"),
                  (1 <= request.seeds <= MAX_SEEDS,
                   f"--seeds: got {request.seeds}; need 1..{MAX_SEEDS}"),
-                 (request.jobs >= 1, f"--jobs: got {request.jobs}; need >= 1")])
+                 (request.jobs >= 1, f"--jobs: got {request.jobs}; need >= 1"),
+                 (0 <= request.subset <= MAX_CONFIGS,
+                  f"--subset: got {request.subset}; need 0..{MAX_CONFIGS}"),
+                 (0 <= request.subset_seeds <= MAX_SEEDS,
+                  f"--subset-seeds: got {request.subset_seeds}; need 0..{MAX_SEEDS}"),
+                 (bool(request.subset) == bool(request.subset_seeds),
+                  "--subset N and --subset-seeds K go together (the first N configurations "
+                  "get K seeds)")])
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -109,7 +124,7 @@ def build_table(request: TableRequest) -> str:
     done = {(int(r["config"]), int(r["seed"])) for r in read_rows(path)}
     reference = reference_complexity(spec)
     jobs = [TableJob(i, source, params, seed, spec.to_dict(), reference, spec.device)
-            for i, (source, params) in enumerate(design) for seed in range(request.seeds)
+            for seed, i, source, params in _seed_major(design, request)
             if (i, seed) not in done]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(meta_path(path), meta)
@@ -119,9 +134,23 @@ def build_table(request: TableRequest) -> str:
         for job, record in run_in_processes(evaluate_job, jobs, request.jobs, "table",
                                             request.quiet):
             append_row(out, columns, job, record)
-    return (f"table {path}: {len(design)} configurations x {request.seeds} seeds; "
+    subset = (f" (the first {request.subset} with {request.subset_seeds})"
+              if request.subset else "")
+    return (f"table {path}: {len(design)} configurations x {request.seeds} seeds{subset}; "
             f"{len(jobs)} evaluated now in {time.perf_counter() - started:.0f} s wall "
             f"({len(done)} were there); hpo table show {path}")
+
+
+def _seed_major(design: list[tuple[str, dict[str, Any]]],
+                request: TableRequest) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
+    """(seed, config, source, params) seed by seed: a build stopped part way leaves whole
+    seeds (every configuration's seed 0 before any seed 1), which is what the surrogate's
+    per-seed model wants."""
+    most = max(request.seeds_of(i) for i in range(len(design)))
+    for seed in range(most):
+        for i, (source, params) in enumerate(design):
+            if seed < request.seeds_of(i):
+                yield seed, i, source, params
 
 
 def configurations(spec: Any, count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
@@ -185,13 +214,21 @@ def table_meta(spec: Any, request: TableRequest, configs: int) -> dict[str, Any]
         "params": {name: to_plain(param) for name, param in spec.params.items()},
         "directions": spec.objective.directions,
         "design": {"sobol": request.configs, "grid": configs - request.configs,
-                   "design_seed": request.design_seed, "seeds": request.seeds},
+                   "design_seed": request.design_seed, "seeds": request.seeds,
+                   "subset": request.subset, "subset_seeds": request.subset_seeds},
         "evaluation": {"threads": 1, "jobs": request.jobs, "device": spec.device,
                        "precision": spec.precision},
         "environment": environment(threads=1),  # versions, commit, CPU, cores
         "command": f"hpo table build --study {request.study} --configs {request.configs} "
-                   f"--seeds {request.seeds} --jobs {request.jobs}" + _device_flags(request),
+                   f"--seeds {request.seeds} --jobs {request.jobs}" + _subset_flags(request)
+                   + _device_flags(request),
     }
+
+
+def _subset_flags(request: TableRequest) -> str:
+    if not request.subset:
+        return ""
+    return f" --subset {request.subset} --subset-seeds {request.subset_seeds}"
 
 
 def _device_flags(request: TableRequest) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from hpo.compat_optuna import stored_state
 from hpo.evaluation import evaluate
+from hpo.intensify import replicate_attrs, replicate_seed
 from hpo.records import RETRY_OF_ATTR, TrialRecord, opening_attrs, set_trial_attrs
 from hpo.study_spec import ParamSpec, StudySpec
 from search_core.errors import disk_full
@@ -86,6 +87,13 @@ def training_seed(spec: StudySpec, seed: int, number: int) -> int:
     if spec.training_seed == "per_trial":
         return int(np.random.SeedSequence([seed, number]).generate_state(1)[0] % 2**31)
     return seed
+
+
+def trial_seed(spec: StudySpec, seed: int, attrs: Mapping[str, Any], number: int) -> int:
+    """The seed a trial searches with: a re-evaluated configuration's seed index picks it
+    (``hpo.intensify.replicate_seed``), else ``training_seed``."""
+    replicate = replicate_seed(seed, attrs) if spec.noise.intensify else None
+    return training_seed(spec, seed, number) if replicate is None else replicate
 
 
 def suggest(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
@@ -194,4 +202,5 @@ def _record(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
     if outcome.state == TrialState.FAIL and not (outcome.interrupted or outcome.requeue):
         log.warning("trial %d failed: %s", trial.number, outcome.record.fail_reason)
     if outcome.requeue and params is not None:
-        study.enqueue_trial(params, user_attrs=opening_attrs({RETRY_OF_ATTR: trial.number}))
+        study.enqueue_trial(params, user_attrs=opening_attrs(
+            {RETRY_OF_ATTR: trial.number, **replicate_attrs(trial.user_attrs)}))

@@ -30,6 +30,7 @@ import optuna
 from hpo.backends.base import RunJob
 from hpo.compat_optuna import trial_id
 from hpo.facts import state_counts
+from hpo.intensify import enqueue_next, tag_new
 from hpo.liveness import (
     Heartbeat,
     heartbeat_s,
@@ -52,7 +53,7 @@ from hpo.samplers import PRUNERS, sampler_seed, study_sampler
 from hpo.stopping import StopRule
 from hpo.storage import open_storage
 from hpo.study_spec import StudySpec
-from hpo.trial import TrialTask, record_outcome, run_trial, sample_params, training_seed
+from hpo.trial import TrialTask, record_outcome, run_trial, sample_params, trial_seed
 from search_core.errors import disk_full
 from search_core.threads import child_environment
 
@@ -163,11 +164,14 @@ def ask(study: optuna.Study, spec: StudySpec,
         options: RunOptions) -> tuple[optuna.Trial, dict[str, Any]] | None:
     """A new trial and its parameters, sampled now (under the lock) by the study's sampler;
     None if sampling failed (the trial is recorded FAIL with the reason)."""
+    enqueue_next(study, spec.noise)  # a re-evaluation, when intensification wants one
     trial = study.ask()
     set_trial_attrs(trial, opening_attrs({
         WORKER_ATTR: worker_id(),
         SAMPLER_SEED_ATTR: sampler_seed(options.sampler, options.seed, trial.number)}))
     params = sample_params(study, trial, spec)
+    if params is not None and spec.noise.intensify:
+        tag_new(study, trial, params)
     return None if params is None else (trial, params)
 
 
@@ -191,7 +195,7 @@ def run_local_trial(study: optuna.Study, trial: optuna.Trial, params: dict[str, 
 
     task = TrialTask(
         number=trial.number, params=params, spec=spec,
-        seed=training_seed(spec, options.seed, seed_number(study, trial)),
+        seed=trial_seed(spec, options.seed, trial.user_attrs, seed_number(study, trial)),
         reference=study.user_attrs[REFERENCE_ATTR],
         checkpoint=Path(options.artifacts) / study.study_name / f"trial-{trial.number}.pt",
         threads=trial_threads(options),

@@ -32,6 +32,7 @@ from hpo.compat_ray import (
 )
 from hpo.database import StorageUnavailable, cause_of
 from hpo.facts import state_counts
+from hpo.intensify import enqueue_next, tag_new
 from hpo.liveness import Heartbeat
 from hpo.options import RAY_ADDRESS_VAR, RunOptions, cluster_address, trial_threads
 from hpo.records import (
@@ -56,6 +57,7 @@ from hpo.trial import (
     run_trial,
     suggest_all,
     training_seed,
+    trial_seed,
 )
 from search_core.data import DEFAULT_DATA_ROOT_ENV
 from search_core.errors import ConfigError, disk_full
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TRIAL_KEY = "_optuna_trial"  # the Optuna trial number, passed to the trainable in its config
+SEED_KEY = "_training_seed"  # the seed it searches with (decided by the driver)
 OUTCOME_KEY = "hpo_outcome"  # the TrialOutcome as JSON (Tune flattens nested result dicts)
 HALT_KEY = "hpo_halt"  # why a trial stopped the run (the driver asks for no more trials)
 DISK_FULL = "disk full; configuration re-enqueued (free some space and run again)"
@@ -147,6 +150,7 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
 
     params = dict(config)
     number = params.pop(TRIAL_KEY)
+    seed = params.pop(SEED_KEY, None)
     node = {RAY_NODE_ID_ATTR: ray.get_runtime_context().get_node_id(),
             RAY_NODE_IP_ATTR: ray.util.get_node_ip_address()}
 
@@ -165,7 +169,8 @@ def trainable(config: dict[str, Any], spec: StudySpec, options: RunOptions,
 
     task = TrialTask(
         number=number, params=params, spec=spec,
-        seed=training_seed(spec, options.seed, number), reference=reference,
+        seed=training_seed(spec, options.seed, number) if seed is None else int(seed),
+        reference=reference,
         checkpoint=Path(options.artifacts) / study_name / f"trial-{number}.pt",  # absolute
         threads=trial_threads(options),
     )
@@ -192,6 +197,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
     report; after a trial halted the run (``HALT_KEY``) it asks for no more."""
     from ray.tune.search.optuna import OptunaSearch
 
+    run_seed = options.seed
     retries = options.ray.retries  # the class below is pickled by value with what it
     # names: never the options (their storage URL holds the password)
 
@@ -208,11 +214,17 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
             if self.halt:
                 return self.FINISHED
+            enqueue_next(optuna_study(self), spec.noise)  # a re-evaluation, when due
             params = super().suggest(trial_id)
             ot_trial = optuna_trials(self)[trial_id]
             # the driver owns Ray trials
             set_trial_attrs(ot_trial, opening_attrs({WORKER_ATTR: worker_id()}))
-            return None if params is None else {**params, TRIAL_KEY: ot_trial.number}
+            if params is None:
+                return None
+            if spec.noise.intensify:
+                tag_new(optuna_study(self), ot_trial, params)
+            seed = trial_seed(spec, run_seed, ot_trial.user_attrs, ot_trial.number)
+            return {**params, TRIAL_KEY: ot_trial.number, SEED_KEY: seed}
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
             if "val_acc" not in result or "epoch" not in result:

@@ -53,6 +53,9 @@ def add_trial_flags(parser: argparse.ArgumentParser,
     parser.add_argument("--artifacts", default="runs", help="folder for trial checkpoints")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per trial (default: CPUs / trials at once)")
+    parser.add_argument("--noise", choices=("none", "intensify"), default=None,
+                        help="intensify: give competitive configurations more seeds and pick "
+                             "the best mean (default: the study file's noise.policy)")
     add_placement(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")

@@ -11,7 +11,9 @@ from hpo.cli.common import EXIT_STOPPED_EARLY, Subparsers, add_study_file, add_t
 def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     cmp = subparsers.add_parser("compare", help="compare samplers at equal budget, with repeats")
     add_study_file(cmp)
-    cmp.add_argument("--samplers", required=True, help="comma-separated, e.g. grid,random,tpe")
+    cmp.add_argument("--samplers", required=True,
+                     help="comma-separated, e.g. grid,random,tpe; SAMPLER+intensify or "
+                          "SAMPLER+reevaluate compares a noise policy at the same budget")
     cmp.add_argument("--trials", type=int, required=True, help="budget per sampler and repeat")
     cmp.add_argument("--repeats", type=int, default=3, help="seeds per sampler")
     cmp.add_argument("--name", default=None, help="comparison group (default STUDY-compare)")
@@ -31,7 +33,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = RunOptions(study_path=args.study, trials=args.trials, jobs=args.jobs, seed=args.seed,
                       storage=args.storage, artifacts=args.artifacts, threads=args.threads,
                       backend=args.backend, verbose=args.verbose, device=args.device,
-                      precision=args.precision, trials_per_gpu=args.trials_per_gpu)
+                      precision=args.precision, trials_per_gpu=args.trials_per_gpu,
+                      noise=args.noise)
     samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
     options = CompareOptions(run=base, samplers=samplers, repeats=args.repeats,
                              group=args.name)

@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pruner=args.pruner, max_failures=args.max_failures, artifacts=args.artifacts,
         threads=args.threads, backend=args.backend, verbose=args.verbose,
         device=args.device, precision=args.precision, trials_per_gpu=args.trials_per_gpu,
-        ray=RayOptions(address=args.address, concurrency=args.concurrency,
+        noise=args.noise, ray=RayOptions(address=args.address, concurrency=args.concurrency,
                        cpus_per_trial=args.cpus_per_trial, retries=args.retries,
                        gpus_per_trial=args.gpus_per_trial),
     ))

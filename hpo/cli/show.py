@@ -45,6 +45,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         defuse_formulas(frame).to_csv(sys.stdout, index=False)
     else:
         print(readable_trials(frame, study) if not frame.empty else "(no trials)")
+        for line in configuration_lines(study):
+            print(line)
     if args.timing:
         print(timing_text(timing_summary(study.get_trials(deepcopy=False))))
     return 0
@@ -61,6 +63,30 @@ def readable_trials(frame: pd.DataFrame, study: optuna.Study) -> str:
     frame = frame.dropna(axis="columns", how="all")
     text = frame.astype(object).map(lambda v: "" if v is None or v != v else number(v))
     return text.to_string(index=False)
+
+
+MAX_CONFIGURATIONS_SHOWN = 10
+
+
+def configuration_lines(study: optuna.Study) -> list[str]:
+    """An intensified study's configurations: mean ± sd over their seeds, the incumbent
+    first (nothing for a study run without intensification)."""
+    from hpo.announce import number, params_text
+    from hpo.intensify import study_noise, summary_rows
+
+    if study_noise(study) is None:
+        return []
+    rows = summary_rows(study)
+    lines = [f"configurations by mean over seeds ({len(rows)}; * the incumbent):"]
+    for row in rows[:MAX_CONFIGURATIONS_SHOWN]:
+        mark = "*" if row["incumbent"] else " "
+        lines.append(f"{mark} config {row['config']:>4}: {number(row['mean'])} ± "
+                     f"{number(row['sd'])} over {row['seeds']} seed(s); "
+                     f"{params_text(row['params'])}")
+    if len(rows) > MAX_CONFIGURATIONS_SHOWN:
+        lines.append(f"  ... {len(rows) - MAX_CONFIGURATIONS_SHOWN} more (hpo show --format csv "
+                     "has every trial with its config and seed_index)")
+    return lines
 
 
 def timing_text(timing: dict[str, float]) -> str:

@@ -16,6 +16,11 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     build.add_argument("--configs", type=int, required=True,
                        help="Sobol configurations (the study's grid cells come on top)")
     build.add_argument("--seeds", type=int, default=2, help="seeds per configuration (0..K-1)")
+    build.add_argument("--subset", type=int, default=0, metavar="N",
+                       help="the first N configurations of the design (grid cells first) get "
+                            "--subset-seeds seeds instead (a seed-structured table)")
+    build.add_argument("--subset-seeds", type=int, default=0, metavar="K",
+                       help="seeds 0..K-1 for the --subset configurations")
     build.add_argument("--jobs", type=int, default=1, help="evaluations at once (one process "
                                                            "and thread each)")
     build.add_argument("--design-seed", type=int, default=0, help="seed of the Sobol design")
@@ -39,5 +44,5 @@ def cmd_table(args: argparse.Namespace) -> int:
     print(build_table(TableRequest(
         study=args.study, configs=args.configs, seeds=args.seeds, jobs=args.jobs,
         design_seed=args.design_seed, out=args.out, quiet=args.quiet, device=args.device,
-        precision=args.precision)))
+        precision=args.precision, subset=args.subset, subset_seeds=args.subset_seeds)))
     return 0
