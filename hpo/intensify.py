@@ -193,27 +193,26 @@ def enqueue_next(study: optuna.Study, noise: NoiseSpec) -> bool:
     return True
 
 
-def tag_new(study: optuna.Study, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+def tag_new(study: optuna.Study, trial: optuna.Trial, params: Mapping[str, Any],
+            noise: NoiseSpec) -> None:
     """Tag a trial the sampler proposed: a configuration already in the study (the same
-    parameters) gets its next seed index, else the trial starts a configuration of its own
-    on seed index 0. A re-evaluation (enqueued with its tags) keeps them."""
+    parameters) gets the first of the incumbent's seeds it lacks (paired), else its next
+    seed; new parameters start a configuration of their own on seed index 0. A
+    re-evaluation (enqueued with its tags) keeps them."""
     if CONFIG_ATTR in trial.user_attrs:
         return
+    configs = configurations(t for t in study.get_trials(deepcopy=False)
+                             if t.number != trial.number)
     key = params_key(params)
-    others = [c for c in configurations(t for t in study.get_trials(deepcopy=False)
-                                        if t.number != trial.number).values()
-              if params_key(c.params) == key]
-    if others:
-        config, seed = others[0].id, others[0].next_seed()
-    else:
+    same = next((c for c in configs.values() if params_key(c.params) == key), None)
+    if same is None:
         config, seed = trial.number, 0
+    else:
+        best = incumbent(configs, noise, _maximises(study))
+        missing = sorted(set(best.values) - same.tried) if best is not None else []
+        config, seed = same.id, missing[0] if missing else same.next_seed()
     trial.set_user_attr(CONFIG_ATTR, config)
     trial.set_user_attr(SEED_INDEX_ATTR, seed)
-
-
-def replicate_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """The tags a retry of a trial keeps (the same configuration and seed)."""
-    return {key: attrs[key] for key in (CONFIG_ATTR, SEED_INDEX_ATTR) if key in attrs}
 
 
 def replicate_seed(run_seed: int, attrs: Mapping[str, Any]) -> int | None:

@@ -28,13 +28,11 @@ from hpo.compat_optuna import fail_trial, set_trial_attr, trial_id
 from hpo.database import advisory_lock
 from hpo.records import (
     FAIL_REASON_ATTR,
-    GRID_CELL_ATTR,
     HEARTBEAT_ATTR,
-    RETRY_OF_ATTR,
     WORKER_ATTR,
-    opening_attrs,
     owner_alive,
     owner_on_this_host,
+    retry_attrs,
 )
 from hpo.storage_urls import storage_file
 from search_core.errors import ConfigError
@@ -118,10 +116,8 @@ def recover_stale_trials(study: optuna.Study) -> list[int]:
         set_trial_attr(study, trial_id(trial), FAIL_REASON_ATTR,
                        f"{reason}; configuration re-enqueued")
         fail_trial(study, trial)
-        attrs = {RETRY_OF_ATTR: trial.number}
-        if trial.user_attrs.get(GRID_CELL_ATTR):
-            attrs[GRID_CELL_ATTR] = trial.user_attrs[GRID_CELL_ATTR]
-        study.enqueue_trial(trial.params, user_attrs=opening_attrs(attrs))
+        study.enqueue_trial(trial.params,
+                            user_attrs=retry_attrs(trial.number, trial.user_attrs))
         stale.append(trial.number)
     if stale:
         log.warning("marked trials %s failed (their process died) and re-enqueued them", stale)

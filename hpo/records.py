@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
@@ -128,6 +129,16 @@ def opening_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     trial ends lead the list, before ``worker``, ``sampler_seed``, ``heartbeat`` and
     ``history``. RDB storages promise no order (SQLite returns them sorted by key)."""
     return dict.fromkeys(SCALAR_ATTRS) | attrs
+
+
+RETRY_CARRIES = (GRID_CELL_ATTR, CONFIG_ATTR, SEED_INDEX_ATTR)  # what a retry keeps
+
+
+def retry_attrs(number: int, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The opening attributes of a retry of trial ``number`` (``attrs``: its user
+    attributes): the trial it retries, and its grid cell and intensification tags."""
+    return opening_attrs({RETRY_OF_ATTR: number,
+                          **{key: attrs[key] for key in RETRY_CARRIES if key in attrs}})
 
 
 def set_trial_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:

@@ -27,8 +27,8 @@ from optuna.trial import TrialState
 
 from hpo.compat_optuna import stored_state
 from hpo.evaluation import evaluate
-from hpo.intensify import replicate_attrs, replicate_seed
-from hpo.records import RETRY_OF_ATTR, TrialRecord, opening_attrs, set_trial_attrs
+from hpo.intensify import replicate_seed
+from hpo.records import TrialRecord, retry_attrs, set_trial_attrs
 from hpo.study_spec import ParamSpec, StudySpec
 from search_core.errors import disk_full
 
@@ -202,5 +202,4 @@ def _record(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
     if outcome.state == TrialState.FAIL and not (outcome.interrupted or outcome.requeue):
         log.warning("trial %d failed: %s", trial.number, outcome.record.fail_reason)
     if outcome.requeue and params is not None:
-        study.enqueue_trial(params, user_attrs=opening_attrs(
-            {RETRY_OF_ATTR: trial.number, **replicate_attrs(trial.user_attrs)}))
+        study.enqueue_trial(params, user_attrs=retry_attrs(trial.number, trial.user_attrs))

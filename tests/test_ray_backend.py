@@ -138,6 +138,23 @@ def test_ray_and_local_trials_share_one_study(cli: Hpo, cluster) -> None:
 
 
 @pytest.mark.slow
+def test_intensification_through_ray(cli: Hpo, cluster) -> None:
+    from hpo.records import CONFIG_ATTR, SEED_INDEX_ATTR
+
+    result = cli.run("--backend", "ray", "--address", cluster.address, "--trials", 5,
+                     "--concurrency", 2, "--noise", "intensify", "--seed", 3)
+    assert result.code == 0, result.err
+    assert "incumbent" in result.out
+    trials = cli.trials("tiny")
+    assert states(trials) == {"COMPLETE": 5}
+    pairs = [(t.user_attrs[CONFIG_ATTR], t.user_attrs[SEED_INDEX_ATTR]) for t in trials]
+    assert len(set(pairs)) == 5 and max(index for _, index in pairs) >= 1
+    for trial, (config, index) in zip(trials, pairs):
+        assert trial.user_attrs["seed"] == 3 + index  # the driver's seed reached the worker
+        assert trial.params == trials[config].params
+
+
+@pytest.mark.slow
 def test_grid_through_ray_runs_every_cell_once(cli: Hpo, cluster) -> None:
     result = cli.run("--backend", "ray", "--address", cluster.address, "--sampler", "grid",
                      "--trials", 100, "--concurrency", 2)

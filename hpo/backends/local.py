@@ -171,7 +171,7 @@ def ask(study: optuna.Study, spec: StudySpec,
         SAMPLER_SEED_ATTR: sampler_seed(options.sampler, options.seed, trial.number)}))
     params = sample_params(study, trial, spec)
     if params is not None and spec.noise.intensify:
-        tag_new(study, trial, params)
+        tag_new(study, trial, params, spec.noise)
     return None if params is None else (trial, params)
 
 

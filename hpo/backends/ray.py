@@ -222,7 +222,7 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
             if params is None:
                 return None
             if spec.noise.intensify:
-                tag_new(optuna_study(self), ot_trial, params)
+                tag_new(optuna_study(self), ot_trial, params, spec.noise)
             seed = trial_seed(spec, run_seed, ot_trial.user_attrs, ot_trial.number)
             return {**params, TRIAL_KEY: ot_trial.number, SEED_KEY: seed}
 
