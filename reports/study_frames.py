@@ -371,6 +371,20 @@ def parallel_frame(study: optuna.Study) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- re-evaluation
 
 
+def configuration_frame(study: optuna.Study) -> pd.DataFrame:
+    """An intensified study's configurations (``hpo.intensify.summary_rows``): config,
+    incumbent, mean, sd, seeds, trials and each parameter; empty for other studies."""
+    from hpo.intensify import study_noise, summary_rows
+
+    if study_noise(study) is None:
+        return pd.DataFrame()
+    rows = [{"config": r["config"], "incumbent": "*" if r["incumbent"] else "",
+             "mean": r["mean"], "sd": r["sd"], "seeds": r["seeds"],
+             "trials": " ".join(map(str, r["trials"])), **r["params"]}
+            for r in summary_rows(study)]
+    return pd.DataFrame(rows)
+
+
 def reevaluation_frame(study: optuna.Study) -> pd.DataFrame:
     """hpo reevaluate's rows (best fresh-seed mean first) without the params column."""
     from hpo.reevaluate import summarise

@@ -158,6 +158,22 @@ def _reevaluation_section(section: Section, study: optuna.Study, out_dir: Path,
            "fresh seeds (validation value; test: the same objective on the test split)", frame)
 
 
+def _configuration_section(section: Section, study: optuna.Study, out_dir: Path,
+                           stem: str) -> None:
+    """An intensified study's configurations: mean ± sd over their seeds, the incumbent."""
+    frame = study_frames.configuration_frame(study)
+    if frame.empty:
+        return
+    top = frame.iloc[0]
+    section.findings.append(
+        f"Incumbent (intensification): configuration {int(top['config'])}, "
+        f"{top['mean']:.4g} ± {top['sd']:.2g} over {int(top['seeds'])} seeds; "
+        f"{int((frame['seeds'] > 1).sum())} of {len(frame)} configurations got more than "
+        "one seed.")
+    add_table(section, out_dir, f"{stem}-configurations", "Configurations by mean over "
+              "seeds (intensification; the incumbent first)", frame)
+
+
 @dataclass(frozen=True)
 class ClosingData:
     """What the study's closing figures are drawn from, computed once."""
@@ -211,6 +227,7 @@ def study_section(study: optuna.Study, out_dir: Path) -> Section:
     _fidelity_sections(section, study, out_dir, stem)
     _pipeline_section(section, study, out_dir, stem)
     _reevaluation_section(section, study, out_dir, stem)
+    _configuration_section(section, study, out_dir, stem)
     _closing_sections(section, ClosingData(study, frame, study_frames.importance(study)),
                       out_dir, stem)
     return section

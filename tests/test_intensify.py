@@ -127,6 +127,11 @@ def test_on_known_means_the_incumbent_is_the_true_best_and_one_seed_is_not(
     from hpo.facts import best_trial
 
     assert best_trial(race).params["arm"] == BEST_ARM
+    from reports.study_frames import configuration_frame
+
+    table = configuration_frame(race)  # the report's table: the incumbent first
+    assert (table.iloc[0]["incumbent"], table.iloc[0]["arm"]) == ("*", BEST_ARM)
+    assert table["seeds"].sum() == 120 and table.iloc[0]["seeds"] >= 5
     # with one common seed every arm has one fixed draw: its best is not the true best
     plain = cli.study("plain")
     assert plain.best_trial.params["arm"] != BEST_ARM
