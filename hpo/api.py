@@ -73,18 +73,22 @@ def read_study(study: StudyLike = "digits") -> StudySpec:
 def run(study: StudyLike = "digits", *, sampler: str = "tpe", trials: int = 20, seed: int = 0,
         storage: str | None = None, name: str | None = None, jobs: int = 1,
         threads: int | None = None, artifacts: str = "runs", backend: str = "local",
-        timeout: float | None = None, progress: bool = False) -> Results:
+        timeout: float | None = None, progress: bool = False,
+        noise: str | None = None) -> Results:
     """Run (or resume) a study as ``hpo run`` does, and return its results.
 
     ``storage``: a journal file or database URL (default ``runs/hpo.journal``); ``jobs``:
     trials at once in worker processes (1: in this process); ``name``: the study's name in
-    the storage (default the study file's ``name``); ``progress``: the progress bar."""
+    the storage (default the study file's ``name``); ``progress``: the progress bar;
+    ``noise``: ``"intensify"`` or ``"none"`` in place of the study's ``noise.policy``
+    (``--noise``)."""
     from hpo.progress import StudyProgress
+    from hpo.study_spec import with_run_settings
 
-    spec = read_study(study)
+    spec = with_run_settings(read_study(study), noise=noise)
     options = RunOptions(study_path=spec.source or None, sampler=sampler, trials=trials,
                          seed=seed, storage=storage, name=name, jobs=jobs, threads=threads,
-                         artifacts=artifacts, backend=backend, timeout=timeout)
+                         artifacts=artifacts, backend=backend, timeout=timeout, noise=noise)
     summary = run_study(options, progress=StudyProgress() if progress else None, spec=spec)
     return load(summary.name, storage)
 
@@ -108,8 +112,17 @@ class Results:
     @property
     def best_trial(self) -> FrozenTrial | None:
         """The best complete trial (a multi-objective study: the trial whose family front
-        has the largest hypervolume); None before any trial completed."""
+        has the largest hypervolume; an intensified one: the incumbent's first trial); None
+        before any trial completed."""
         return best_trial(self.study)
+
+    def configurations(self) -> pd.DataFrame:
+        """An intensified study's configurations, the incumbent first: config, incumbent,
+        mean, sd, seeds, trials and each parameter (empty for a study run without
+        intensification), as ``hpo show`` and the report list them."""
+        from reports.study_frames import configuration_frame
+
+        return configuration_frame(self.study)
 
     def trials(self) -> pd.DataFrame:
         """One row per trial, as ``hpo show`` lists them: number, state, the value(s) under

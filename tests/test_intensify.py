@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from hpo_helpers import TINY_SLOW, Hpo, of_state, states, wait_for
 from optuna.trial import TrialState
 
 from hpo.intensify import Configuration, configurations, incumbent, next_evaluation
@@ -23,7 +24,6 @@ from hpo.records import CONFIG_ATTR, SEED_INDEX_ATTR
 from hpo.storage import open_storage, study_names
 from hpo.study_spec import NoiseSpec
 from hpo.synthetic import NOISY_ARM_MEANS
-from hpo_helpers import TINY_SLOW, Hpo, of_state, states, wait_for
 
 NOISE = NoiseSpec(policy="intensify", min_seeds=3, max_seeds=5)
 BEST_ARM = NOISY_ARM_MEANS.index(max(NOISY_ARM_MEANS))
@@ -246,3 +246,19 @@ def test_compare_arms_share_the_budget_and_are_judged_by_their_incumbent(
 def json_params(study: optuna.Study, key: str) -> str:
     number = int(key.rsplit("_", 1)[1])
     return repr(sorted(study.trials[number].params.items()))
+
+
+@pytest.mark.slow
+def test_python_api_takes_the_policy_and_lists_configurations(tmp_path: Path) -> None:
+    import hpo
+
+    study = noisy_arms_study(tmp_path)
+    results = hpo.run(str(study), sampler="random", trials=12, noise="intensify",
+                      storage=str(tmp_path / "api.log"), artifacts=str(tmp_path / "runs"))
+    table = results.configurations()
+    assert table["seeds"].sum() == 12 and table.iloc[0]["incumbent"] == "*"
+    first = int(table.iloc[0]["trials"].split()[0])
+    assert results.best_trial.number == first
+    plain = hpo.run(str(study), sampler="random", trials=3, noise="none", name="plain",
+                    storage=str(tmp_path / "api.log"), artifacts=str(tmp_path / "runs"))
+    assert plain.configurations().empty
