@@ -2,14 +2,22 @@
 
 In the manner of surrogate benchmarks (YAHPO Gym, HPOBench's surrogates; Syne Tune's
 simulated back-end): a random forest (scikit-learn) fitted on the table's configuration means
-predicts a configuration's mean value; seed noise is one of the table's own seed deviations
-(each deviation from its configuration's mean, scaled by sqrt(K / (K - 1)) to undo the
-shrinkage towards a mean of K values), drawn by the trial's seed and parameters, so the same
-(configuration, seed) always gives the same value, as a search with a fixed seed does; and a
-second forest predicts the evaluation's CPU time (one thread; what it takes on a quiet core,
-unlike the wall time, which other jobs on the machine inflate), which the trial records as
-its seconds (a simulated clock: ``hpo compare`` on a table runs in seconds and plots
-best-so-far against the time the real objective would have taken, one trial after another).
+predicts a configuration's mean value (``predict``: what a configuration is worth); a second
+forest predicts the evaluation's CPU time (one thread; what it takes on a quiet core, unlike
+the wall time, which other jobs on the machine inflate), which the trial records as its
+seconds (a simulated clock: ``hpo compare`` on a table runs in seconds and plots best-so-far
+against the time the real objective would have taken, one trial after another).
+
+Seed noise is structured by seed, as the real noise is (``SeedNoise``): a training seed's
+deviation from the configuration mean is partly a function of the parameters (and a seed can
+be better than another on average), so each tabulated seed gets a smooth model of its
+deviation given the parameters plus the residuals that model leaves; a seed the table lacks
+(a fresh seed) gets its own random combination of the tabulated seeds' models, so fresh seeds
+are different functions with the tabulated seeds' spread. The same (configuration, seed)
+always gives the same value, as a search with a fixed seed does. A bounded objective
+(hypervolume, probe accuracy: [0, 1]) gets its noise on the logit scale (``ValueScale``), so
+no simulated value leaves its range. ``seed_checks`` holds each seed out in turn and compares
+what the surrogate simulates for a fresh seed with the real held-out seed.
 
 How far to trust it: ``hpo table show`` reports the held-out Spearman and RMSE of the forest
 over configurations (k-fold), beside how well one seed's values rank the configurations like
@@ -23,8 +31,9 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+import warnings
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +46,18 @@ from search_core.errors import ConfigError
 Param = Mapping[str, Any]  # a parameter's range as plain data: type, low, high, log, choices
 TREES = 100
 FOLDS = 5
+BOUNDED_KINDS = frozenset({"hypervolume", "probe_accuracy"})  # objectives valued in [0, 1]
+EDGE = 1e-3  # a bounded value is read as at least this far inside its range before the logit
+SEED_TREES = 50
+SEED_LEAF = 10  # a seed's deviation is about half noise: leaves this large keep its model smooth
+MIN_SEED_CONFIGS = 10  # configurations (with >= 2 seeds) a seed needs for a model of its own
+FRESH_SPREAD = 1.0  # how far a fresh seed's combination strays from the tabulated seed it starts at
+WEIGHTS_STREAM = 0x5EED  # separates a fresh seed's weights from its residual draws
+CHECK_SEEDS = 3  # leave-one-seed-out needs this many seeds ...
+CHECK_CONFIGS = 20  # ... with this many configurations each
+CHECK_FRESH = 8  # fresh seeds simulated per held-out seed
+RANGE_DRAWS = 10_000
+FRESH_BASE = 1_000_000  # seed numbers of the checks' fresh seeds: far from any tabulated seed
 
 
 @dataclass
@@ -140,11 +161,19 @@ def _config_means(frame: pd.DataFrame, params: Mapping[str, Param]) -> pd.DataFr
 def seed_deviations(frame: pd.DataFrame) -> np.ndarray:
     """Each value's deviation from its configuration's mean, times sqrt(K / (K - 1)) (K: the
     configuration's seeds; configurations with one seed give none)."""
-    grouped = frame.groupby("config")["value"]
+    deviations = _corrected_deviations(frame, frame["value"].to_numpy(float))
+    return deviations[np.isfinite(deviations)]
+
+
+def _corrected_deviations(frame: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+    """Row by row: ``values`` minus its configuration's mean, times sqrt(K / (K - 1)), which
+    undoes the shrinkage towards a mean of K values (the deviation from the mean over all
+    seeds has that much more variance); NaN where the configuration has one seed."""
+    grouped = pd.Series(values).groupby(frame["config"].to_numpy())
     k = grouped.transform("size").to_numpy(float)
-    dev = (frame["value"] - grouped.transform("mean")).to_numpy(float)
-    keep = k >= 2
-    return dev[keep] * np.sqrt(k[keep] / (k[keep] - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(k >= 2, np.sqrt(k / (k - 1)), np.nan)
+    return (values - grouped.transform("mean").to_numpy(float)) * scale
 
 
 def _forest(seed: int) -> Any:
@@ -154,8 +183,132 @@ def _forest(seed: int) -> Any:
                                  n_jobs=1)
 
 
+@dataclass(frozen=True)
+class ValueScale:
+    """Where seed noise is added. A bounded objective's values go through the logit (read at
+    least EDGE inside [0, 1]): mean + deviation is added there and mapped back, so no value
+    leaves (0, 1), and a deviation shrinks near a bound, as a bounded metric's real noise
+    must; clipping instead would pile values up on the bound. The price: over seeds, a value
+    averages slightly off the predicted mean (second order in the noise: about 0.003 at a
+    mean of 0.6 with the digits tables' noise). Other objectives are unbounded: as they are."""
+
+    bounded: bool
+
+    def to_noise(self, values: np.ndarray) -> np.ndarray:
+        if not self.bounded:
+            return np.asarray(values, float)
+        inside = np.clip(np.asarray(values, float), EDGE, 1 - EDGE)
+        return np.log(inside / (1 - inside))
+
+    def from_noise(self, scaled: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-scaled)) if self.bounded else scaled
+
+
+def objective_kind(table: Table) -> str | None:
+    return (table.meta.get("study") or {}).get("objective", {}).get("kind")
+
+
+def value_scale(table: Table) -> ValueScale:
+    """Bounded when the tabulated objective's kind is (BOUNDED_KINDS) and the table's values
+    keep to [0, 1]; a table whose values leave it (a synthetic one) is left as it is rather
+    than distorted."""
+    values = table.frame["value"]
+    inside = bool(((values >= 0) & (values <= 1)).all())
+    return ValueScale(objective_kind(table) in BOUNDED_KINDS and inside)
+
+
+@dataclass
+class SeedNoise:
+    """A seed's deviation from the configuration mean (on the ``ValueScale``'s scale).
+
+    A tabulated seed with a model (``functions``; MIN_SEED_CONFIGS configurations that have
+    another seed too): its model's deviation at the parameters plus one of its own residuals
+    (what the parameters leave). Any other seed is fresh: a centred combination of the
+    models (``fresh_weights``, drawn from the seed alone, so a fresh seed is one function of
+    the parameters) plus a residual from all seeds' pool. Residual draws hash (seed,
+    parameters): the same trial gives the same value. With fewer than two models (too few
+    seeds yet) every seed is fresh and draws from ``pooled``, the corrected deviations."""
+
+    functions: dict[int, Any]
+    residuals: dict[int, np.ndarray]
+    pooled: np.ndarray
+    fresh_spread: float = FRESH_SPREAD
+
+    def deviations(self, features: np.ndarray, seed: int, keys: Sequence[int]) -> np.ndarray:
+        if seed in self.functions:
+            smooth, pool = _forest_predict(self.functions[seed], features), self.residuals[seed]
+        else:
+            smooth, pool = self.fresh_function(features, seed), self.pooled
+        if not len(pool):
+            return smooth
+        picks = [np.random.default_rng([seed, key]).integers(len(pool)) for key in keys]
+        return smooth + pool[picks]
+
+    def fresh_function(self, features: np.ndarray, seed: int) -> np.ndarray:
+        if not self.functions:
+            return np.zeros(len(features))
+        weights = fresh_weights(seed, len(self.functions), self.fresh_spread)
+        models = [_forest_predict(f, features) for f in self.functions.values()]
+        return weights @ np.asarray(models)
+
+
+def fresh_weights(seed: int, count: int, spread: float = FRESH_SPREAD) -> np.ndarray:
+    """A fresh seed's weights on the ``count`` tabulated seeds' models: one seed picked at
+    random, pushed off it by ``spread`` times a random direction, centred (the tabulated
+    deviations sum to zero over seeds at a configuration, so only a centred combination is a
+    seed's deviation rather than a multiple of the mean's error) and scaled to norm
+    sqrt((K - 1) / K): if seeds' deviations are independent draws of one random function, the
+    combination then has the variance of one seed (the models are of deviations already
+    scaled by sqrt(K / (K - 1))), and its average (the seed's offset) the seeds' spread.
+    Starting from a picked seed keeps much of a seed's own shape (skewness), which a
+    direction uniform on the sphere (``spread`` large) averages away. With two seeds the
+    only such combinations are the two mirror-image models."""
+    rng = np.random.default_rng([seed, WEIGHTS_STREAM])
+    direction = np.zeros(count)
+    direction[rng.integers(count)] = 1.0
+    direction += spread * rng.normal(size=count) / math.sqrt(count)
+    centred = direction - direction.mean()
+    return centred * math.sqrt((count - 1) / count) / np.linalg.norm(centred)
+
+
+def fit_seed_noise(table: Table, scale: ValueScale, seed: int = 0) -> SeedNoise:
+    """Each seed's deviation model and residuals (``SeedNoise``), fitted on the
+    configurations that have that seed and at least one more."""
+    frame = table.frame
+    deviations = _corrected_deviations(frame, scale.to_noise(frame["value"].to_numpy(float)))
+    shared = frame[np.isfinite(deviations)]
+    functions, residuals = {}, {}
+    for tabulated, rows in shared.groupby("seed", sort=True):
+        if len(rows) >= MIN_SEED_CONFIGS:
+            features = encode(rows.to_dict("records"), table.params)
+            functions[int(tabulated)], residuals[int(tabulated)] = _seed_model(
+                features, deviations[rows.index.to_numpy()], seed)
+    if len(functions) < 2:
+        return SeedNoise({}, {}, deviations[np.isfinite(deviations)])
+    return SeedNoise(functions, residuals, np.concatenate(list(residuals.values())))
+
+
+def _seed_model(features: np.ndarray, deviations: np.ndarray, seed: int
+                ) -> tuple[Any, np.ndarray]:
+    """A smooth forest of one seed's deviation given the parameters, and its out-of-bag
+    residuals: a forest's in-sample residuals are too small (it partly fits the noise), and
+    function + residual would then vary less than the seed does at configurations the table
+    lacks, which are what a search asks for."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    forest = RandomForestRegressor(n_estimators=SEED_TREES, min_samples_leaf=SEED_LEAF,
+                                   oob_score=True, random_state=seed, n_jobs=1)
+    with warnings.catch_warnings():  # a configuration in every bootstrap sample: its fit
+        warnings.simplefilter("ignore", UserWarning)
+        forest.fit(features, deviations)
+    out_of_bag = np.asarray(forest.oob_prediction_, float).reshape(-1)
+    predicted = np.where(np.isfinite(out_of_bag), out_of_bag, _forest_predict(forest, features))
+    return forest, deviations - predicted
+
+
 class Surrogate:
-    """The table's objective: predicted mean + a drawn seed deviation; predicted seconds."""
+    """The table's objective: predicted mean + the seed's deviation (``SeedNoise``, on the
+    ``ValueScale``); predicted seconds."""
 
     model = f"random forest, {TREES} trees, on configuration means"
 
@@ -166,17 +319,22 @@ class Surrogate:
         features = encode(means.to_dict("records"), table.params)
         self.value_model = _forest(seed).fit(features, means["value"].to_numpy())
         self.time_model = _forest(seed).fit(features, np.log(means["seconds"].clip(1e-3)))
-        self.deviations = seed_deviations(table.frame)
+        self.scale = value_scale(table)
+        self.noise = fit_seed_noise(table, self.scale, seed)
 
     def predict(self, rows: list[Mapping[str, Any]]) -> np.ndarray:
         return _forest_predict(self.value_model, encode(rows, self.params))
 
+    def values(self, rows: list[Mapping[str, Any]], seed: int) -> np.ndarray:
+        """What seed ``seed`` scores at each configuration of ``rows`` (one seed, many
+        configurations at once: the held-out checks ask thousands)."""
+        features = encode(rows, self.params)
+        means = self.scale.to_noise(_forest_predict(self.value_model, features))
+        keys = [_stable_hash(row) for row in rows]
+        return self.scale.from_noise(means + self.noise.deviations(features, seed, keys))
+
     def value(self, params: Mapping[str, Any], seed: int) -> float:
-        mean = float(self.predict([params])[0])
-        if not len(self.deviations):
-            return mean
-        rng = np.random.default_rng([seed, _stable_hash(params)])
-        return mean + float(self.deviations[rng.integers(len(self.deviations))])
+        return float(self.values([params], seed)[0])
 
     def seconds(self, params: Mapping[str, Any]) -> float:
         return float(np.exp(_forest_predict(self.time_model, encode([params], self.params))[0]))
@@ -225,6 +383,125 @@ def cross_validate(table: Table, folds: int = FOLDS, seed: int = 0) -> dict[str,
             "value_sd": float(np.std(target, ddof=1)),
             "seed_spearman": seed_rho,
             "noise_sd": float(np.sqrt(np.mean(deviations ** 2))) if len(deviations) else 0.0}
+
+
+def seed_checks(table: Table, fresh: int = CHECK_FRESH, draws: int = RANGE_DRAWS
+                ) -> dict[str, Any]:
+    """How like a real seed a simulated fresh seed is. With CHECK_SEEDS seeds of
+    CHECK_CONFIGS configurations or more, each such seed is held out in turn: the surrogate
+    is fitted on the others, ``fresh`` fresh seeds are simulated at the held-out seed's
+    configurations, and their deviations from the predicted mean are set beside the real
+    seed's deviation from the other seeds' mean (times sqrt(K / (K + 1)), the share of its
+    variance that is the seed's own): the spread of a seed's mean deviation (root mean
+    square over seeds), the sd and skewness about it, and the share the parameters explain
+    (out-of-bag R^2 of a forest). Then ``draws`` values (random configurations of the
+    params' ranges x fresh seeds) of the surrogate of the whole table, and how many left the
+    objective's range."""
+    counts = table.frame.groupby("seed")["config"].nunique()
+    held = [int(s) for s, n in counts.items() if n >= CHECK_CONFIGS]
+    checks: dict[str, Any] = {"seeds": {int(s): int(n) for s, n in counts.items()},
+                              "held_out": [], "fresh": fresh}
+    if len(held) >= CHECK_SEEDS:
+        folds = [_held_out_seed(table, seed, fresh) for seed in held]
+        checks["held_out"] = held
+        checks["folds"] = folds
+        checks["real"] = _summary([fold["real"] for fold in folds])
+        checks["simulated"] = _summary([s for fold in folds for s in fold["simulated"]])
+    return {**checks, **_range_check(table, draws)}
+
+
+def seed_check_lines(checks: dict[str, Any]) -> list[str]:
+    """``hpo.surrogate.seed_checks`` in two or three lines: real vs simulated seeds, and
+    how many simulated values left the objective's range."""
+    if checks["held_out"]:
+        real, simulated = checks["real"], checks["simulated"]
+        pairs = ", ".join(f"{label} {real[key]:.3g} / {simulated[key]:.3g}" for label, key in (
+            ("mean spread", "mean_spread"), ("sd", "sd"), ("skewness", "skew"),
+            ("explained by the params", "explained")))
+        lines = [f"seed noise, each of seeds {checks['held_out']} held out (real / simulated "
+                 f"over {checks['fresh']} fresh seeds): {pairs}"]
+    else:
+        seeds = ", ".join(f"{s}: {n}" for s, n in checks["seeds"].items())
+        lines = [f"seed noise: held-out checks need >= {CHECK_SEEDS} seeds with >= "
+                 f"{CHECK_CONFIGS} configurations each (configurations per seed: {seeds})"]
+    bounds = checks["range"]
+    where = f"outside [{bounds[0]:g}, {bounds[1]:g}]" if bounds else "(unbounded objective)"
+    lines.append(f"range: {checks['outside']} of {checks['draws']} simulated values {where} "
+                 f"(noise transform: {checks['transform']}; simulated min "
+                 f"{checks['simulated_min']:.3g}, max {checks['simulated_max']:.3g})")
+    return lines
+
+
+def _held_out_seed(table: Table, held: int, fresh: int) -> dict[str, Any]:
+    frame = table.frame
+    surrogate = Surrogate(replace(table, frame=frame[frame["seed"] != held].reset_index(
+        drop=True)))
+    wide = frame.pivot_table(index="config", columns="seed", values="value")
+    others = wide.drop(columns=held)
+    k = others.notna().sum(axis=1)
+    keep = wide[held].notna() & (k >= 1)
+    real = ((wide[held] - others.mean(axis=1)) * np.sqrt(k / (k + 1)))[keep].to_numpy()
+    rows = frame.groupby("config")[sorted(table.params)].first().loc[keep[keep].index]
+    rows = rows.to_dict("records")
+    features, means = encode(rows, table.params), surrogate.predict(rows)
+    simulated = [surrogate.values(rows, FRESH_BASE + held * fresh + i) - means
+                 for i in range(fresh)]
+    return {"seed": held, "configs": len(rows), "real": _deviation_stats(features, real),
+            "simulated": [_deviation_stats(features, s) for s in simulated]}
+
+
+def _deviation_stats(features: np.ndarray, deviations: np.ndarray) -> dict[str, float]:
+    from scipy import stats
+
+    forest = _seed_model(features, deviations, 0)[0]
+    return {"mean": float(np.mean(deviations)), "sd": float(np.std(deviations, ddof=1)),
+            "skew": float(stats.skew(deviations)), "explained": float(forest.oob_score_)}
+
+
+def _summary(stats: list[dict[str, float]]) -> dict[str, float]:
+    """Over seeds: the root mean square of their mean deviations (their spread about the
+    configuration mean) and the averages of sd, skewness and explained share."""
+    column = {key: np.array([s[key] for s in stats]) for key in stats[0]}
+    return {"mean_spread": float(np.sqrt(np.mean(column["mean"] ** 2))),
+            "sd": float(column["sd"].mean()), "skew": float(column["skew"].mean()),
+            "skew_spread": float(column["skew"].std()),
+            "explained": float(column["explained"].mean())}
+
+
+def _range_check(table: Table, draws: int) -> dict[str, Any]:
+    """``draws`` values: sqrt(draws) random configurations x as many fresh seeds; how many
+    fell outside [0, 1] when the objective's kind is bounded."""
+    surrogate = Surrogate(table)
+    side = max(1, round(math.sqrt(draws)))
+    rows = random_rows(table.params, side, np.random.default_rng(0))
+    values = np.concatenate([surrogate.values(rows, FRESH_BASE - 1 - i) for i in range(side)])
+    bounded = objective_kind(table) in BOUNDED_KINDS
+    outside = int(np.sum((values < 0) | (values > 1))) if bounded else 0
+    return {"draws": len(values), "range": (0.0, 1.0) if bounded else None,
+            "outside": outside, "transform": "logit" if surrogate.scale.bounded else "none",
+            "simulated_min": float(values.min()), "simulated_max": float(values.max())}
+
+
+def random_rows(params: Mapping[str, Param], count: int, rng: np.random.Generator
+                ) -> list[dict[str, Any]]:
+    """``count`` configurations drawn uniformly from the params' ranges (log-uniformly on a
+    log scale; categoricals uniformly from their choices)."""
+    columns = {name: _random_column(param, count, rng) for name, param in params.items()}
+    return [{name: column[i] for name, column in columns.items()} for i in range(count)]
+
+
+def _random_column(param: Param, count: int, rng: np.random.Generator) -> list[Any]:
+    if param["type"] == "categorical":
+        choices = list(param.get("choices") or ())
+        return [choices[i] for i in rng.integers(len(choices), size=count)]
+    low, high = float(param["low"]), float(param["high"])
+    if param.get("log"):
+        numbers = 10 ** rng.uniform(math.log10(low), math.log10(high), size=count)
+    else:
+        numbers = rng.uniform(low, high, size=count)
+    if param["type"] == "int":
+        return [int(v) for v in np.clip(np.round(numbers), low, high)]
+    return [float(v) for v in numbers]
 
 
 @functools.lru_cache(maxsize=4)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -126,6 +127,8 @@ def build_table(request: TableRequest) -> str:
     jobs = [TableJob(i, source, params, seed, spec.to_dict(), reference, spec.device)
             for seed, i, source, params in _seed_major(design, request)
             if (i, seed) not in done]
+    if jobs and done:  # the stored values must still be what the objective computes
+        check_reproduces(path, TableJob(0, "", {}, 0, spec.to_dict(), reference, spec.device))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(meta_path(path), meta)
     columns = [*FIXED_COLUMNS, *sorted(spec.params), *RESULT_COLUMNS]
@@ -151,6 +154,45 @@ def _seed_major(design: list[tuple[str, dict[str, Any]]],
         for i, (source, params) in enumerate(design):
             if seed < request.seeds_of(i):
                 yield seed, i, source, params
+
+
+def check_reproduces(path: Path, template: TableJob) -> None:
+    """Evaluate the table's first stored evaluation again before adding to it: a table
+    extended by code whose objective computes other values (a changed search, another
+    library version) would mix two objectives in one table. One line naming both values,
+    and nothing written, when they differ (CPU evaluations are bit-exact run to run)."""
+    row = next((r for r in read_rows(path) if math.isfinite(_number(r.get("value")))), None)
+    if row is None:
+        return
+    params = {name: _typed_cell(row[name], param)
+              for name, param in template.study["params"].items()}
+    job = dataclasses.replace(template, config=int(row["config"]), source=row["source"],
+                              params=params, seed=int(row["seed"]))
+    again = evaluate_job(job)["value"]
+    stored = float(row["value"])
+    if not math.isclose(again, stored, rel_tol=1e-9, abs_tol=1e-12):
+        built = read_meta(path).get("environment", {}).get("git_commit") or "an unknown commit"
+        raise ConfigError(f"--out: {path}: configuration {job.config} seed {job.seed} gives "
+                          f"{again:.6g} now and {stored:.6g} in the table (built by "
+                          f"{str(built)[:12]}): the objective's code or libraries changed since; "
+                          "build a new table with another --out")
+
+
+def _number(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _typed_cell(text: str, param: dict[str, Any]) -> Any:
+    """A parameter's cell as the type the study declares."""
+    if param["type"] == "int":
+        return int(float(text))
+    if param["type"] == "float":
+        return float(text)
+    by_text = {str(c): c for c in param.get("choices") or ()}
+    return by_text.get(text, text)
 
 
 def configurations(spec: Any, count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
@@ -297,8 +339,9 @@ def _cell(value: Any) -> str:
 
 
 def show_table(path: str) -> list[str]:
-    """What ``hpo table show`` prints: size, cost, the surrogate's held-out fit."""
-    from hpo.surrogate import cross_validate, load_table
+    """What ``hpo table show`` prints: size, cost, the surrogate's held-out fit and how like
+    a real seed its simulated seeds are."""
+    from hpo.surrogate import cross_validate, load_table, seed_check_lines, seed_checks
 
     table = load_table(Path(path))
     lines = []
@@ -316,6 +359,7 @@ def show_table(path: str) -> list[str]:
           f"Spearman {fit['spearman']:.3f}, RMSE {fit['rmse']:.4g} (value sd "
           f"{fit['value_sd']:.4g}); seed vs seed Spearman {fit['seed_spearman']:.3f}, seed "
           f"noise sd {fit['noise_sd']:.4g}")
+    lines += seed_check_lines(seed_checks(table))
     return lines
 
 
