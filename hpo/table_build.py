@@ -341,7 +341,8 @@ def _cell(value: Any) -> str:
 def show_table(path: str) -> list[str]:
     """What ``hpo table show`` prints: size, cost, the surrogate's held-out fit and how like
     a real seed its simulated seeds are."""
-    from hpo.surrogate import cross_validate, load_table, seed_check_lines, seed_checks
+    from hpo.surrogate import cross_validate, load_table
+    from hpo.surrogate_checks import seed_check_lines, seed_checks
 
     table = load_table(Path(path))
     lines = []

@@ -15,7 +15,8 @@ import pytest
 from test_table import XY_STUDY, write_table
 
 from hpo.study import parse_study
-from hpo.surrogate import Surrogate, load_table, random_rows, seed_check_lines, seed_checks
+from hpo.surrogate import Surrogate, load_table
+from hpo.surrogate_checks import random_rows, seed_check_lines, seed_checks
 from hpo.table_file import TABLE_FORMAT
 from search_core.configtools import to_plain
 
