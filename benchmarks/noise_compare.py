@@ -39,12 +39,13 @@ FRESH_SEED_BASE = 5000
 
 
 def run_group(study: str, arms: list[str], budget: int, repeats: int, storage: str,
-              jobs: int) -> Any:
+              jobs: int, seed: int = 0) -> Any:
     from hpo.compare import CompareOptions, compare
     from hpo.options import RunOptions
 
     run = RunOptions(study_path=study, trials=budget, storage=storage, jobs=jobs, threads=1,
-                     noise="none", artifacts=str(Path(storage).parent / "noise-artifacts"))
+                     noise="none", seed=seed,
+                     artifacts=str(Path(storage).parent / "noise-artifacts"))
     options = CompareOptions(run=run, samplers=tuple(arms), repeats=repeats,
                              group=f"noise-b{budget}")
     return compare(options)
@@ -140,6 +141,8 @@ def main() -> None:
                                           "tpe+reevaluate")
     parser.add_argument("--storage", default="runs/noise-compare.log")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="repeat r runs with seed SEED + r (another SEED: other repeats)")
     parser.add_argument("--fresh-seeds", type=int, default=0,
                         help="judge by K fresh evaluations (a real objective)")
     parser.add_argument("--out", default=None, help="JSON of every study's worth")
@@ -151,7 +154,8 @@ def main() -> None:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     worth_by_budget = {}
     for budget in (int(b) for b in args.budgets.split(",")):
-        group = run_group(args.study, arms, budget, args.repeats, args.storage, args.jobs)
+        group = run_group(args.study, arms, budget, args.repeats, args.storage, args.jobs,
+                          args.seed)
         worth = (fresh_worth(group, args.fresh_seeds, args.jobs) if args.fresh_seeds
                  else table_worth(group))
         worth_by_budget[budget] = worth

@@ -89,6 +89,7 @@ class BestTrial:
     seeds: int = 1  # intensified: the incumbent's mean over this many seeds (values[0])
     sd: float = float("nan")
     trials: tuple[int, ...] = ()  # intensified: the incumbent configuration's trials
+    wasted: int = 0  # intensified: re-evaluations that gave the same values as the first
 
 
 def best_lines(best: BestTrial) -> list[str]:
@@ -98,7 +99,7 @@ def best_lines(best: BestTrial) -> list[str]:
             return [f"incumbent {name} {number(best.values[0])} ± {number(best.sd)}, mean over "
                     f"{best.seeds} seed{'s' if best.seeds > 1 else ''} (configuration "
                     f"{best.number}: trials {', '.join(map(str, best.trials[:12]))})",
-                    f"  {params_text(best.params or {})}"]
+                    f"  {params_text(best.params or {})}", *wasted_lines(best.wasted)]
         return [f"best {name} {number(best.values[0])} (trial {best.number})",
                 f"  {params_text(best.params or {})}"]
     shown = ", ".join(map(str, best.pareto[:MAX_PARETO_SHOWN]))
@@ -106,6 +107,14 @@ def best_lines(best: BestTrial) -> list[str]:
         len(best.pareto) > MAX_PARETO_SHOWN) else ""
     names = " vs ".join(best.metric_names)
     return [f"Pareto front ({names}): {len(best.pareto)} trials: {shown}{more}"]
+
+
+def wasted_lines(wasted: int) -> list[str]:
+    if not wasted:
+        return []
+    return [f"note: every configuration run on several seeds gave the same value on each; "
+            f"the objective looks deterministic and {wasted} re-evaluation"
+            f"{'s' if wasted > 1 else ''} bought nothing: run it with --noise none"]
 
 
 def next_commands(name: str, storage_flag: str, storage: str) -> list[str]:

@@ -4,9 +4,11 @@ As SMAC3's intensifier and racing (irace), for every sampler: a new configuratio
 evaluated on one seed; a challenger that is competitive with the incumbent on the seeds they
 share (its mean there at least the incumbent's mean there, less ``noise.margin``) gets the
 incumbent's next seed, so every comparison is paired; the incumbent is the configuration with
-the best mean over at least ``noise.min_seeds`` seeds (fewer while no configuration has that
-many), and it gets another seed when a challenger has caught up with it on every seed and is
-still competitive; no configuration gets more than ``noise.max_seeds``.
+the best mean among those with the most seeds, so a challenger takes over only once it has
+run on every seed the incumbent has and is better there (as SMAC3's). The incumbent takes its
+seeds up to ``noise.min_seeds`` first, and one more each time a challenger catches up with its
+seed count (whether the challenger then wins or loses), so the final choice rests on more
+seeds the more it was contested; no configuration gets more than ``noise.max_seeds``.
 
 Every evaluation is an ordinary trial: a re-evaluation is the configuration's parameters
 enqueued with its configuration id (``CONFIG_ATTR``: the number of the configuration's first
@@ -103,16 +105,15 @@ def configurations(trials: Iterable[FrozenTrial]) -> dict[int, Configuration]:
 
 def incumbent(configs: Mapping[int, Configuration], noise: NoiseSpec,
               maximise: bool) -> Configuration | None:
-    """The configuration with the best mean over at least ``min_seeds`` seeds (over the
-    most seeds any configuration has, while none has ``min_seeds``); ties: more seeds, then
-    the earlier configuration."""
+    """The configuration with the best mean among those with the most seeds (counted up to
+    ``max_seeds``): a challenger takes over only once it has as many seeds as the incumbent
+    (its seeds: paired) and a better mean; ties: the earlier configuration."""
     scored = [c for c in configs.values() if c.seeds]
     if not scored:
         return None
-    enough = min(noise.min_seeds, max(c.seeds for c in scored))
+    level = min(noise.max_seeds, max(c.seeds for c in scored))
     sign = 1.0 if maximise else -1.0
-    return max((c for c in scored if c.seeds >= enough),
-               key=lambda c: (sign * c.mean, c.seeds, -c.id))
+    return max((c for c in scored if c.seeds >= level), key=lambda c: (sign * c.mean, -c.id))
 
 
 def competitive(challenger: Configuration, incumbent: Configuration, noise: NoiseSpec,
@@ -129,25 +130,24 @@ def competitive(challenger: Configuration, incumbent: Configuration, noise: Nois
 def next_evaluation(configs: Mapping[int, Configuration], noise: NoiseSpec,
                     maximise: bool) -> tuple[Configuration, int] | None:
     """The re-evaluation to run next, (configuration, seed index), or None: ask the sampler
-    for a new configuration. First the incumbent's own seeds up to ``min_seeds``; then the
-    competitive challenger closest to a decision gets the incumbent's next seed it lacks;
-    a challenger level with the incumbent on every seed and still competitive makes the
-    incumbent (then the challenger) take one more seed, up to ``max_seeds``."""
+    for a new configuration. First the incumbent's own seeds up to ``min_seeds``, and one
+    more (up to ``max_seeds``) whenever another configuration has caught up with its seed
+    count; then the competitive challenger closest to a decision gets the incumbent's next
+    seed it lacks."""
     best = incumbent(configs, noise, maximise)
     if best is None:
         return None
-    if best.seeds < noise.min_seeds and not best.pending and best.next_seed() < noise.max_seeds:
+    if not best.pending and best.next_seed() < noise.max_seeds and (
+            best.seeds < noise.min_seeds
+            or any(c.id != best.id and c.seeds >= best.seeds for c in configs.values())):
         return best, best.next_seed()
     racing = [c for c in configs.values()
               if c.id != best.id and c.seeds and not c.pending
-              and c.next_seed() < noise.max_seeds and competitive(c, best, noise, maximise)]
+              and set(best.values) - c.tried and competitive(c, best, noise, maximise)]
     racing.sort(key=lambda c: (-c.seeds, c.id))
-    for challenger in racing:
-        missing = sorted(set(best.values) - set(challenger.tried))
-        if missing:
-            return challenger, missing[0]
-        if not best.pending and best.next_seed() < noise.max_seeds:
-            return best, best.next_seed()
+    if racing:
+        challenger = racing[0]
+        return challenger, min(set(best.values) - challenger.tried)
     return None
 
 
@@ -237,6 +237,17 @@ def summary_rows(study: optuna.Study, noise: NoiseSpec | None = None) -> list[di
             for c in configs.values() if c.seeds]
     rows.sort(key=lambda r: (not r["incumbent"], sign * r["mean"], r["config"]))
     return rows
+
+
+def repeats_without_spread(study: optuna.Study) -> int:
+    """How many re-evaluations the study spent, when every configuration it evaluated on
+    several seeds gave one value on all of them (the objective looks deterministic: the
+    repeats bought nothing); 0 when some configuration's seeds differ, or none repeated."""
+    repeated = [c for c in configurations(study.get_trials(deepcopy=False)).values()
+                if c.seeds > 1]
+    if not repeated or any(len(set(c.values.values())) > 1 for c in repeated):
+        return 0
+    return sum(c.seeds - 1 for c in repeated)
 
 
 def incumbent_row(study: optuna.Study) -> dict[str, Any] | None:

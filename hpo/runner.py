@@ -29,7 +29,7 @@ from hpo.backends.base import RunJob
 from hpo.evaluation import check_fits_in_memory, reference_complexity
 from hpo.facts import best_trial, state_counts
 from hpo.grid import enqueue_grid, grid_cells
-from hpo.intensify import incumbent_row
+from hpo.intensify import incumbent_row, repeats_without_spread
 from hpo.liveness import recover_stale_trials, study_lock
 from hpo.options import (
     RAY_ADDRESS_VAR,
@@ -263,7 +263,8 @@ def summarise(study: optuna.Study, options: RunOptions, stop: StopRule) -> RunSu
     config = incumbent_row(study)
     if config is not None:
         best = BestTrial(names, config["config"], (config["mean"],), config["params"],
-                         seeds=config["seeds"], sd=config["sd"], trials=tuple(config["trials"]))
+                         seeds=config["seeds"], sd=config["sd"], trials=tuple(config["trials"]),
+                         wasted=repeats_without_spread(study))
     elif trial is not None and len(study.directions) == 1:
         best = BestTrial(names, trial.number, tuple(trial.values), trial.params)
     elif trial is not None:

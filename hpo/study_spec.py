@@ -172,12 +172,13 @@ class NoiseSpec:
     """How a search treats a noisy objective (``hpo.intensify``). ``none``: one evaluation
     per configuration (the sampler's best value is the best). ``intensify``: a new
     configuration gets one seed; a challenger competitive with the incumbent on the seeds they
-    share gets the incumbent's next seed, up to ``max_seeds``; the incumbent is the best mean
-    over at least ``min_seeds`` seeds. ``margin``: a challenger whose paired mean is at most
-    this much worse than the incumbent's still counts as competitive."""
+    share gets the incumbent's next seed; the incumbent is the best mean among the
+    configurations with the most seeds, takes at least ``min_seeds`` and one more each time a
+    challenger catches up with it, up to ``max_seeds``. ``margin``: a challenger whose paired
+    mean is at most this much worse than the incumbent's still counts as competitive."""
 
     policy: Literal["none", "intensify"] = "none"
-    min_seeds: int = 3
+    min_seeds: int = 2
     max_seeds: int = 5
     margin: float = 0.0
 

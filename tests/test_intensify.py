@@ -54,6 +54,12 @@ def decision(*configs: Configuration, noise: NoiseSpec = NOISE,
     ((config(0, {0: 0.3, 1: 0.9, 2: 0.9}), config(1, {0: 0.4})), (1, 1)),
     # level with the incumbent on all its seeds: the incumbent takes one more seed
     ((config(0, {0: 0.5, 1: 0.6, 2: 0.7}), config(1, {0: 0.6, 1: 0.6, 2: 0.6})), (0, 3)),
+    # ... whether the challenger lost on them (0 stays the incumbent) ...
+    ((config(0, {0: 0.5, 1: 0.6, 2: 0.7}), config(1, {0: 0.6, 1: 0.5, 2: 0.5})), (0, 3)),
+    # ... or won (1 is the incumbent now, and takes a fourth seed)
+    ((config(0, {0: 0.5, 1: 0.6, 2: 0.7}), config(1, {0: 0.7, 1: 0.7, 2: 0.7})), (1, 3)),
+    # a challenger on 3 of the incumbent's 4 seeds, competitive there, gets the fourth
+    ((config(0, {0: 0.5, 1: 0.6, 2: 0.7, 3: 0.6}), config(1, {0: 0.7, 1: 0.7, 2: 0.7})), (1, 3)),
     # ... but never past max_seeds
     ((config(0, {i: 0.6 for i in range(5)}), config(1, {i: 0.6 for i in range(5)})), None),
     # a challenger with a running evaluation is not given another
@@ -72,13 +78,17 @@ def test_minimising_and_margin() -> None:
     assert decision(incumbent_, config(1, {0: 0.45}), maximise=False) == (1, 1)
 
 
-def test_the_incumbent_is_the_best_mean_over_min_seeds() -> None:
+def test_the_incumbent_is_the_best_mean_among_the_most_seeded() -> None:
     lucky = config(1, {0: 0.95})  # one lucky seed does not beat three good ones
     steady = config(0, {0: 0.7, 1: 0.7, 2: 0.7})
     better = config(2, {0: 0.8, 1: 0.72, 2: 0.75})
     assert incumbent({1: lucky, 0: steady}, NOISE, True).id == 0
     assert incumbent({1: lucky, 0: steady, 2: better}, NOISE, True).id == 2
     assert incumbent({1: lucky}, NOISE, True).id == 1  # nobody has 3 seeds yet
+    # a better mean on 3 seeds does not displace one on 5 until it has all 5 (paired)
+    five = config(3, {i: 0.7 for i in range(5)})
+    assert incumbent({0: steady, 2: better, 3: five}, NOISE, True).id == 3
+    assert incumbent({2: config(2, {i: 0.75 for i in range(5)}), 3: five}, NOISE, True).id == 2
 
 
 def noisy_arms_study(tmp_path: Path, **noise: Any) -> Path:
@@ -149,6 +159,26 @@ def test_grid_and_per_trial_seeds_are_refused(cli: Hpo, tmp_path: Path) -> None:
     assert result.code == 2
     (line,) = result.err_lines
     assert "training_seed per_trial" in line
+
+
+def test_a_deterministic_objective_is_named_in_the_summary(cli: Hpo, tmp_path: Path) -> None:
+    """Re-evaluations that all repeat their first value bought nothing: the run says so."""
+    study = tmp_path / "branin.yaml"
+    study.write_text(yaml.safe_dump({
+        "name": "branin", "objective": {"kind": "synthetic", "name": "branin"},
+        "params": {"x": {"type": "float", "low": -5, "high": 10},
+                   "y": {"type": "float", "low": 0, "high": 15}},
+        "noise": {"policy": "intensify", "min_seeds": 3, "max_seeds": 5}}))
+    result = cli.run("--trials", 12, "--sampler", "random", study=study)
+    assert result.code == 0
+    configs = configurations(cli.trials("branin"))
+    repeats = sum(c.seeds - 1 for c in configs.values())
+    assert repeats >= 2  # the first incumbent took its seeds up to min_seeds at least
+    assert (f"the objective looks deterministic and {repeats} re-evaluations bought nothing"
+            in result.out)
+    noisy = noisy_arms_study(tmp_path)
+    result = cli.run("--trials", 12, "--sampler", "random", "--name", "arms", study=noisy)
+    assert result.code == 0 and "looks deterministic" not in result.out
 
 
 def _killable_reevaluation(cli: Hpo, name: str) -> bool:
