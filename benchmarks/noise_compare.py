@@ -51,33 +51,18 @@ def run_group(study: str, arms: list[str], budget: int, repeats: int, storage: s
     return compare(options)
 
 
-def reported_value(study: Any) -> float:
-    """What the study says its choice is worth: the incumbent's mean over its seeds
-    (intensified), the best fresh-seed mean (re-evaluated), else the best value."""
-    from hpo.facts import best_trial
-    from hpo.intensify import incumbent_row
-    from hpo.reevaluate import summarise
-
-    row = incumbent_row(study)
-    if row is not None:
-        return float(row["mean"])
-    fresh = summarise(study)
-    return float(fresh[0]["fresh_mean"]) if fresh else float(best_trial(study).values[0])
-
-
 def table_worth(group: Any) -> pd.DataFrame:
     from reports.group_frames import incumbent_worth
 
     worth = incumbent_worth(group)
     if worth is None:
         raise SystemExit("this objective has no mean to judge by; pass --fresh-seeds K")
-    worth["noisy"] = [reported_value(study) for study in group.studies]
     return worth
 
 
 def fresh_worth(group: Any, seeds: int, jobs: int) -> pd.DataFrame:
     """Each study's chosen configuration evaluated on ``seeds`` fresh seeds (the mean)."""
-    from hpo.facts import best_trial
+    from hpo.facts import best_trial, reported_value
     from hpo.pool import run_in_processes
     from hpo.records import REFERENCE_ATTR, STUDY_FILE_ATTR
     from hpo.reevaluate import Job, evaluate_job

@@ -82,9 +82,9 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return max(trials, key=score)  # max keeps the first of equal scores
 
 
-def reevaluated_best(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The trial whose configuration has the best mean over fresh seeds (``hpo reevaluate``,
-    ``hpo run --reevaluate K``), None when none was re-evaluated; ties: the lower number."""
+def fresh_means(study: optuna.Study, trials: list[FrozenTrial]) -> dict[int, float]:
+    """Trial number -> the mean of its configuration's fresh-seed values (``hpo
+    reevaluate``, ``hpo run --reevaluate K``), for the trials that were re-evaluated."""
     attrs = study.user_attrs
     means = {}
     for trial in trials:
@@ -93,11 +93,32 @@ def reevaluated_best(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTr
         values = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
         if values:
             means[trial.number] = sum(values) / len(values)
+    return means
+
+
+def reevaluated_best(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The trial whose configuration has the best mean over fresh seeds, None when none was
+    re-evaluated; ties: the lower number."""
+    means = fresh_means(study, trials)
     if not means:
         return None
     sign = 1.0 if maximises(study) else -1.0
     number = max(sorted(means), key=lambda n: sign * means[n])
     return next(t for t in trials if t.number == number)
+
+
+def reported_value(study: optuna.Study) -> float | None:
+    """What a single-objective study says its best trial's configuration is worth: the
+    incumbent's mean over its seeds (intensified), its fresh-seed mean (re-evaluated), else
+    the best trial's value; None without a complete trial or with several objectives."""
+    best = best_trial(study)
+    if best is None or is_multi_objective(study):
+        return None
+    noise = study_noise(study)
+    config = study_incumbent(study, noise) if noise is not None else None
+    if config is not None:
+        return config.mean
+    return fresh_means(study, [best]).get(best.number, float(best.values[0]))
 
 
 def best_numbers(study: optuna.Study) -> set[int]:

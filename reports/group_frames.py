@@ -11,7 +11,13 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from hpo.facts import best_trial, complete_trials, is_multi_objective, maximises
+from hpo.facts import (
+    best_trial,
+    complete_trials,
+    is_multi_objective,
+    maximises,
+    reported_value,
+)
 from hpo.groups import Group, group_maximises
 from hpo.objectives import OBJECTIVES
 from hpo.records import (
@@ -115,13 +121,14 @@ def final_best(group: Group) -> pd.DataFrame:
 
 
 def incumbent_worth(group: Group) -> pd.DataFrame | None:
-    """Like ``final_best``, but ``best`` is what each study's incumbent (its trial with the
-    best noisy value, as a user would pick it) is worth on fresh seeds: the objective's
-    ``expected`` value there (a table's surrogate mean), with ``noisy`` its chosen value
-    and ``visited`` the best expected value among all its trials (what the sampler found,
-    whether or not one seed's values could tell). None when the group's objective does not
-    know its mean or its table cannot be read (e.g. a relative table path from another
-    folder)."""
+    """Like ``final_best``, but ``best`` is what each study's incumbent (``best_trial``: the
+    best value, the best mean over seeds when intensified, the best fresh-seed mean when
+    re-evaluated) is worth on fresh seeds: the objective's ``expected`` value there (a
+    table's surrogate mean), with ``noisy`` what the study reports for it
+    (``reported_value``) and ``visited`` the best expected value among all its trials (what
+    the sampler found, whether or not one seed's values could tell). None when the group's
+    objective does not know its mean or its table cannot be read (e.g. a relative table path
+    from another folder)."""
     from hpo.objectives import ObjectiveSpec
     from search_core.errors import ConfigError
 
@@ -142,7 +149,7 @@ def incumbent_worth(group: Group) -> pd.DataFrame | None:
         rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
                      "study": meta["study"],
                      "best": at[incumbent.number] if incumbent else np.nan,
-                     "noisy": incumbent.values[0] if incumbent else np.nan,
+                     "noisy": reported_value(study) if incumbent else np.nan,
                      "visited": (max if maximises(study) else min)(means) if means else np.nan,
                      "trials": len(trials)})
     return pd.DataFrame(rows, columns=["sampler", "repeat", "study", "best", "noisy",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ import yaml
 from hpo_helpers import TINY_SLOW, Hpo, of_state, states, wait_for
 from optuna.trial import TrialState
 
-from hpo.intensify import Configuration, configurations, incumbent, next_evaluation
+from hpo.facts import best_trial
+from hpo.intensify import (
+    Configuration,
+    configurations,
+    incumbent,
+    next_evaluation,
+    summary_rows,
+)
 from hpo.records import CONFIG_ATTR, SEED_INDEX_ATTR
 from hpo.storage import open_storage, study_names
 from hpo.study_spec import NoiseSpec
@@ -134,7 +142,6 @@ def test_on_known_means_the_incumbent_is_the_true_best_and_one_seed_is_not(
     shown = cli("show", "race").out
     assert "configurations by mean over seeds" in shown
     best = race.best_trial  # Optuna's: the best single value
-    from hpo.facts import best_trial
 
     assert best_trial(race).params["arm"] == BEST_ARM
     from reports.study_frames import configuration_frame
@@ -268,6 +275,17 @@ def test_compare_arms_share_the_budget_and_are_judged_by_their_incumbent(
     assert sorted(len(v) for v in fresh.values()) == [2, 2, 2]
     params = [json_params(rerun, k) for k in fresh]
     assert len(set(params)) == 3  # three distinct configurations
+    from hpo.groups import group_studies
+    from reports.group_frames import incumbent_worth
+
+    worth = incumbent_worth(group_studies(open_storage(str(cli.storage)), "g")).set_index("study")
+    incumbent = summary_rows(raced)[0]  # what each arm reports: its own estimate
+    assert worth.loc["g.random-intensify.r1", "noisy"] == pytest.approx(incumbent["mean"])
+    chosen = best_trial(rerun)
+    runs = rerun.user_attrs[f"reevaluated_trial_{chosen.number}"].values()
+    assert worth.loc["g.random-reevaluate.r0", "noisy"] == pytest.approx(
+        statistics.fmean(run["value"] for run in runs))
+    assert worth.loc["g.random.r0", "noisy"] == cli.study("g.random.r0").best_value
 
     bad = cli("compare", "--study", study, "--samplers", "random+race", "--trials", 5)
     assert bad.code == 2 and len(bad.err_lines) == 1 and "one of intensify, reevaluate" in bad.err

@@ -46,7 +46,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     worth = group_frames.incumbent_worth(group)
     if worth is not None:
         print("what each study's incumbent is worth on fresh seeds (the objective's mean at "
-              "its best trial; the values above are its best noisy draw):")
+              "the configuration it chose: its best trial, or its best mean over seeds when "
+              "intensified or re-evaluated; the values above are its best noisy draw):")
         print_verdict(group, worth)
     print(f"budget {args.trials} trials x {args.repeats} repeats per sampler; "
           f"hpo report {group.name} --out DIR draws the comparison")
