@@ -51,12 +51,27 @@ def run_group(study: str, arms: list[str], budget: int, repeats: int, storage: s
     return compare(options)
 
 
+def study_hours(study: Any) -> float:
+    """The evaluation time the study's complete trials and its fresh-seed re-evaluations
+    record, in hours (a table's simulated clock: what the real objective would have taken)."""
+    from hpo.facts import complete_trials
+    from hpo.records import REEVALUATED_ATTR, TrialRecord
+
+    trials = complete_trials(study)
+    seconds = sum(TrialRecord.from_frozen(t).seconds or 0.0 for t in trials)
+    for trial in trials:
+        runs = study.user_attrs.get(REEVALUATED_ATTR.format(number=trial.number), {})
+        seconds += sum(float(run.get("seconds") or 0.0) for run in runs.values())
+    return seconds / 3600
+
+
 def table_worth(group: Any) -> pd.DataFrame:
     from reports.group_frames import incumbent_worth
 
     worth = incumbent_worth(group)
     if worth is None:
         raise SystemExit("this objective has no mean to judge by; pass --fresh-seeds K")
+    worth["hours"] = [study_hours(study) for study in group.studies]
     return worth
 
 
@@ -73,7 +88,7 @@ def fresh_worth(group: Any, seeds: int, jobs: int) -> pd.DataFrame:
         attrs = study.user_attrs
         rows.append({"sampler": meta["sampler"], "repeat": meta["repeat"],
                      "study": meta["study"], "noisy": reported_value(study),
-                     "chosen": chosen.number,
+                     "chosen": chosen.number, "hours": study_hours(study),
                      "params": dict(chosen.params)})
         jobs_list += [Job(len(rows) - 1, dict(chosen.params), FRESH_SEED_BASE + k,
                           attrs[STUDY_FILE_ATTR], float(attrs.get(REFERENCE_ATTR, 0.0)), 1)
@@ -113,7 +128,8 @@ def arm_lines(worth: pd.DataFrame) -> list[str]:
     for arm, frame in worth.groupby("sampler", sort=False):
         chosen = frame["noisy"] - frame["best"]
         lines.append(f"| {arm} | {frame['best'].mean():.4f} ± {frame['best'].std(ddof=1):.4f} "
-                     f"| {frame['noisy'].mean():.4f} | {chosen.mean():+.4f} |")
+                     f"| {frame['noisy'].mean():.4f} | {chosen.mean():+.4f} "
+                     f"| {frame['hours'].mean():.3f} |")
     return lines
 
 
@@ -146,8 +162,9 @@ def main() -> None:
         worth_by_budget[budget] = worth
         print(f"\nbudget {budget} evaluations, {args.repeats} repeats: worth of the chosen "
               "configuration (mean ± sd over repeats), the value the study reports for it "
-              "(a mean over seeds where it has several), and the excess (winner's curse)")
-        print("| arm | worth | reported value | excess |\n|---|---|---|---|")
+              "(a mean over seeds where it has several), the excess (winner's curse), and the "
+              "evaluation hours each study spent (a table's simulated clock)")
+        print("| arm | worth | reported value | excess | hours |\n|---|---|---|---|---|")
         print("\n".join(arm_lines(worth)))
     pairs = focused_pairs(worth_by_budget)
     print("\n| budget | arm | against | mean paired diff ± sd | wins/ties | A12 | p | p_holm |")
