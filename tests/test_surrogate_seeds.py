@@ -167,6 +167,24 @@ def test_seed_checks_set_simulated_seeds_beside_held_out_ones(five_seeds: Path) 
     assert "0 of 10000 simulated values outside [0, 1]" in lines[1]
 
 
+def quiet(params: dict) -> bool:
+    """About a third of the configurations: the good ones, and the less noisy."""
+    return params["schedule"] == "cosine" and params["kappa"] > 0.03
+
+
+def test_the_checks_measure_the_noise_of_the_best_configurations(tmp_path: Path) -> None:
+    """Good configurations with seed noise sd 0.01, the rest 0.08: the check of the best
+    quarter finds the small sd in the real seeds, beside the overall one."""
+    path = tmp_path / "quiet.csv"
+    write_seed_table(path, mean=lambda p: 0.75 if quiet(p) else 0.45,
+                     deviation=lambda seed, p, rng: rng.normal(0, 0.01 if quiet(p) else 0.08))
+    checks = seed_checks(load_table(path), fresh=2)
+    real = checks["real"]
+    assert real["best_sd"] == pytest.approx(0.01, abs=0.006)
+    assert real["sd"] > 0.06
+    assert "sd in the best quarter" in seed_check_lines(checks)[0]
+
+
 def test_a_two_seed_table_of_the_old_format_still_works(tmp_path: Path) -> None:
     """The old tables (two seeds per configuration, seed 1 better on average): the two seeds'
     models are mirror images, fresh seeds take one or the other (plus their own residuals),
