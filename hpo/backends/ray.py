@@ -210,9 +210,10 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
             self.nodes: dict[str, list[str]] = {}  # Tune trial -> nodes its attempts ran on
             self.node_ips: dict[str, str] = {}  # Tune trial -> the node it last reported from
             self.halt: str | None = None  # why a trial stopped the run: ask no more
+            self.storage_lost: StorageUnavailable | None = None  # raised after Tune stops
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-            if self.halt:
+            if self.halt or self.storage_lost:
                 return self.FINISHED
             enqueue_next(optuna_study(self), spec.noise)  # a re-evaluation, when due
             params = super().suggest(trial_id)
@@ -267,8 +268,12 @@ def make_searcher(spec: StudySpec, options: RunOptions, study_name: str,
                 return
             outcome = ray_outcome(result, error, retries)
             ot_trial = optuna_trials(self)[trial_id]
-            record_outcome(optuna_study(self), ot_trial, outcome,
-                           params=dict(ot_trial.params) if outcome.requeue else None)
+            try:
+                record_outcome(optuna_study(self), ot_trial, outcome,
+                               params=dict(ot_trial.params) if outcome.requeue else None)
+            except StorageUnavailable as lost:  # Tune would log it with a traceback: keep
+                self.storage_lost = self.storage_lost or lost  # it for after the run
+                return
             told(self).add(trial_id)
             self.halt = self.halt or (result or {}).get(HALT_KEY)
 
@@ -383,6 +388,8 @@ def run_round(job: RunJob, budget: int, shared_token: str) -> str | None:
     )
     with Heartbeat(study, lambda: running_trial_ids(searcher)):  # the driver owns the trials
         fit(tuner)
+    if searcher.storage_lost is not None:  # the rerun fails the trials it could not record
+        raise searcher.storage_lost
     return searcher.halt
 
 
