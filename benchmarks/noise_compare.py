@@ -55,13 +55,12 @@ def study_hours(study: Any) -> float:
     """The evaluation time the study's complete trials and its fresh-seed re-evaluations
     record, in hours (a table's simulated clock: what the real objective would have taken)."""
     from hpo.facts import complete_trials
-    from hpo.records import REEVALUATED_ATTR, TrialRecord
+    from hpo.records import TrialRecord
+    from hpo.reevaluate import all_stored
 
-    trials = complete_trials(study)
-    seconds = sum(TrialRecord.from_frozen(t).seconds or 0.0 for t in trials)
-    for trial in trials:
-        runs = study.user_attrs.get(REEVALUATED_ATTR.format(number=trial.number), {})
-        seconds += sum(float(run.get("seconds") or 0.0) for run in runs.values())
+    seconds = sum(TrialRecord.from_frozen(t).seconds or 0.0 for t in complete_trials(study))
+    seconds += sum(float(run.get("seconds") or 0.0)
+                   for runs in all_stored(study).values() for run in runs.values())
     return seconds / 3600
 
 

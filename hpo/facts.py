@@ -111,13 +111,15 @@ def reported_value(study: optuna.Study) -> float | None:
     """What a single-objective study says its best trial's configuration is worth: the
     incumbent's mean over its seeds (intensified), its fresh-seed mean (re-evaluated), else
     the best trial's value; None without a complete trial or with several objectives."""
-    best = best_trial(study)
-    if best is None or is_multi_objective(study):
+    if is_multi_objective(study):
         return None
     noise = study_noise(study)
-    config = study_incumbent(study, noise) if noise is not None else None
-    if config is not None:
-        return config.mean
+    if noise is not None:  # intensified: the incumbent, without best_trial finding it again
+        config = study_incumbent(study, noise)
+        return config.mean if config is not None else None
+    best = best_trial(study)
+    if best is None:
+        return None
     return fresh_means(study, [best]).get(best.number, float(best.values[0]))
 
 
